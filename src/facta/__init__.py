@@ -1,0 +1,85 @@
+"""facta: event sourcing for Python.
+
+Aggregates record events; an event store keeps them in append-only streams and one global
+log; repositories load aggregates by replaying their streams and save what they recorded.
+"""
+
+from facta.aggregate import Aggregate
+from facta.appending import AppendResult, ExpectedVersion, StreamAppend
+from facta.codec import Codec
+from facta.connect import connect, connect_async
+from facta.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    DecodeError,
+    DuplicateEventId,
+    EventTooLarge,
+    FactaError,
+    InvalidEvent,
+    InvalidStreamId,
+    RetriesExhausted,
+    SchemaVersionError,
+    StoreError,
+    UnknownEventType,
+    UpcastError,
+)
+from facta.events import (
+    Checkpoint,
+    EventRegistry,
+    Metadata,
+    NewEvent,
+    RecordedEvent,
+    default_registry,
+    event,
+)
+from facta.ids import id_from_key, new_id
+from facta.repository import Repository
+from facta.repository_async import AsyncRepository
+from facta.store import EventStore
+from facta.store_async import AsyncEventStore
+from facta.upcasting import Upcasters, upcaster
+
+ANY = ExpectedVersion.ANY
+NO_STREAM = ExpectedVersion.NO_STREAM
+STREAM_EXISTS = ExpectedVersion.STREAM_EXISTS
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "Aggregate",
+    "AggregateNotFound",
+    "AppendResult",
+    "AsyncEventStore",
+    "AsyncRepository",
+    "Checkpoint",
+    "Codec",
+    "ConcurrencyError",
+    "DecodeError",
+    "DuplicateEventId",
+    "EventRegistry",
+    "EventStore",
+    "EventTooLarge",
+    "ExpectedVersion",
+    "FactaError",
+    "InvalidEvent",
+    "InvalidStreamId",
+    "Metadata",
+    "NewEvent",
+    "RecordedEvent",
+    "Repository",
+    "RetriesExhausted",
+    "SchemaVersionError",
+    "StoreError",
+    "StreamAppend",
+    "UnknownEventType",
+    "UpcastError",
+    "Upcasters",
+    "connect",
+    "connect_async",
+    "default_registry",
+    "event",
+    "id_from_key",
+    "new_id",
+    "upcaster",
+]

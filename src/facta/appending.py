@@ -1,0 +1,87 @@
+"""What an append states and what it returns; pure values shared by every backend.
+
+>>> ExpectedVersion.NO_STREAM == 0
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from facta.errors import ConcurrencyError
+
+__all__ = ["AppendResult", "EncodedEvent", "ExpectedVersion", "PreparedAppend", "StreamAppend"]
+
+
+class ExpectedVersion(enum.IntEnum):
+    """What an append expects of its stream; an exact version (int >= 0) is also accepted.
+
+    ``NO_STREAM`` is version 0: the stream holds no events yet.
+    """
+
+    ANY = -1
+    NO_STREAM = 0
+    STREAM_EXISTS = -2
+
+
+class StreamAppend(NamedTuple):
+    """One stream's part of an atomic multi-stream append."""
+
+    stream_id: str
+    events: Sequence[object]
+    expected_version: int = ExpectedVersion.ANY
+
+
+class AppendResult(NamedTuple):
+    """The outcome of one stream's append.
+
+    ``version`` is the stream's version after it, ``position`` the global position of its
+    last event (0 when no event was given), and ``already_appended`` says the events were
+    found already stored (an idempotent retry), so nothing new was written.
+    """
+
+    stream_id: str
+    version: int
+    position: int
+    already_appended: bool = False
+
+
+class EncodedEvent(NamedTuple):
+    """An event ready to be written: the columns of one row."""
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    encoding: int
+    data: bytes
+    metadata: bytes
+
+
+class PreparedAppend(NamedTuple):
+    """A validated, encoded stream append, as a backend receives it."""
+
+    stream_id: str
+    expected_version: int
+    events: list[EncodedEvent]
+
+
+def describe_expected(expected: int) -> str:
+    """``ExpectedVersion.ANY`` -> ``'ANY'``, ``7`` -> ``'7'``: for messages."""
+    if expected in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
+        return ExpectedVersion(expected).name
+    return "0 (NO_STREAM)" if expected == 0 else str(expected)
+
+
+def check_expected(stream_id: str, expected: int, actual: int) -> None:
+    """Raise ``ConcurrencyError`` unless a stream at ``actual`` satisfies ``expected``."""
+    if expected == ExpectedVersion.ANY:
+        return
+    if expected == ExpectedVersion.STREAM_EXISTS:
+        if actual > 0:
+            return
+    elif expected == actual:
+        return
+    raise ConcurrencyError(stream_id, describe_expected(expected), actual)

@@ -1,0 +1,1 @@
+"""Event store backends: memory (tests), SQLite (the embedded default), PostgreSQL (production)."""

@@ -1,0 +1,84 @@
+"""The exceptions facta raises: one root, ``FactaError``, and a small tree under it.
+
+Every message says what happened, to which stream or event, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class FactaError(Exception):
+    """The root of every error facta raises on purpose."""
+
+
+class InvalidStreamId(FactaError, ValueError):
+    """A stream id that is not a non-empty string without NUL characters."""
+
+
+class InvalidEvent(FactaError, ValueError):
+    """An event that cannot be written: not registered, not encodable, or malformed."""
+
+
+class EventTooLarge(InvalidEvent):
+    """An encoded event larger than the store's limit; nothing was written."""
+
+    def __init__(self, stream_id: str, type_name: str, size: int, limit: int) -> None:
+        self.stream_id, self.type_name, self.size, self.limit = stream_id, type_name, size, limit
+        super().__init__(
+            f"event {type_name!r} for stream {stream_id!r} is {size:,} bytes encoded, over the "
+            f"store's limit of {limit:,} bytes; nothing was written (store large payloads "
+            "elsewhere and keep a reference in the event, or raise max_event_size)"
+        )
+
+
+class UnknownEventType(FactaError, LookupError):
+    """A stored event whose type name no registered class claims."""
+
+
+class DecodeError(FactaError, ValueError):
+    """Stored bytes that do not decode into the registered event class."""
+
+
+class UpcastError(FactaError):
+    """An upcaster failed, a step of an upcaster chain is missing, or its output does not decode."""
+
+
+class ConcurrencyError(FactaError):
+    """The stream's version is not the one the append expected; nothing was written."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, but the stream is at version "
+            f"{actual}; reload and retry the command"
+        )
+
+
+class RetriesExhausted(FactaError):
+    """A command kept meeting concurrent writers and gave up after its last attempt."""
+
+    def __init__(self, stream_id: str, attempts: int, last: ConcurrencyError) -> None:
+        self.stream_id, self.attempts, self.last = stream_id, attempts, last
+        super().__init__(
+            f"stream {stream_id!r}: gave up after {attempts} attempts, each met a concurrent "
+            f"write (last: {last})"
+        )
+
+
+class AggregateNotFound(FactaError, LookupError):
+    """``load`` was asked for a stream that holds no events."""
+
+    def __init__(self, aggregate_type: str, stream_id: str) -> None:
+        self.aggregate_type, self.stream_id = aggregate_type, stream_id
+        super().__init__(f"no {aggregate_type} with id {stream_id!r}: its stream holds no events")
+
+
+class StoreError(FactaError):
+    """The store's database failed (connection lost, pool exhausted, disk full...)."""
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema is newer than this version of facta knows, or not migrated."""
+
+
+class DuplicateEventId(InvalidEvent):
+    """An appended event id is already stored elsewhere; nothing was written."""

@@ -1,0 +1,308 @@
+"""The event store contract: ``AsyncEventStore`` here, ``EventStore`` generated from it.
+
+The base class does everything that is the same on every backend (validating, encoding,
+paging, decoding, telling an idempotent retry from a conflict); a backend implements the few
+``_``-methods that touch its database.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from facta.appending import (
+    AppendResult,
+    EncodedEvent,
+    ExpectedVersion,
+    PreparedAppend,
+    StreamAppend,
+)
+from facta.codec import Codec
+from facta.errors import (
+    ConcurrencyError,
+    DecodeError,
+    DuplicateEventId,
+    InvalidEvent,
+    UnknownEventType,
+    UpcastError,
+)
+from facta.events import EMPTY_METADATA, Checkpoint, NewEvent, RecordedEvent
+from facta.ids import uuid7, validate_stream_id
+from facta.snapshots import SnapshotRecord
+
+__all__ = ["AsyncEventStore", "Row"]
+
+# A stored event as a backend reads it: (stream_id, version, position, transaction_id,
+# event_id, type, schema_version, encoding, data, metadata, recorded_at).
+Row = tuple[Any, ...]
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+class AsyncEventStore(abc.ABC):
+    """Append-only streams of events, and the global log of all of them.
+
+    Stores are context managers; ``close()`` releases their connections.
+    """
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self.codec = codec or Codec()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        expected_version: int = ExpectedVersion.ANY,
+    ) -> AppendResult:
+        """Append events to one stream, atomically, if it is at ``expected_version``.
+
+        Events are registered event objects or :class:`NewEvent` wrappers. Raises
+        ``ConcurrencyError`` (nothing written) when the stream is elsewhere; re-appending events
+        whose ids are already stored there returns ``already_appended=True``.
+        """
+        results = await self.append_many([StreamAppend(stream_id, events, expected_version)])
+        return results[0]
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all of them are written, or none."""
+        prepared = [self._prepare(*append) for append in appends]
+        seen: set[str] = set()
+        for append in prepared:
+            if append.stream_id in seen:
+                raise InvalidEvent(
+                    f"stream {append.stream_id!r} appears twice in one append_many call; "
+                    "put its events in one StreamAppend"
+                )
+            seen.add(append.stream_id)
+        try:
+            return await self._append(prepared)
+        except (ConcurrencyError, DuplicateEventId):
+            results = await self._already_appended(prepared)
+            if results is None:
+                raise
+            return results
+
+    def _prepare(
+        self, stream_id: str, events: Sequence[object], expected_version: int
+    ) -> PreparedAppend:
+        validate_stream_id(stream_id)
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise InvalidEvent(
+                f"events for stream {stream_id!r} must be a sequence of events, "
+                f"got {type(events).__name__}"
+            )
+        if (
+            not isinstance(expected_version, int)
+            or isinstance(expected_version, bool)
+            or expected_version < ExpectedVersion.STREAM_EXISTS
+        ):
+            raise InvalidEvent(
+                f"expected version for stream {stream_id!r} must be ExpectedVersion.ANY, "
+                f"NO_STREAM, STREAM_EXISTS or an int >= 0, got {expected_version!r}"
+            )
+        codec = self.codec
+        encoded = []
+        for item in events:
+            if isinstance(item, NewEvent):
+                data, event_id, metadata = item.data, item.event_id, item.metadata
+                if not isinstance(event_id, uuid.UUID):
+                    raise InvalidEvent(f"event id must be a UUID, got {event_id!r}")
+            else:
+                data, event_id, metadata = item, uuid7(), EMPTY_METADATA
+            type_name, version, encoding, payload = codec.encode(stream_id, data)
+            encoded.append(
+                EncodedEvent(
+                    event_id,
+                    type_name,
+                    version,
+                    encoding,
+                    payload,
+                    codec.encode_metadata(stream_id, metadata),
+                )
+            )
+        return PreparedAppend(stream_id, int(expected_version), encoded)
+
+    async def _already_appended(self, prepared: list[PreparedAppend]) -> list[AppendResult] | None:
+        """Results for an append whose events are all stored already, in order; else None."""
+        ids = [event.event_id for append in prepared for event in append.events]
+        if not ids:
+            return None
+        found = await self._locate(ids)
+        results = []
+        for append in prepared:
+            places = [found.get(event.event_id) for event in append.events]
+            if not places:
+                return None
+            first = places[0]
+            if first is None:
+                return None
+            stream_id, version, _ = first
+            expected = append.expected_version
+            if stream_id != append.stream_id or (expected >= 0 and version != expected + 1):
+                return None
+            for offset, place in enumerate(places):
+                if place is None or place[:2] != (stream_id, version + offset):
+                    return None
+            last = places[-1]
+            assert last is not None
+            results.append(AppendResult(stream_id, last[1], last[2], already_appended=True))
+        return results
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        to_version: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield a stream's events from ``from_version`` to ``to_version`` (inclusive).
+
+        Events are fetched ``batch_size`` at a time, so memory stays bounded whatever the
+        stream's length. A missing stream yields nothing.
+        """
+        validate_stream_id(stream_id)
+        _check_batch_size(batch_size)
+        record = self._record
+        while to_version is None or from_version <= to_version:
+            rows = await self._read_stream_page(stream_id, from_version, to_version, batch_size)
+            for row in rows:
+                yield record(row)
+            if len(rows) < batch_size:
+                return
+            from_version = rows[-1][1] + 1
+
+    async def read_all(
+        self,
+        after: Checkpoint | None = None,
+        *,
+        limit: int | None = None,
+        types: Collection[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield the global log in order, after ``after`` (its start by default).
+
+        No event is ever skipped or repeated, even when writers commit out of order; resume
+        from the last event's ``checkpoint``. ``types`` keeps only events of those type names
+        (others are not decoded at all).
+        """
+        _check_batch_size(batch_size)
+        checkpoint = after or Checkpoint()
+        type_names = None if types is None else tuple(sorted(set(types)))
+        record = self._record
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = batch_size if remaining is None else min(batch_size, remaining)
+            rows = await self._read_all_page(checkpoint, type_names, page)
+            for row in rows:
+                yield record(row)
+            if len(rows) < page:
+                return
+            checkpoint = Checkpoint(rows[-1][3], rows[-1][2])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def _record(self, row: Row) -> RecordedEvent:
+        stream_id, version, position, transaction_id, event_id, type_name = row[:6]
+        schema_version, encoding, data, metadata, recorded_at = row[6:]
+        codec = self.codec
+        try:
+            return RecordedEvent(
+                stream_id,
+                version,
+                position,
+                event_id,
+                type_name,
+                schema_version,
+                codec.decode(type_name, schema_version, encoding, data),
+                codec.decode_metadata(metadata),
+                recorded_at,
+                transaction_id,
+            )
+        except (DecodeError, UnknownEventType, UpcastError) as e:
+            raise type(e)(f"stream {stream_id!r} version {version} (position {position}): {e}") from e
+
+    async def streams(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[tuple[str, int]]:
+        """Yield ``(stream_id, version)`` for every stream, ordered by stream id."""
+        _check_batch_size(batch_size)
+        after = None
+        while True:
+            page = await self._streams_page(after, batch_size)
+            for item in page:
+                yield item
+            if len(page) < batch_size:
+                return
+            after = page[-1][0]
+
+    @abc.abstractmethod
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version: the number of events in it, 0 if it has none."""
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Store a snapshot (replacing one at the same stream version)."""
+
+    @abc.abstractmethod
+    async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
+        """The stream's latest snapshots, newest first."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def close(self) -> None:  # noqa: B027 (a hook: stores without resources need nothing)
+        """Release the store's connections; it cannot be used afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what a backend implements ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
+        """Write every append in one transaction, or raise and write nothing.
+
+        Raise ``ConcurrencyError`` when a stream is not at its expected version and
+        ``DuplicateEventId`` when an event id is already stored.
+        """
+
+    @abc.abstractmethod
+    async def _locate(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int, int]]:
+        """``event_id -> (stream_id, version, position)`` for those of the ids that are stored."""
+
+    @abc.abstractmethod
+    async def _read_stream_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[Row]:
+        """Up to ``limit`` rows of a stream, from ``from_version``, in version order."""
+
+    @abc.abstractmethod
+    async def _read_all_page(
+        self, after: Checkpoint, types: tuple[str, ...] | None, limit: int
+    ) -> list[Row]:
+        """Up to ``limit`` rows of the global log after ``after``, in global order."""
+
+    @abc.abstractmethod
+    async def _streams_page(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` ``(stream_id, version)`` pairs with ids after ``after``, by id."""
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
