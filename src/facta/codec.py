@@ -108,7 +108,7 @@ class Codec:
                 raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e
         elif encoding != PLAIN:
             raise DecodeError(f"{where}type {type_name!r}: unknown encoding {encoding}")
-        entry = self._decoders.get(type_name)
+        entry: tuple[type, int, Any] | None = self._decoders.get(type_name)
         if entry is None or self.registry.get(type_name) != entry[:2]:
             entry = self._decoder_for(type_name, where)
         cls, version, decoder = entry

@@ -112,7 +112,9 @@ def _class_key(cls: type) -> str:
 default_registry = EventRegistry()
 
 
-def event(name: str, *, version: int = 1, registry: EventRegistry | None = None) -> Callable[[T], T]:
+def event(
+    name: str, *, version: int = 1, registry: EventRegistry | None = None
+) -> Callable[[T], T]:
     """Class decorator: register an event class under a stable type name and schema version."""
 
     def register(cls: T) -> T:

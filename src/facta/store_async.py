@@ -227,9 +227,13 @@ class AsyncEventStore(abc.ABC):
                 transaction_id,
             )
         except (DecodeError, UnknownEventType, UpcastError) as e:
-            raise type(e)(f"stream {stream_id!r} version {version} (position {position}): {e}") from e
+            raise type(e)(
+                f"stream {stream_id!r} version {version} (position {position}): {e}"
+            ) from e
 
-    async def streams(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[tuple[str, int]]:
+    async def streams(
+        self, *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[tuple[str, int]]:
         """Yield ``(stream_id, version)`` for every stream, ordered by stream id."""
         _check_batch_size(batch_size)
         after = None
@@ -305,4 +309,3 @@ class AsyncEventStore(abc.ABC):
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-

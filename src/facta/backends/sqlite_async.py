@@ -150,11 +150,12 @@ class AsyncSQLiteEventStore(AsyncEventStore):
     async def _read_all_page(
         self, after: Checkpoint, types: tuple[str, ...] | None, limit: int
     ) -> list[Row]:
+        params: tuple[object, ...] = (after.position,)
         if types is None:
-            where, params = "position > ?", (after.position,)
+            where = "position > ?"
         else:
             marks = ", ".join("?" * len(types))
-            where, params = f"position > ? AND type IN ({marks})", (after.position, *types)
+            where, params = f"position > ? AND type IN ({marks})", (*params, *types)
         return await self._run(
             self._select,
             f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",
@@ -195,7 +196,7 @@ class AsyncSQLiteEventStore(AsyncEventStore):
 
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("facta.backends") / "sql" / "sqlite"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(int(f.name.split("_", 1)[0]), f.read_text(encoding="utf-8")) for f in files]
 
 
