@@ -131,7 +131,7 @@ class Codec:
                 f"{where}no event class is registered for type {type_name!r}; import the module "
                 "that defines it, or register an upcaster that renames it"
             )
-        entry = (found[0], found[1], msgspec.json.Decoder(found[0]))
+        entry: tuple[type, int, Any] = (found[0], found[1], msgspec.json.Decoder(found[0]))
         self._decoders[type_name] = entry
         return entry
 
