@@ -63,6 +63,7 @@ class Codec:
         self._metadata_decoder = msgspec.json.Decoder(Metadata)
         self._dict_decoder = msgspec.json.Decoder(dict[str, Any])
         self._decoders: dict[str, tuple[type, int, msgspec.json.Decoder[Any]]] = {}
+        self._generation = self.registry.generation
 
     def encode(self, stream_id: str, event: object) -> tuple[str, int, int, bytes]:
         """``(type name, schema version, encoding, data)`` for one event, checked for size."""
@@ -108,8 +109,11 @@ class Codec:
                 raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e
         elif encoding != PLAIN:
             raise DecodeError(f"{where}type {type_name!r}: unknown encoding {encoding}")
+        if self._generation != self.registry.generation:  # a class was (re)registered
+            self._decoders.clear()
+            self._generation = self.registry.generation
         entry: tuple[type, int, Any] | None = self._decoders.get(type_name)
-        if entry is None or self.registry.get(type_name) != entry[:2]:
+        if entry is None:
             entry = self._decoder_for(type_name, where)
         cls, version, decoder = entry
         if schema_version == version:

@@ -55,6 +55,7 @@ class EventRegistry:
         self._by_name: dict[str, type] = {}
         self._by_class: dict[type, EventType] = {}
         self._lock = threading.Lock()
+        self.generation = 0  # bumped by every registration: lets codecs cache per generation
 
     def register(self, cls: type, name: str, version: int = 1) -> None:
         """Register ``cls`` as the current class of events named ``name``."""
@@ -77,6 +78,7 @@ class EventRegistry:
                 self._by_class.pop(old, None)
             self._by_name[name] = cls
             self._by_class[cls] = EventType(name, version)
+            self.generation += 1
 
     def type_of(self, event: object) -> EventType:
         """The registered type of an event instance; ``InvalidEvent`` if it has none."""

@@ -17,11 +17,12 @@ import uuid
 
 from facta.errors import InvalidStreamId
 
-__all__ = ["id_from_key", "new_id", "uuid7", "validate_stream_id"]
+__all__ = ["id_from_key", "new_id", "uuid_from_bytes", "uuid7", "validate_stream_id"]
 
 # The namespace under which facta derives UUIDv5 ids; fixed forever, stored ids depend on it.
 FACTA_NAMESPACE = uuid.UUID("6f1c1a1e-4d2b-5a37-9c0e-8f7a2b3c4d5e")
 
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -47,6 +48,17 @@ def uuid7() -> uuid.UUID:
     rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     return uuid.UUID(int=value)
+
+
+def uuid_from_bytes(value: bytes) -> uuid.UUID:
+    """``uuid.UUID(bytes=value)`` without the argument checks: several times faster.
+
+    For 16-byte values read back from a store (replays create one per event).
+    """
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", int.from_bytes(value, "big"))
+    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
 
 
 def new_id() -> str:

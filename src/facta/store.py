@@ -211,8 +211,19 @@ class EventStore(abc.ABC):
                 remaining -= len(rows)
 
     def _record(self, row: Row) -> RecordedEvent:
-        stream_id, version, position, transaction_id, event_id, type_name = row[:6]
-        schema_version, encoding, data, metadata, recorded_at = row[6:]
+        (
+            stream_id,
+            version,
+            position,
+            transaction_id,
+            event_id,
+            type_name,
+            schema_version,
+            encoding,
+            data,
+            metadata,
+            recorded_at,
+        ) = row
         codec = self.codec
         try:
             return RecordedEvent(

@@ -19,7 +19,7 @@ from facta.appending import AppendResult, PreparedAppend, check_expected
 from facta.codec import Codec
 from facta.errors import DuplicateEventId, SchemaVersionError, StoreError
 from facta.events import Checkpoint
-from facta.ids import validate_stream_id
+from facta.ids import uuid_from_bytes, validate_stream_id
 from facta.snapshots import SnapshotRecord
 from facta.store import EventStore, Row
 
@@ -163,9 +163,9 @@ class SQLiteEventStore(EventStore):
         )
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
-        to_uuid, to_datetime = uuid.UUID, datetime.fromtimestamp
+        to_uuid, to_datetime = uuid_from_bytes, datetime.fromtimestamp
         return [
-            (s, v, p, 0, to_uuid(bytes=i), t, sv, enc, d, m, to_datetime(at, UTC))
+            (s, v, p, 0, to_uuid(i), t, sv, enc, d, m, to_datetime(at, UTC))
             for s, v, p, i, t, sv, enc, d, m, at in self._db.execute(sql, params)
         ]
 

@@ -1,0 +1,64 @@
+"""Fixtures shared by the test-suite: one store per backend, PostgreSQL in a private schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import facta
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name, dropped (with everything in it) after the test."""
+    import psycopg
+
+    name = f"facta_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def store_url(backend: str, tmp_path: Path, pg_schema: str) -> str:
+    """The URL of an empty store of the given backend."""
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return f"{POSTGRES_URL}?schema={pg_schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend's name in turn."""
+    name: str = request.param
+    if name == "postgres":
+        request.getfixturevalue("pg_schema")
+    return name
+
+
+@pytest.fixture
+def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of an empty store, once per backend."""
+    schema = request.getfixturevalue("pg_schema") if backend == "postgres" else ""
+    return store_url(backend, tmp_path, schema)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[facta.EventStore]:
+    """An empty sync store, once per backend."""
+    with facta.connect(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def async_store(url: str) -> AsyncIterator[facta.AsyncEventStore]:
+    """An empty async store, once per backend."""
+    async with facta.connect_async(url) as opened:
+        yield opened
