@@ -17,7 +17,7 @@ import uuid
 
 from facta.errors import InvalidStreamId
 
-__all__ = ["id_from_key", "new_id", "uuid_from_bytes", "uuid7", "validate_stream_id"]
+__all__ = ["id_from_key", "new_id", "uuid7", "uuid_from_bytes", "validate_stream_id"]
 
 # The namespace under which facta derives UUIDv5 ids; fixed forever, stored ids depend on it.
 FACTA_NAMESPACE = uuid.UUID("6f1c1a1e-4d2b-5a37-9c0e-8f7a2b3c4d5e")
