@@ -38,6 +38,7 @@ NAMES = {
     "aclose": "close",
     "StopAsyncIteration": "StopIteration",
     "asynccontextmanager": "contextmanager",
+    "AbstractAsyncContextManager": "AbstractContextManager",
     "anext": "next",
     "aiter": "iter",
 }

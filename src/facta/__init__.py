@@ -6,6 +6,9 @@ log; repositories load aggregates by replaying their streams and save what they 
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult, ExpectedVersion, StreamAppend
+from facta.check_report import CheckFailure, CheckReport
+from facta.checking import check_store
+from facta.checking_async import check_store_async
 from facta.codec import Codec
 from facta.connect import connect, connect_async
 from facta.errors import (
@@ -19,6 +22,7 @@ from facta.errors import (
     InvalidStreamId,
     RetriesExhausted,
     SchemaVersionError,
+    SnapshotError,
     StoreError,
     UnknownEventType,
     UpcastError,
@@ -37,7 +41,7 @@ from facta.repository import Repository
 from facta.repository_async import AsyncRepository
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
-from facta.upcasting import Upcasters, upcaster
+from facta.upcasting import Upcasters, snapshot_upcaster, upcaster
 
 ANY = ExpectedVersion.ANY
 NO_STREAM = ExpectedVersion.NO_STREAM
@@ -52,6 +56,8 @@ __all__ = [
     "AppendResult",
     "AsyncEventStore",
     "AsyncRepository",
+    "CheckFailure",
+    "CheckReport",
     "Checkpoint",
     "Codec",
     "ConcurrencyError",
@@ -70,16 +76,20 @@ __all__ = [
     "Repository",
     "RetriesExhausted",
     "SchemaVersionError",
+    "SnapshotError",
     "StoreError",
     "StreamAppend",
     "UnknownEventType",
     "UpcastError",
     "Upcasters",
+    "check_store",
+    "check_store_async",
     "connect",
     "connect_async",
     "default_registry",
     "event",
     "id_from_key",
     "new_id",
+    "snapshot_upcaster",
     "upcaster",
 ]

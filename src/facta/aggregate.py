@@ -27,7 +27,7 @@ changes state; the repository commits pending events.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from facta.ids import new_id, validate_stream_id
 
@@ -44,12 +44,15 @@ class Aggregate:
 
     ``type_name`` names the aggregate in snapshots (defaults to the class name);
     ``snapshot_every`` asks the repository for a snapshot every N events (None: never);
-    ``snapshot_version`` is the schema version of the snapshot state.
+    ``snapshot_version`` is the schema version of the snapshot state; ``snapshot_type`` (a
+    dataclass or msgspec.Struct) is its class, which ``snapshot_state`` returns and
+    ``restore_state`` receives (see :mod:`facta.snapshots`).
     """
 
     type_name: ClassVar[str]
     snapshot_every: ClassVar[int | None] = None
     snapshot_version: ClassVar[int] = 1
+    snapshot_type: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,6 +67,14 @@ class Aggregate:
     def apply(self, event: object) -> None:
         """Change state by one event. The only place state changes; it must not fail."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement apply(event)")
+
+    def snapshot_state(self) -> object:
+        """The state to snapshot, as an instance of ``snapshot_type``."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement snapshot_state()")
+
+    def restore_state(self, state: Any) -> None:
+        """Set the state of a just-constructed aggregate from a snapshot's ``snapshot_type``."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement restore_state()")
 
     def record(self, event: object) -> None:
         """Apply a new event and queue it to be saved."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
-from facta.errors import ConcurrencyError
+from facta.errors import ConcurrencyError, DuplicateEventId
 
 __all__ = ["AppendResult", "EncodedEvent", "ExpectedVersion", "PreparedAppend", "StreamAppend"]
 
@@ -68,13 +68,6 @@ class PreparedAppend(NamedTuple):
     events: list[EncodedEvent]
 
 
-def describe_expected(expected: int) -> str:
-    """``ExpectedVersion.ANY`` -> ``'ANY'``, ``7`` -> ``'7'``: for messages."""
-    if expected in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
-        return ExpectedVersion(expected).name
-    return "0 (NO_STREAM)" if expected == 0 else str(expected)
-
-
 def check_expected(stream_id: str, expected: int, actual: int) -> None:
     """Raise ``ConcurrencyError`` unless a stream at ``actual`` satisfies ``expected``."""
     if expected == ExpectedVersion.ANY:
@@ -84,4 +77,25 @@ def check_expected(stream_id: str, expected: int, actual: int) -> None:
             return
     elif expected == actual:
         return
-    raise ConcurrencyError(stream_id, describe_expected(expected), actual)
+    stated = ExpectedVersion(expected) if expected <= 0 else expected
+    raise ConcurrencyError(stream_id, stated, actual)
+
+
+def duplicate_event_id(
+    appends: Sequence[PreparedAppend], stored: Collection[uuid.UUID]
+) -> DuplicateEventId:
+    """The error for an append that repeats an event id, naming the id and its stream.
+
+    ``stored`` holds those of the appended ids the store already has.
+    """
+    seen: set[uuid.UUID] = set()
+    for append in appends:
+        for event in append.events:
+            if event.event_id in stored or event.event_id in seen:
+                where = "is already stored" if event.event_id in stored else "appears twice"
+                return DuplicateEventId(
+                    f"event id {event.event_id} appended to stream {append.stream_id!r} "
+                    f"{where}; nothing was written"
+                )
+            seen.add(event.event_id)
+    return DuplicateEventId("an appended event id is already stored; nothing was written")

@@ -66,14 +66,30 @@ class Codec:
         self._generation = self.registry.generation
 
     def encode(self, stream_id: str, event: object) -> tuple[str, int, int, bytes]:
-        """``(type name, schema version, encoding, data)`` for one event, checked for size."""
-        name, version = self.registry.type_of(event)
+        """``(type name, schema version, encoding, data)`` for one event, checked for size.
+
+        The data is decoded once before it is accepted: values that encode but never decode
+        (NaN, a str in an int field) would otherwise be stored and fail every later read.
+        """
+        try:
+            name, version = self.registry.type_of(event)
+        except InvalidEvent as e:
+            raise InvalidEvent(f"stream {stream_id!r}: {e}; nothing was written") from None
         try:
             data = self._encoder.encode(event)
         except (TypeError, ValueError, msgspec.EncodeError) as e:
             raise InvalidEvent(
                 f"event {name!r} for stream {stream_id!r} cannot be encoded: {e}; "
                 "nothing was written"
+            ) from e
+        cls, _, decoder = self._decoder(name, "")
+        try:
+            decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise InvalidEvent(
+                f"event {name!r} for stream {stream_id!r} would not decode back into "
+                f"{cls.__qualname__}: {e} (NaN and infinity have no JSON form; check the "
+                "values' types); nothing was written"
             ) from e
         if len(data) > self.max_event_size:
             raise EventTooLarge(stream_id, name, len(data), self.max_event_size)
@@ -96,7 +112,10 @@ class Codec:
         """The metadata of a stored event."""
         if data == _EMPTY_METADATA_BYTES:
             return EMPTY_METADATA
-        return self._metadata_decoder.decode(data)
+        try:
+            return self._metadata_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise DecodeError(f"stored metadata does not decode: {e}") from e
 
     def decode(
         self, type_name: str, schema_version: int, encoding: int, data: bytes, where: str = ""
@@ -109,13 +128,7 @@ class Codec:
                 raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e
         elif encoding != PLAIN:
             raise DecodeError(f"{where}type {type_name!r}: unknown encoding {encoding}")
-        if self._generation != self.registry.generation:  # a class was (re)registered
-            self._decoders.clear()
-            self._generation = self.registry.generation
-        entry: tuple[type, int, Any] | None = self._decoders.get(type_name)
-        if entry is None:
-            entry = self._decoder_for(type_name, where)
-        cls, version, decoder = entry
+        cls, version, decoder = self._decoder(type_name, where)
         if schema_version == version:
             try:
                 return decoder.decode(data)
@@ -125,6 +138,16 @@ class Codec:
                     f"does not decode into {cls.__qualname__}: {e}"
                 ) from e
         return self._upcast(type_name, schema_version, data, where)
+
+    def _decoder(self, type_name: str, where: str) -> tuple[type, int, Any]:
+        """The class, schema version and typed decoder of a type name (cached)."""
+        if self._generation != self.registry.generation:  # a class was (re)registered
+            self._decoders.clear()
+            self._generation = self.registry.generation
+        entry: tuple[type, int, Any] | None = self._decoders.get(type_name)
+        if entry is None:
+            entry = self._decoder_for(type_name, where)
+        return entry
 
     def _decoder_for(self, type_name: str, where: str) -> tuple[type, int, Any]:
         found = self.registry.get(type_name)
@@ -156,7 +179,8 @@ class Codec:
             type_name, schema_version, fields, current, where
         )
         try:
-            return msgspec.convert(fields, self.registry.class_of(name), strict=False)
+            # strict, as the typed decoder of the fast path: upcasted data decodes by the same rules
+            return msgspec.convert(fields, self.registry.class_of(name))
         except (msgspec.ValidationError, UnknownEventType) as e:
             raise UpcastError(
                 f"{where}type {type_name!r} schema version {schema_version}: upcasted to "

@@ -5,6 +5,8 @@ Every message says what happened, to which stream or event, and what to do about
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FactaError(Exception):
     """The root of every error facta raises on purpose."""
@@ -29,6 +31,9 @@ class EventTooLarge(InvalidEvent):
             "elsewhere and keep a reference in the event, or raise max_event_size)"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (across processes) by its fields
+        return type(self), (self.stream_id, self.type_name, self.size, self.limit)
+
 
 class UnknownEventType(FactaError, LookupError):
     """A stored event whose type name no registered class claims."""
@@ -42,15 +47,27 @@ class UpcastError(FactaError):
     """An upcaster failed, a step of an upcaster chain is missing, or its output does not decode."""
 
 
-class ConcurrencyError(FactaError):
-    """The stream's version is not the one the append expected; nothing was written."""
+class SnapshotError(FactaError):
+    """A snapshot that cannot be taken, or cannot be trusted (loads skip it and replay events)."""
 
-    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+
+class ConcurrencyError(FactaError):
+    """The stream's version is not the one the append expected; nothing was written.
+
+    ``expected`` is what the append stated (an ``ExpectedVersion`` or an exact version),
+    ``actual`` the stream's version when the append was refused.
+    """
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
+        shown = getattr(expected, "name", expected)  # ExpectedVersion.ANY -> "ANY"
         super().__init__(
-            f"stream {stream_id!r}: expected version {expected}, but the stream is at version "
+            f"stream {stream_id!r}: expected version {shown}, but the stream is at version "
             f"{actual}; reload and retry the command"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.expected, self.actual)
 
 
 class RetriesExhausted(FactaError):
@@ -63,6 +80,9 @@ class RetriesExhausted(FactaError):
             f"write (last: {last})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.attempts, self.last)
+
 
 class AggregateNotFound(FactaError, LookupError):
     """``load`` was asked for a stream that holds no events."""
@@ -70,6 +90,9 @@ class AggregateNotFound(FactaError, LookupError):
     def __init__(self, aggregate_type: str, stream_id: str) -> None:
         self.aggregate_type, self.stream_id = aggregate_type, stream_id
         super().__init__(f"no {aggregate_type} with id {stream_id!r}: its stream holds no events")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.aggregate_type, self.stream_id)
 
 
 class StoreError(FactaError):

@@ -63,9 +63,12 @@ class EventRegistry:
             raise InvalidEvent(f"event type name must be a non-empty str without NUL: {name!r}")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise InvalidEvent(f"schema version of {name!r} must be an int >= 1, got {version!r}")
-        if not (dataclasses.is_dataclass(cls) or issubclass(cls, msgspec.Struct)):
+        if not (
+            isinstance(cls, type)
+            and (dataclasses.is_dataclass(cls) or issubclass(cls, msgspec.Struct))
+        ):
             raise InvalidEvent(
-                f"event class {cls.__qualname__} must be a dataclass or a msgspec.Struct"
+                f"event type {name!r}: {cls!r} is not a dataclass or msgspec.Struct class"
             )
         with self._lock:
             old = self._by_name.get(name)

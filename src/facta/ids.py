@@ -83,4 +83,12 @@ def validate_stream_id(stream_id: object) -> str:
         raise InvalidStreamId(
             f"stream id {stream_id!r} contains a NUL character, which no backend can store"
         )
+    if not stream_id.isascii():
+        try:
+            stream_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidStreamId(
+                f"stream id {stream_id!r} is not valid Unicode (it holds a lone surrogate), "
+                "which no backend can store"
+            ) from None
     return stream_id

@@ -1,48 +1,113 @@
-"""Repositories load aggregates by replaying their streams and save their pending events.
+"""Repositories load aggregates (from a snapshot, then the events after it) and save them.
 
-``AsyncRepository`` is the source; ``Repository`` is generated from it.
+The async module is the source; the sync one is generated from it.
+
+Snapshots (see :mod:`facta.snapshots`) are a cache, never the truth: one is written after a
+save that crosses a multiple of the aggregate's ``snapshot_every``, from the aggregate already
+in memory (the stream is not read again), and after a load that had to replay that many events
+or more. Writing one never fails a save or a load: a failure is logged on the
+``facta.snapshots`` logger. A load trusts no snapshot it cannot check and decode: it logs a
+warning naming the stream and version, falls back to an older snapshot or to the whole stream,
+and writes a fresh snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio  # sync: import time
+import logging
 import random
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult
-from facta.errors import AggregateNotFound, ConcurrencyError, RetriesExhausted
+from facta.errors import AggregateNotFound, ConcurrencyError, RetriesExhausted, SnapshotError
 from facta.events import Metadata, NewEvent
+from facta.ids import validate_stream_id
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec
 from facta.store_async import AsyncEventStore
+from facta.upcasting import Upcasters
 
 __all__ = ["AsyncRepository"]
 
 A = TypeVar("A", bound=Aggregate)
 
+logger = logging.getLogger("facta.snapshots")
+
 
 class AsyncRepository(Generic[A]):
-    """Loads and saves aggregates of one type in one store."""
+    """Loads and saves aggregates of one type in one store.
 
-    def __init__(self, store: AsyncEventStore, aggregate_type: type[A]) -> None:
+    ``snapshot_upcasters`` migrate snapshots of older snapshot schema versions (default: the
+    ones registered with ``@facta.snapshot_upcaster``).
+    """
+
+    def __init__(
+        self,
+        store: AsyncEventStore,
+        aggregate_type: type[A],
+        *,
+        snapshot_upcasters: Upcasters | None = None,
+    ) -> None:
         self.store = store
         self.aggregate_type = aggregate_type
+        self._every = aggregate_type.snapshot_every
+        self._snapshots = (
+            None if self._every is None else SnapshotCodec(aggregate_type, snapshot_upcasters)
+        )
 
     async def load(self, aggregate_id: str, *, version: int | None = None) -> A:
-        """The aggregate as of its latest version (or ``version``), replayed from its stream.
+        """The aggregate as of its latest version (or ``version``).
 
-        Raises ``AggregateNotFound`` when the stream holds no events.
+        Starts from the newest usable snapshot (if the aggregate type takes snapshots) and
+        applies the events after it as they stream in. Raises ``AggregateNotFound`` when the
+        stream holds no events.
         """
-        aggregate = self.aggregate_type(aggregate_id)
+        validate_stream_id(aggregate_id)
+        aggregate, skipped = await self._from_snapshot(aggregate_id, version)
+        if aggregate is None:
+            aggregate = self.aggregate_type(aggregate_id)
+        start = last = aggregate.version
         apply = aggregate.apply
-        last = 0
-        async for event in self.store.read_stream(aggregate_id, 1, version):
+        async for event in self.store.read_stream(aggregate_id, start + 1, version):
             apply(event.data)
             last = event.version
         if last == 0:
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
         aggregate.version = last
+        every = self._every
+        if every is not None and version is None and (skipped or last - start >= every):
+            await self._write_snapshot(aggregate)
         return aggregate
+
+    async def _from_snapshot(self, aggregate_id: str, version: int | None) -> tuple[A | None, bool]:
+        """The aggregate restored from its newest usable snapshot (at or before ``version``),
+        or None; and whether an unusable snapshot was skipped on the way.
+
+        Only the newest snapshot is fetched at first; older ones only when it is unusable.
+        """
+        codec = self._snapshots
+        if codec is None:
+            return None, False
+        newest_only = version is None
+        records = await self.store.read_snapshots(
+            aggregate_id, 1 if newest_only else SNAPSHOT_CANDIDATES
+        )
+        skipped = False
+        index = 0
+        while index < len(records):
+            record = records[index]
+            index += 1
+            if version is None or record.version <= version:
+                try:
+                    return codec.decode(record), skipped
+                except SnapshotError as e:
+                    logger.warning("%s; skipped it, loading from older data instead", e)
+                    skipped = True
+            if newest_only and index == len(records):
+                newest_only = False
+                records = await self.store.read_snapshots(aggregate_id, SNAPSHOT_CANDIDATES)
+        return None, skipped
 
     async def save(self, aggregate: A, *, metadata: Metadata | None = None) -> AppendResult | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.
@@ -54,9 +119,27 @@ class AsyncRepository(Generic[A]):
         if not pending:
             return None
         events = pending if metadata is None else [NewEvent(e, metadata=metadata) for e in pending]
-        result = await self.store.append(aggregate.id, events, aggregate.version)
+        before = aggregate.version
+        result = await self.store.append(aggregate.id, events, before)
         aggregate.mark_saved(result.version)
+        every = self._every
+        if every is not None and result.version // every > before // every:
+            await self._write_snapshot(aggregate)
         return result
+
+    async def _write_snapshot(self, aggregate: A) -> None:
+        """Snapshot the aggregate as it is in memory; log (never raise) a failure."""
+        assert self._snapshots is not None
+        try:
+            await self.store.write_snapshot(self._snapshots.encode(aggregate))
+        except Exception:
+            logger.warning(
+                "could not write a snapshot of stream %r at version %d; loads replay the events "
+                "since the previous snapshot until one is written",
+                aggregate.id,
+                aggregate.version,
+                exc_info=True,
+            )
 
     async def update(
         self,

@@ -12,7 +12,7 @@ import abc
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from facta.appending import (
     AppendResult,
@@ -34,6 +34,9 @@ from facta.events import EMPTY_METADATA, Checkpoint, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
 from facta.snapshots import SnapshotRecord
 
+if TYPE_CHECKING:
+    from facta.projections.inline import InlineProjections
+
 __all__ = ["EventStore", "Row"]
 
 # A stored event as a backend reads it: (stream_id, version, position, transaction_id,
@@ -51,6 +54,9 @@ class EventStore(abc.ABC):
 
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or Codec()
+        # Inline projections (facta.projections.add_inline): a backend calls them with the rows
+        # it wrote, inside its append transaction, before committing.
+        self._inline: InlineProjections | None = None
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ class MemoryEventStore(EventStore):
                         )
                     new_ids.add(event.event_id)
             now = datetime.now(UTC)
+            start = len(self._log)
             results = []
             for append in appends:
                 if not append.events:
@@ -76,7 +77,23 @@ class MemoryEventStore(EventStore):
                     indexes.append(index)
                     self._ids[event.event_id] = index
                 results.append(AppendResult(append.stream_id, len(indexes), len(self._log)))
+            if self._inline is not None and len(self._log) > start:
+                try:
+                    self._inline.call(None, self._log[start:])
+                except BaseException:
+                    self._forget(start)
+                    raise
             return results
+
+    def _forget(self, start: int) -> None:
+        """Take back the rows from index ``start`` on: an inline projection refused them."""
+        for row in reversed(self._log[start:]):
+            del self._ids[row[4]]
+            indexes = self._streams[row[0]]
+            indexes.pop()
+            if not indexes:
+                del self._streams[row[0]]
+        del self._log[start:]
 
     def _locate(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int, int]]:
         with self._lock:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
-from facta.appending import AppendResult, PreparedAppend, check_expected
+from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
 from facta.codec import Codec
-from facta.errors import DuplicateEventId, SchemaVersionError, StoreError
+from facta.errors import SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes, validate_stream_id
 from facta.snapshots import SnapshotRecord
@@ -67,6 +67,21 @@ class SQLiteEventStore(EventStore):
     def close(self) -> None:
         self._run(self._db.close)
 
+    def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one write transaction of the store's connection (read models)."""
+
+        def transaction() -> T:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.rollback()
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+        return self._run(transaction)
+
     def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)
         return self._run(self._stream_version, stream_id)
@@ -110,15 +125,16 @@ class SQLiteEventStore(EventStore):
                 position = db.execute("SELECT last_insert_rowid()").fetchone()[0]
                 version = actual + len(append.events)
                 results.append(AppendResult(append.stream_id, version, position))
+            if self._inline is not None:
+                self._inline.call(db, _written(appends, results, now))
             db.execute("COMMIT")
             return results
         except sqlite3.IntegrityError as e:
             db.rollback()
             if "event_id" not in str(e):
                 raise
-            raise DuplicateEventId(
-                "an appended event id is already stored; nothing was written"
-            ) from None
+            ids = [event.event_id for append in appends for event in append.events]
+            raise duplicate_event_id(appends, self._find(ids)) from None
         except BaseException:
             db.rollback()
             raise
@@ -222,3 +238,27 @@ def _migrate(db: sqlite3.Connection) -> None:
     except BaseException:
         db.rollback()
         raise
+
+
+def _written(appends: list[PreparedAppend], results: list[AppendResult], now: float) -> list[Row]:
+    """The rows an append wrote, as read_all returns them: what inline projections get."""
+    at = datetime.fromtimestamp(now, UTC)
+    rows = []
+    for append, result in zip(appends, results, strict=True):
+        for offset, e in enumerate(append.events, 1 - len(append.events)):
+            rows.append(
+                (
+                    append.stream_id,
+                    result.version + offset,
+                    result.position + offset,
+                    0,
+                    e.event_id,
+                    e.type,
+                    e.schema_version,
+                    e.encoding,
+                    e.data,
+                    e.metadata,
+                    at,
+                )
+            )
+    return rows

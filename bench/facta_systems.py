@@ -1,0 +1,421 @@
+"""facta, used the way its documentation shows: an Aggregate, a Repository, a store URL."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+import facta
+from bench.model import POSTGRES_URL, Fields, Sizes, field_pool
+from bench.workloads import AsyncWorkloads, SyncWorkloads, Unavailable, drop_schema
+
+
+@facta.event("bench.ItemAdded")
+@dataclass(frozen=True)
+class ItemAdded:
+    item_id: UUID
+    name: str
+    quantity: int
+    price: Decimal
+    at: datetime
+    tags: list[str]
+
+
+class Cart(facta.Aggregate):
+    """The benchmark aggregate: counts its items and sums their quantities."""
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id)
+        self.items = 0
+        self.quantity = 0
+
+    def add_item(self, fields: Fields) -> None:
+        self.record(ItemAdded(*fields))
+
+    def apply(self, event: object) -> None:
+        match event:
+            case ItemAdded(quantity=quantity):
+                self.items += 1
+                self.quantity += quantity
+
+
+@dataclass(frozen=True)
+class CartState:
+    items: int
+    quantity: int
+
+
+class SnapshottedCart(Cart):
+    """The same aggregate with automatic snapshots (``snapshot_every`` is set per run)."""
+
+    snapshot_every = 100
+    snapshot_type = CartState
+
+    def snapshot_state(self) -> CartState:
+        return CartState(self.items, self.quantity)
+
+    def restore_state(self, state: CartState) -> None:
+        self.items = state.items
+        self.quantity = state.quantity
+
+
+def _url(backend: str, base: Any, schema: str) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{base.new_file()}"
+    return f"{POSTGRES_URL}?schema={schema}"
+
+
+def backend_support(backend: str) -> None:
+    """Raise ``Unavailable`` when this facta has no such backend (detected, not assumed)."""
+    if backend == "postgres" and importlib.util.find_spec("facta.backends.postgres_async") is None:
+        raise Unavailable("facta has no PostgreSQL backend yet")
+
+
+def snapshot_support() -> str:
+    """'' when facta's repository takes snapshots automatically, else why not (detected)."""
+    with facta.connect("memory://") as store:
+        repo = facta.Repository(store, SnapshottedCart)
+        cart = SnapshottedCart()
+        for fields in field_pool(SnapshottedCart.snapshot_every or 1):
+            cart.add_item(fields)
+        repo.save(cart)
+        if not store.read_snapshots(cart.id):
+            return "facta takes no automatic snapshots yet"
+    return ""
+
+
+def projection_support() -> str:
+    """'' when facta has catch-up projections, else why not (detected)."""
+    if importlib.util.find_spec("facta.projections.runner_async") is None:
+        return "facta has no projections yet"
+    return ""
+
+
+_TOTALS = (
+    "CREATE TABLE IF NOT EXISTS cart_totals"
+    " (cart_id TEXT PRIMARY KEY, items INTEGER NOT NULL, quantity INTEGER NOT NULL)"
+)
+_UPSERT = (
+    "INSERT INTO cart_totals VALUES ({mark}, 1, {mark}) ON CONFLICT (cart_id) DO UPDATE SET"
+    " items = cart_totals.items + 1, quantity = cart_totals.quantity + excluded.quantity"
+)
+
+
+def projection(backend: str, is_async: bool) -> Any:
+    """The W6 read model, per cart: how many items, what total quantity. One upsert per event."""
+    from facta.projections import AsyncProjection, Projection, handles
+
+    class CartTotals(Projection[Any]):
+        name = "bench-cart-totals"
+        upsert = _UPSERT.format(mark="%s" if backend == "postgres" else "?")
+        totals: ClassVar[dict[str, tuple[int, int]]] = {}  # the memory store's read model
+
+        def setup(self, db: Any) -> None:
+            if db is not None:
+                db.execute(_TOTALS)
+
+        def reset(self, db: Any) -> None:
+            if db is None:
+                self.totals.clear()
+            else:
+                db.execute("DELETE FROM cart_totals")
+
+        @handles(ItemAdded)
+        def added(self, event: facta.RecordedEvent, db: Any) -> None:
+            if db is None:
+                items, quantity = self.totals.get(event.stream_id, (0, 0))
+                self.totals[event.stream_id] = (items + 1, quantity + event.data.quantity)
+            else:
+                db.execute(self.upsert, (event.stream_id, event.data.quantity))
+
+    class AsyncCartTotals(AsyncProjection[Any]):
+        name = "bench-cart-totals"
+        upsert = CartTotals.upsert
+
+        async def setup(self, db: Any) -> None:
+            await db.execute(_TOTALS)
+
+        async def reset(self, db: Any) -> None:
+            await db.execute("DELETE FROM cart_totals")
+
+        @handles(ItemAdded)
+        async def added(self, event: facta.RecordedEvent, db: Any) -> None:
+            await db.execute(self.upsert, (event.stream_id, event.data.quantity))
+
+    return AsyncCartTotals() if is_async and backend == "postgres" else CartTotals()
+
+
+class FactaSync(SyncWorkloads):
+    """A sync facta store on one backend."""
+
+    def __init__(self, sizes: Sizes, schema: str, backend: str) -> None:
+        super().__init__(sizes, schema)
+        self.backend = backend
+        SnapshottedCart.snapshot_every = sizes.snapshot_every
+        self.store: facta.EventStore | None = None
+        self.ids: dict[str, str] = {}
+        self.writers: list[Cart] = []
+        self.runner: Any = None  # W6's ProjectionRunner, opened before each trial
+
+    def fresh_store(self) -> facta.EventStore:
+        if self.store is not None:
+            self.store.close()
+        if self.backend == "postgres":
+            drop_schema(self.schema)
+        self.store = facta.connect(_url(self.backend, self, self.schema))
+        return self.store
+
+    def setup(self, group: str) -> dict[str, str]:
+        backend_support(self.backend)
+        store = self.fresh_store()
+        status = {}
+        if group in ("W2", "W4"):
+            status["W2-snap"] = status["W4-head"] = status["W4-99"] = snapshot_support()
+        if group == "W3":
+            repo = facta.Repository(store, Cart)
+            for length in self.sizes.w3_lengths:
+                self.ids[f"W3-{length}"] = self._build(repo, Cart(), length, 1000)
+        elif group == "W4" and not status["W4-head"]:
+            repo = facta.Repository(store, SnapshottedCart)
+            length, every = self.sizes.w4_length, self.sizes.snapshot_every
+            self.ids["W4-head"] = self._build(repo, SnapshottedCart(), length, every)
+            self.ids["W4-99"] = self._build(repo, SnapshottedCart(), length + every - 1, every)
+        elif group in ("W5", "W6"):
+            if group == "W6" and projection_support():
+                return {"W6": projection_support()}
+            repo = facta.Repository(store, Cart)
+            for _ in range(self.sizes.w5_events // self.sizes.save_size):
+                self._build(repo, Cart(), self.sizes.save_size, self.sizes.save_size)
+        return status
+
+    def _build(self, repo: facta.Repository[Any], cart: Cart, length: int, save: int) -> str:
+        for i in range(length):
+            cart.add_item(self.fields(i))
+            if len(cart.pending_events) == save:
+                repo.save(cart)
+        repo.save(cart)
+        return cart.id
+
+    def prepare(self, case: str) -> None:
+        if case == "W6":
+            from facta.projections import ProjectionRunner
+
+            if self.runner is not None:
+                self.runner.close()
+            assert self.store is not None
+            self.runner = ProjectionRunner(self.store, projection(self.backend, False))
+            self.runner.open()
+        if case in ("W1", "W2", "W2-snap", "W7"):
+            store = self.fresh_store()
+        if case == "W7":
+            repo = facta.Repository(store, Cart)
+            self.writers = [Cart() for _ in range(self.sizes.w7_writers)]
+            for i, cart in enumerate(self.writers):
+                cart.add_item(self.fields(i))
+                repo.save(cart)
+
+    def run(self, case: str) -> int:
+        store = self.store
+        assert store is not None
+        sizes = self.sizes
+        if case == "W1":
+            repo = facta.Repository(store, Cart)
+            for i in range(sizes.w1_aggregates):
+                cart = Cart()
+                cart.add_item(self.fields(i))
+                repo.save(cart)
+            return sizes.w1_aggregates
+        if case in ("W2", "W2-snap"):
+            kind = Cart if case == "W2" else SnapshottedCart
+            repo = facta.Repository(store, kind)
+            self._build(repo, kind(), sizes.w2_events, sizes.save_size)
+            return sizes.w2_events
+        if case.startswith(("W3-", "W4-")):
+            kind = Cart if case.startswith("W3") else SnapshottedCart
+            repo = facta.Repository(store, kind)
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                cart = repo.load(self.ids[case])
+            assert cart.items == cart.version
+            return loads
+        if case == "W5":
+            count = sum(1 for _ in store.read_all())
+            assert count == sizes.w5_events, count
+            return count
+        if case == "W6":
+            count = self.runner.rebuild()
+            assert count == sizes.w5_events, count
+            return int(count)
+        if case == "W7":
+            return self._concurrent_writers(store)
+        raise ValueError(case)
+
+    def _concurrent_writers(self, store: facta.EventStore) -> int:
+        start = threading.Barrier(len(self.writers))
+
+        def write(cart: Cart) -> None:
+            repo = facta.Repository(store, Cart)
+            start.wait()
+            for i in range(self.sizes.w7_saves):
+                cart.add_item(self.fields(i))
+                repo.save(cart)
+
+        threads = [threading.Thread(target=write, args=(cart,)) for cart in self.writers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(self.writers) * self.sizes.w7_saves
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        if self.store is not None:
+            self.store.close()
+        if self.backend == "postgres":
+            drop_schema(self.schema)
+        self.remove_folder()
+
+
+class FactaAsync(AsyncWorkloads):
+    """An async facta store on one backend."""
+
+    def __init__(self, sizes: Sizes, schema: str, backend: str) -> None:
+        super().__init__(sizes, schema)
+        self.backend = backend
+        SnapshottedCart.snapshot_every = sizes.snapshot_every
+        self.store: facta.AsyncEventStore | None = None
+        self.ids: dict[str, str] = {}
+        self.writers: list[Cart] = []
+        self.runner: Any = None  # W6's AsyncProjectionRunner, opened before each trial
+
+    async def fresh_store(self) -> facta.AsyncEventStore:
+        if self.store is not None:
+            await self.store.close()
+        if self.backend == "postgres":
+            drop_schema(self.schema)
+        self.store = facta.connect_async(_url(self.backend, self, self.schema))
+        await self.store.__aenter__()
+        return self.store
+
+    async def setup(self, group: str) -> dict[str, str]:
+        backend_support(self.backend)
+        store = await self.fresh_store()
+        status = {}
+        if group in ("W2", "W4"):
+            status["W2-snap"] = status["W4-head"] = status["W4-99"] = snapshot_support()
+        if group == "W3":
+            repo = facta.AsyncRepository(store, Cart)
+            for length in self.sizes.w3_lengths:
+                self.ids[f"W3-{length}"] = await self._build(repo, Cart(), length, 1000)
+        elif group == "W4" and not status["W4-head"]:
+            repo = facta.AsyncRepository(store, SnapshottedCart)
+            length, every = self.sizes.w4_length, self.sizes.snapshot_every
+            self.ids["W4-head"] = await self._build(repo, SnapshottedCart(), length, every)
+            self.ids["W4-99"] = await self._build(
+                repo, SnapshottedCart(), length + every - 1, every
+            )
+        elif group in ("W5", "W6"):
+            if group == "W6" and projection_support():
+                return {"W6": projection_support()}
+            repo = facta.AsyncRepository(store, Cart)
+            for _ in range(self.sizes.w5_events // self.sizes.save_size):
+                await self._build(repo, Cart(), self.sizes.save_size, self.sizes.save_size)
+        return status
+
+    async def _build(
+        self, repo: facta.AsyncRepository[Any], cart: Cart, length: int, save: int
+    ) -> str:
+        for i in range(length):
+            cart.add_item(self.fields(i))
+            if len(cart.pending_events) == save:
+                await repo.save(cart)
+        await repo.save(cart)
+        return cart.id
+
+    async def prepare(self, case: str) -> None:
+        if case == "W6":
+            from facta.projections import AsyncProjectionRunner
+
+            if self.runner is not None:
+                await self.runner.close()
+            assert self.store is not None
+            self.runner = AsyncProjectionRunner(self.store, projection(self.backend, True))
+            await self.runner.open()
+        if case in ("W1", "W2", "W2-snap", "W7"):
+            store = await self.fresh_store()
+        if case == "W7":
+            repo = facta.AsyncRepository(store, Cart)
+            self.writers = [Cart() for _ in range(self.sizes.w7_writers)]
+            for i, cart in enumerate(self.writers):
+                cart.add_item(self.fields(i))
+                await repo.save(cart)
+
+    async def run(self, case: str) -> int:
+        store = self.store
+        assert store is not None
+        sizes = self.sizes
+        if case == "W1":
+            repo = facta.AsyncRepository(store, Cart)
+            for i in range(sizes.w1_aggregates):
+                cart = Cart()
+                cart.add_item(self.fields(i))
+                await repo.save(cart)
+            return sizes.w1_aggregates
+        if case in ("W2", "W2-snap"):
+            kind = Cart if case == "W2" else SnapshottedCart
+            repo = facta.AsyncRepository(store, kind)
+            await self._build(repo, kind(), sizes.w2_events, sizes.save_size)
+            return sizes.w2_events
+        if case.startswith(("W3-", "W4-")):
+            kind = Cart if case.startswith("W3") else SnapshottedCart
+            repo = facta.AsyncRepository(store, kind)
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                cart = await repo.load(self.ids[case])
+            assert cart.items == cart.version
+            return loads
+        if case == "W5":
+            count = 0
+            async for _ in store.read_all():
+                count += 1
+            assert count == sizes.w5_events, count
+            return count
+        if case == "W6":
+            count = await self.runner.rebuild()
+            assert count == sizes.w5_events, count
+            return int(count)
+        if case == "W7":
+            repo = facta.AsyncRepository(store, Cart)
+
+            async def write(cart: Cart) -> None:
+                for i in range(sizes.w7_saves):
+                    cart.add_item(self.fields(i))
+                    await repo.save(cart)
+
+            await asyncio.gather(*(write(cart) for cart in self.writers))
+            return len(self.writers) * sizes.w7_saves
+        raise ValueError(case)
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.close()
+        if self.store is not None:
+            await self.store.close()
+        if self.backend == "postgres":
+            drop_schema(self.schema)
+        self.remove_folder()
+
+
+def make(sizes: Sizes, schema: str, backend: str, is_async: bool) -> FactaSync | FactaAsync:
+    if is_async:
+        return FactaAsync(sizes, schema, backend)
+    return FactaSync(sizes, schema, backend)

@@ -1,0 +1,558 @@
+"""The raw drivers, no library: the same rows in the same table shape as facta's.
+
+This is the physical limit the libraries are measured against. Payloads are encoded once,
+before timing; writes are a plain INSERT per event (``executemany`` per save) and a COMMIT;
+reads fetch the rows and decode nothing. The tables copy facta's columns, keys and indexes
+(``src/facta/backends/sql/*/0001_events.sql``); the SQLite connection uses facta's pragmas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import psycopg
+
+from bench.model import POSTGRES_URL, Sizes
+from bench.workloads import AsyncWorkloads, SyncWorkloads, create_schema, drop_schema
+
+_SQLITE_DDL = """
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id      TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB    NOT NULL UNIQUE,
+    type           TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    encoding       INTEGER NOT NULL,
+    data           BLOB    NOT NULL,
+    metadata       BLOB    NOT NULL,
+    recorded_at    REAL    NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE INDEX events_type ON events (type, position);
+CREATE TABLE snapshots (
+    stream_id      TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    aggregate_type TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    encoding       INTEGER NOT NULL,
+    checksum       INTEGER NOT NULL,
+    state          BLOB    NOT NULL,
+    PRIMARY KEY (stream_id, version)
+) WITHOUT ROWID;
+"""
+
+_POSTGRES_DDL = """
+CREATE TABLE events (
+    transaction_id bigint NOT NULL,
+    position       bigint GENERATED ALWAYS AS IDENTITY,
+    stream_id      text COLLATE "C" NOT NULL,
+    version        bigint NOT NULL,
+    event_id       uuid NOT NULL,
+    type           text COLLATE "C" NOT NULL,
+    schema_version integer NOT NULL,
+    encoding       smallint NOT NULL,
+    data           bytea NOT NULL,
+    metadata       bytea NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (transaction_id, position),
+    UNIQUE (stream_id, version),
+    UNIQUE (event_id)
+);
+CREATE TABLE snapshots (
+    stream_id      text COLLATE "C" NOT NULL,
+    version        bigint NOT NULL,
+    aggregate_type text NOT NULL,
+    schema_version integer NOT NULL,
+    encoding       smallint NOT NULL,
+    checksum       bigint NOT NULL,
+    state          bytea NOT NULL,
+    PRIMARY KEY (stream_id, version)
+);
+"""
+
+_COLUMNS = (
+    "stream_id, version, position, event_id, type, schema_version, encoding, data, metadata,"
+    " recorded_at"
+)
+_SQLITE_INSERT = (
+    "INSERT INTO events (stream_id, version, event_id, type, schema_version, encoding, data,"
+    " metadata, recorded_at) VALUES (?, ?, ?, ?, 1, 0, ?, ?, ?)"
+)
+_POSTGRES_INSERT = (
+    "INSERT INTO events (transaction_id, stream_id, version, event_id, type, schema_version,"
+    " encoding, data, metadata) VALUES (pg_current_xact_id()::text::bigint, %s, %s, %s, %s,"
+    " 1, 0, %s, %s)"
+)
+_TYPE = "bench.ItemAdded"
+_METADATA = b"{}"
+
+
+class _Rows:
+    """Pre-encoded payloads, and row makers for a stream."""
+
+    def __init__(self, base: SyncWorkloads | AsyncWorkloads) -> None:
+        encoder = msgspec.json.Encoder()
+        self.payloads = [encoder.encode(fields._asdict()) for fields in base.pool]
+        self.state = encoder.encode({"items": 0, "quantity": 0})
+
+    def payload(self, i: int) -> bytes:
+        return self.payloads[i % len(self.payloads)]
+
+
+class RawSQLite(SyncWorkloads):
+    """sqlite3 on a WAL file with facta's pragmas."""
+
+    def __init__(self, sizes: Sizes, schema: str) -> None:
+        super().__init__(sizes, schema)
+        self.rows = _Rows(self)
+        self.path = ""
+        self.db: sqlite3.Connection | None = None
+        self.ids: dict[str, str] = {}
+        self.streams: list[str] = []
+        self.writer_dbs: list[sqlite3.Connection] = []
+
+    def connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def fresh_db(self) -> sqlite3.Connection:
+        if self.db is not None:
+            self.db.close()
+        self.path = str(self.new_file())
+        self.db = self.connect()
+        self.db.executescript(_SQLITE_DDL)
+        return self.db
+
+    def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
+        payload = self.rows.payload(version)
+        return (stream_id, version, uuid.uuid4().bytes, _TYPE, payload, _METADATA, time.time())
+
+    def append(self, db: sqlite3.Connection, stream_id: str, start: int, count: int) -> None:
+        """One transaction: ``count`` events after version ``start``."""
+        db.execute("BEGIN IMMEDIATE")
+        if count == 1:
+            db.execute(_SQLITE_INSERT, self.row(stream_id, start + 1))
+        else:
+            db.executemany(
+                _SQLITE_INSERT,
+                [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+            )
+        db.execute("COMMIT")
+
+    def snapshot(self, db: sqlite3.Connection, stream_id: str, version: int) -> None:
+        db.execute(
+            "INSERT INTO snapshots VALUES (?, ?, 'Cart', 1, 0, 0, ?)",
+            (stream_id, version, self.rows.state),
+        )
+
+    def build(self, stream_id: str, length: int, save: int, snapshots: bool = False) -> str:
+        db = self.db
+        assert db is not None
+        for start in range(0, length, save):
+            count = min(save, length - start)
+            self.append(db, stream_id, start, count)
+            if snapshots and (start + count) % self.sizes.snapshot_every == 0:
+                self.snapshot(db, stream_id, start + count)
+        return stream_id
+
+    def setup(self, group: str) -> dict[str, str]:
+        self.fresh_db()
+        sizes = self.sizes
+        if group == "W3":
+            for n in sizes.w3_lengths:
+                self.ids[f"W3-{n}"] = self.build(str(uuid.uuid4()), n, 1000)
+        elif group == "W4":
+            every = sizes.snapshot_every
+            self.ids["W4-head"] = self.build(str(uuid.uuid4()), sizes.w4_length, every, True)
+            self.ids["W4-99"] = self.build(
+                str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
+            )
+        elif group == "W5":
+            for _ in range(sizes.w5_events // sizes.save_size):
+                self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
+        elif group == "W6":
+            return {"W6": "a projection is library work: raw drivers have no W6"}
+        return {}
+
+    def prepare(self, case: str) -> None:
+        if case in ("W1", "W2", "W2-snap", "W7"):
+            db = self.fresh_db()
+        if case == "W7":
+            self.streams = [str(uuid.uuid4()) for _ in range(self.sizes.w7_writers)]
+            for stream_id in self.streams:
+                self.append(db, stream_id, 0, 1)
+            for writer in self.writer_dbs:
+                writer.close()
+            self.writer_dbs = [self.connect() for _ in self.streams]
+
+    def run(self, case: str) -> int:
+        db = self.db
+        assert db is not None
+        sizes = self.sizes
+        if case == "W1":
+            for _ in range(sizes.w1_aggregates):
+                self.append(db, str(uuid.uuid4()), 0, 1)
+            return sizes.w1_aggregates
+        if case in ("W2", "W2-snap"):
+            self.build(str(uuid.uuid4()), sizes.w2_events, sizes.save_size, case == "W2-snap")
+            return sizes.w2_events
+        if case.startswith("W3-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version",
+                    (self.ids[case],),
+                ).fetchall()
+            assert len(rows) == int(case[3:])
+            return loads
+        if case.startswith("W4-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                _, version = db.execute(
+                    "SELECT state, version FROM snapshots WHERE stream_id = ?"
+                    " ORDER BY version DESC LIMIT 1",
+                    (self.ids[case],),
+                ).fetchone()
+                db.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+                    " ORDER BY version",
+                    (self.ids[case], version),
+                ).fetchall()
+            return loads
+        if case == "W5":
+            rows = db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY position").fetchall()
+            assert len(rows) == sizes.w5_events
+            return len(rows)
+        if case == "W7":
+
+            def write(db: sqlite3.Connection, stream_id: str) -> None:
+                for version in range(1, sizes.w7_saves + 1):
+                    self.append(db, stream_id, version, 1)
+
+            _threads(write, list(zip(self.writer_dbs, self.streams, strict=True)))
+            return len(self.streams) * sizes.w7_saves
+        raise ValueError(case)
+
+    def close(self) -> None:
+        for db in [*self.writer_dbs, self.db]:
+            if db is not None:
+                db.close()
+        self.remove_folder()
+
+
+def _threads(work: Callable[..., None], arguments: list[tuple[Any, ...]]) -> None:
+    """Run ``work`` once per argument tuple, each in a thread of its own, started together."""
+    start = threading.Barrier(len(arguments))
+
+    def run(*args: Any) -> None:
+        start.wait()
+        work(*args)
+
+    threads = [threading.Thread(target=run, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+class RawPsycopg(SyncWorkloads):
+    """psycopg 3, one connection, a transaction per save."""
+
+    def __init__(self, sizes: Sizes, schema: str) -> None:
+        super().__init__(sizes, schema)
+        self.rows = _Rows(self)
+        self.conn: psycopg.Connection[Any] | None = None
+        self.ids: dict[str, str] = {}
+        self.streams: list[str] = []
+        self.writer_conns: list[psycopg.Connection[Any]] = []
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}")
+
+    def fresh_db(self) -> psycopg.Connection[Any]:
+        if self.conn is not None:
+            self.conn.close()
+        create_schema(self.schema)
+        self.conn = self.connect()
+        self.conn.execute(_POSTGRES_DDL.encode())
+        self.conn.commit()
+        return self.conn
+
+    def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
+        return (stream_id, version, uuid.uuid4(), _TYPE, self.rows.payload(version), _METADATA)
+
+    def append(self, conn: psycopg.Connection[Any], stream_id: str, start: int, count: int) -> None:
+        if count == 1:
+            conn.execute(_POSTGRES_INSERT, self.row(stream_id, start + 1))
+        else:
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    _POSTGRES_INSERT,
+                    [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+                )
+        conn.commit()
+
+    def build(self, stream_id: str, length: int, save: int, snapshots: bool = False) -> str:
+        conn = self.conn
+        assert conn is not None
+        for start in range(0, length, save):
+            count = min(save, length - start)
+            if snapshots and (start + count) % self.sizes.snapshot_every == 0:
+                conn.execute(
+                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
+                    (stream_id, start + count, self.rows.state),
+                )
+            self.append(conn, stream_id, start, count)
+        return stream_id
+
+    def setup(self, group: str) -> dict[str, str]:
+        self.fresh_db()
+        sizes = self.sizes
+        if group == "W3":
+            for n in sizes.w3_lengths:
+                self.ids[f"W3-{n}"] = self.build(str(uuid.uuid4()), n, 1000)
+        elif group == "W4":
+            every = sizes.snapshot_every
+            self.ids["W4-head"] = self.build(str(uuid.uuid4()), sizes.w4_length, every, True)
+            self.ids["W4-99"] = self.build(
+                str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
+            )
+        elif group == "W5":
+            for _ in range(sizes.w5_events // sizes.save_size):
+                self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
+        elif group == "W6":
+            return {"W6": "a projection is library work: raw drivers have no W6"}
+        return {}
+
+    def prepare(self, case: str) -> None:
+        if case in ("W1", "W2", "W2-snap", "W7"):
+            conn = self.fresh_db()
+        if case == "W7":
+            self.streams = [str(uuid.uuid4()) for _ in range(self.sizes.w7_writers)]
+            for stream_id in self.streams:
+                self.append(conn, stream_id, 0, 1)
+            for writer in self.writer_conns:
+                writer.close()
+            self.writer_conns = [self.connect() for _ in self.streams]
+
+    def run(self, case: str) -> int:
+        conn = self.conn
+        assert conn is not None
+        sizes = self.sizes
+        if case == "W1":
+            for _ in range(sizes.w1_aggregates):
+                self.append(conn, str(uuid.uuid4()), 0, 1)
+            return sizes.w1_aggregates
+        if case in ("W2", "W2-snap"):
+            self.build(str(uuid.uuid4()), sizes.w2_events, sizes.save_size, case == "W2-snap")
+            return sizes.w2_events
+        if case.startswith("W3-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s ORDER BY version",
+                    (self.ids[case],),
+                ).fetchall()
+                conn.commit()
+            assert len(rows) == int(case[3:])
+            return loads
+        if case.startswith("W4-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                found = conn.execute(
+                    "SELECT state, version FROM snapshots WHERE stream_id = %s"
+                    " ORDER BY version DESC LIMIT 1",
+                    (self.ids[case],),
+                ).fetchone()
+                assert found is not None
+                conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s"
+                    " ORDER BY version",
+                    (self.ids[case], found[1]),
+                ).fetchall()
+                conn.commit()
+            return loads
+        if case == "W5":
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position"
+            ).fetchall()
+            conn.commit()
+            assert len(rows) == sizes.w5_events
+            return len(rows)
+        if case == "W7":
+
+            def write(conn: psycopg.Connection[Any], stream_id: str) -> None:
+                for version in range(1, sizes.w7_saves + 1):
+                    self.append(conn, stream_id, version, 1)
+
+            _threads(write, list(zip(self.writer_conns, self.streams, strict=True)))
+            return len(self.streams) * sizes.w7_saves
+        raise ValueError(case)
+
+    def close(self) -> None:
+        for conn in [*self.writer_conns, self.conn]:
+            if conn is not None:
+                conn.close()
+        drop_schema(self.schema)
+        self.remove_folder()
+
+
+class RawPsycopgAsync(AsyncWorkloads):
+    """psycopg 3's AsyncConnection, a transaction per save."""
+
+    def __init__(self, sizes: Sizes, schema: str) -> None:
+        super().__init__(sizes, schema)
+        self.rows = _Rows(self)
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.ids: dict[str, str] = {}
+        self.streams: list[str] = []
+        self.writer_conns: list[psycopg.AsyncConnection[Any]] = []
+
+    async def connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
+        )
+
+    async def fresh_db(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is not None:
+            await self.conn.close()
+        create_schema(self.schema)
+        self.conn = await self.connect()
+        await self.conn.execute(_POSTGRES_DDL.encode())
+        await self.conn.commit()
+        return self.conn
+
+    def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
+        return (stream_id, version, uuid.uuid4(), _TYPE, self.rows.payload(version), _METADATA)
+
+    async def append(
+        self, conn: psycopg.AsyncConnection[Any], stream_id: str, start: int, count: int
+    ) -> None:
+        if count == 1:
+            await conn.execute(_POSTGRES_INSERT, self.row(stream_id, start + 1))
+        else:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    _POSTGRES_INSERT,
+                    [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+                )
+        await conn.commit()
+
+    async def build(self, stream_id: str, length: int, save: int, snapshots: bool = False) -> str:
+        conn = self.conn
+        assert conn is not None
+        for start in range(0, length, save):
+            count = min(save, length - start)
+            if snapshots and (start + count) % self.sizes.snapshot_every == 0:
+                await conn.execute(
+                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
+                    (stream_id, start + count, self.rows.state),
+                )
+            await self.append(conn, stream_id, start, count)
+        return stream_id
+
+    async def setup(self, group: str) -> dict[str, str]:
+        await self.fresh_db()
+        sizes = self.sizes
+        if group == "W3":
+            for n in sizes.w3_lengths:
+                self.ids[f"W3-{n}"] = await self.build(str(uuid.uuid4()), n, 1000)
+        elif group == "W4":
+            every = sizes.snapshot_every
+            self.ids["W4-head"] = await self.build(str(uuid.uuid4()), sizes.w4_length, every, True)
+            self.ids["W4-99"] = await self.build(
+                str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
+            )
+        elif group == "W5":
+            for _ in range(sizes.w5_events // sizes.save_size):
+                await self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
+        elif group == "W6":
+            return {"W6": "a projection is library work: raw drivers have no W6"}
+        return {}
+
+    async def prepare(self, case: str) -> None:
+        if case in ("W1", "W2", "W2-snap", "W7"):
+            conn = await self.fresh_db()
+        if case == "W7":
+            self.streams = [str(uuid.uuid4()) for _ in range(self.sizes.w7_writers)]
+            for stream_id in self.streams:
+                await self.append(conn, stream_id, 0, 1)
+            for writer in self.writer_conns:
+                await writer.close()
+            self.writer_conns = [await self.connect() for _ in self.streams]
+
+    async def run(self, case: str) -> int:
+        conn = self.conn
+        assert conn is not None
+        sizes = self.sizes
+        if case == "W1":
+            for _ in range(sizes.w1_aggregates):
+                await self.append(conn, str(uuid.uuid4()), 0, 1)
+            return sizes.w1_aggregates
+        if case in ("W2", "W2-snap"):
+            await self.build(str(uuid.uuid4()), sizes.w2_events, sizes.save_size, case == "W2-snap")
+            return sizes.w2_events
+        if case.startswith("W3-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                cursor = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s ORDER BY version",
+                    (self.ids[case],),
+                )
+                rows = await cursor.fetchall()
+                await conn.commit()
+            assert len(rows) == int(case[3:])
+            return loads
+        if case.startswith("W4-"):
+            loads = self.loads_per_trial(case)
+            for _ in range(loads):
+                cursor = await conn.execute(
+                    "SELECT state, version FROM snapshots WHERE stream_id = %s"
+                    " ORDER BY version DESC LIMIT 1",
+                    (self.ids[case],),
+                )
+                found = await cursor.fetchone()
+                assert found is not None
+                cursor = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s"
+                    " ORDER BY version",
+                    (self.ids[case], found[1]),
+                )
+                await cursor.fetchall()
+                await conn.commit()
+            return loads
+        if case == "W5":
+            cursor = await conn.execute(
+                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position"
+            )
+            rows = await cursor.fetchall()
+            await conn.commit()
+            assert len(rows) == sizes.w5_events
+            return len(rows)
+        if case == "W7":
+
+            async def write(conn: psycopg.AsyncConnection[Any], stream_id: str) -> None:
+                for version in range(1, sizes.w7_saves + 1):
+                    await self.append(conn, stream_id, version, 1)
+
+            pairs = zip(self.writer_conns, self.streams, strict=True)
+            await asyncio.gather(*(write(conn, stream_id) for conn, stream_id in pairs))
+            return len(self.streams) * sizes.w7_saves
+        raise ValueError(case)
+
+    async def close(self) -> None:
+        for conn in [*self.writer_conns, self.conn]:
+            if conn is not None:
+                await conn.close()
+        drop_schema(self.schema)
+        self.remove_folder()

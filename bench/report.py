@@ -1,0 +1,216 @@
+"""Summaries of the trials: per-case tables, the ratio table against the goals, the machine."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bench.model import POSTGRES_URL, Case
+
+
+class Result(NamedTuple):
+    """One system's figures for one case: ``values`` per trial, in the case's unit."""
+
+    case: Case
+    system: str
+    status: str  # "" when measured, else "n/a: why" or "error: what"
+    values: list[float]
+    rss_mb: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def as_dict(self) -> dict[str, Any]:
+        measured = bool(self.values) and not self.status
+        return {
+            "case": self.case.id,
+            "title": self.case.title,
+            "unit": self.case.unit,
+            "system": self.system,
+            "status": self.status,
+            "values": self.values,
+            "median": self.median if measured else None,
+            "min": min(self.values) if measured else None,
+            "max": max(self.values) if measured else None,
+            "peak_rss_mb": round(self.rss_mb, 1) if measured else None,
+        }
+
+
+# (backend, facta system, eventsourcing system, raw driver system) compared in the ratio table
+PAIRS = [
+    ("memory", "facta-memory", "es-popo", None),
+    ("memory async", "facta-memory-async", "es-popo", None),
+    ("sqlite", "facta-sqlite", "es-sqlite", "raw-sqlite3"),
+    ("sqlite async", "facta-sqlite-async", "es-sqlite", "raw-sqlite3"),
+    ("postgres", "facta-postgres", "es-postgres", "raw-psycopg"),
+    ("postgres async", "facta-postgres-async", "es-postgres", "raw-psycopg-async"),
+]
+
+# The issue's goals: facta's speed-up over eventsourcing, and facta against the raw driver
+# (events/s cases: facta's share of raw throughput, at least; ms cases: time over raw, at most).
+ES_GOALS = {"W1": 3.0, "W2": 3.0, "W3": 8.0, "W5": 2.0}
+RAW_GOALS = {"W1": 0.7, "W2": 0.6, "W3": 1.3}
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:,.0f}"
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if i in right else "-" * (w + 2) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    return [line(header), rule, *(line(row) for row in rows)]
+
+
+def case_tables(results: list[Result]) -> list[str]:
+    """One table per case: every system's median, min-max and peak RSS."""
+    out: list[str] = []
+    for case in dict.fromkeys(r.case for r in results):
+        rows = []
+        for r in (r for r in results if r.case == case):
+            if r.status or not r.values:
+                rows.append([r.system, r.status or "no trial", "", ""])
+            else:
+                low, high = min(r.values), max(r.values)
+                spread = f"{_number(low, case.unit)}-{_number(high, case.unit)}"
+                rows.append([r.system, _number(r.median, case.unit), spread, f"{r.rss_mb:,.0f}"])
+        better = "lower is better" if case.unit == "ms" else "higher is better"
+        out += [f"**{case.title}** ({case.unit}, {better})", ""]
+        out += _table(["system", f"median {case.unit}", "min-max", "peak RSS MiB"], rows, {1, 2, 3})
+        out.append("")
+    return out
+
+
+def ratios(results: list[Result]) -> list[dict[str, Any]]:
+    """facta against eventsourcing and against the raw driver, per case and backend."""
+    by_key = {(r.case.id, r.system): r for r in results if r.values and not r.status}
+    found = []
+    for case in dict.fromkeys(r.case for r in results):
+        for backend, facta, es, raw in PAIRS:
+            mine = by_key.get((case.id, facta))
+            if mine is None:
+                continue
+            row: dict[str, Any] = {"case": case.id, "unit": case.unit, "backend": backend}
+            row["facta"] = mine.median
+            other = by_key.get((case.id, es))
+            row["eventsourcing"] = other.median if other else None
+            row["vs_es"] = None
+            if other:
+                row["vs_es"] = (
+                    other.median / mine.median if case.unit == "ms" else mine.median / other.median
+                )
+            base = by_key.get((case.id, raw)) if raw else None
+            row["raw"] = base.median if base else None
+            row["vs_raw"] = mine.median / base.median if base else None
+            group = case.id.split("-")[0] if case.id.startswith("W3") else case.id
+            row["es_goal"] = ES_GOALS.get(group)
+            row["raw_goal"] = RAW_GOALS.get(group)
+            found.append(row)
+    return found
+
+
+def _verdict(value: float | None, goal: float | None, at_most: bool) -> str:
+    if value is None or goal is None:
+        return ""
+    met = value <= goal if at_most else value >= goal
+    return "met" if met else "MISSED"
+
+
+def ratio_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The ratio table: 'x es' is facta's speed-up; 'vs raw' is throughput share or time ratio."""
+    lines = []
+    for row in rows:
+        unit, ms = row["unit"], row["unit"] == "ms"
+        es_goal = None if row["vs_es"] is None else row["es_goal"]
+        raw_goal = None if row["vs_raw"] is None else row["raw_goal"]
+        lines.append(
+            [
+                row["case"],
+                row["backend"],
+                _number(row["facta"], unit),
+                "" if row["eventsourcing"] is None else _number(row["eventsourcing"], unit),
+                "" if row["raw"] is None else _number(row["raw"], unit),
+                "" if row["vs_es"] is None else f"{row['vs_es']:.1f}x",
+                ""
+                if es_goal is None
+                else f">= {es_goal:g}x {_verdict(row['vs_es'], es_goal, False)}",
+                "" if row["vs_raw"] is None else f"{row['vs_raw']:.2f}",
+                ""
+                if raw_goal is None
+                else f"{'<=' if ms else '>='} {raw_goal:g} {_verdict(row['vs_raw'], raw_goal, ms)}",
+            ]
+        )
+    header = ["case", "backend", "facta", "eventsourcing", "raw", "x es", "goal", "vs raw", "goal"]
+    return _table(header, lines, {2, 3, 4, 5, 7})
+
+
+def machine() -> dict[str, Any]:
+    """What the run ran on: CPU, cores, memory, and every relevant version."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    versions: dict[str, str] = {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    for package in ("eventsourcing", "psycopg", "psycopg-binary", "msgspec"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    versions["facta"] = f"{importlib.metadata.version('facta')} ({commit})"
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            versions["postgresql"] = str(row[0]) if row else "unknown"
+    except Exception as e:  # a summary line, not a failure: the PostgreSQL systems report their own
+        versions["postgresql"] = f"unreachable ({type(e).__name__})"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "platform": platform.platform(),
+        "versions": versions,
+    }

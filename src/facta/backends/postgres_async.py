@@ -1,0 +1,386 @@
+"""The PostgreSQL event store: psycopg 3, a connection pool, and a global log that never skips.
+
+- An append is one autocommitted statement (several streams: one transaction): it locks its
+  stream's row in ``streams``, checks the expected version and inserts the events. The loser
+  of a race writes nothing and burns no position.
+- Each event row records its writer's transaction id. ``read_all`` returns only rows of
+  transactions older than every transaction still open, in (transaction id, position) order,
+  so a writer that took its position early and committed late is never skipped. The price:
+  one long transaction anywhere in the cluster delays readers (never writers); see
+  :meth:`AsyncPostgresEventStore.reader_lag`.
+- Each append NOTIFYs the store's channel on commit; :meth:`~AsyncPostgresEventStore.wait_for_events`
+  wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio  # sync: import threading
+import math
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
+
+from facta.appending import (
+    AppendResult,
+    ExpectedVersion,
+    PreparedAppend,
+    check_expected,
+    duplicate_event_id,
+)
+from facta.backends.postgres_schema_async import apply_migrations, check_schema
+from facta.backends.postgres_sql import PoolExhausted as PoolExhausted  # re-exported
+from facta.backends.postgres_sql import Queries, describe, split_url
+from facta.backends.postgres_sql import ReaderLag as ReaderLag  # re-exported
+from facta.codec import Codec
+from facta.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    InvalidEvent,
+    InvalidStreamId,
+    StoreError,
+)
+from facta.events import Checkpoint
+from facta.ids import validate_stream_id
+from facta.snapshots import SnapshotRecord
+from facta.store_async import AsyncEventStore, Row
+
+__all__ = ["AsyncPostgresEventStore", "migrate"]
+
+_LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
+_CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
+
+
+class AsyncPostgresEventStore(AsyncEventStore):
+    """An event store in one schema of a PostgreSQL database.
+
+    ``url`` is a libpq URL; a ``?schema=NAME`` parameter (or ``schema=``, which wins) picks
+    the schema, ``public`` by default, so several stores can share a database. Nothing
+    connects until the first call, which migrates the schema (unless ``migrate`` is false)
+    and opens a pool of up to ``pool_size`` connections; a call that waits longer than
+    ``pool_timeout`` seconds for one raises :class:`PoolExhausted`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        codec: Codec | None = None,
+        *,
+        schema: str | None = None,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        migrate: bool = True,
+    ) -> None:
+        super().__init__(codec)
+        conninfo, self.schema = split_url(url, schema)
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be an int >= 1, got {pool_size!r}")
+        if not pool_timeout > 0:
+            raise ValueError(f"pool_timeout must be > 0 seconds, got {pool_timeout!r}")
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.Error:
+            raise ValueError("not a valid PostgreSQL URL (libpq cannot parse it)") from None
+        self._conninfo = conninfo
+        self._where = describe(conninfo, self.schema)
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:  # an unreachable server fails as fast as the pool
+            self._kwargs["connect_timeout"] = max(2, math.ceil(pool_timeout))
+        self._migrate = migrate
+        self._sql = Queries.render(self.schema)
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            timeout=pool_timeout,
+            kwargs=self._kwargs,
+            configure=_configure,
+            open=False,
+            name=f"facta:{self.schema}",
+        )
+        self._ready = False
+        self._closed = False
+        self._open_lock = asyncio.Lock()
+        self._listen_lock = asyncio.Lock()
+        self._listener: AsyncConnection[TupleRow] | None = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Check (or migrate) the schema and open the pool, once."""
+        async with self._open_lock:
+            if self._ready:
+                return
+            if self._closed:
+                raise StoreError(f"the PostgreSQL event store ({self._where}) is closed")
+            try:
+                async with await AsyncConnection.connect(self._conninfo, **self._kwargs) as conn:
+                    await check_schema(conn, self.schema, migrate=self._migrate)
+                await self.pool.open(wait=True)
+            except psycopg.Error as e:
+                raise StoreError(
+                    f"cannot open the PostgreSQL event store ({self._where}): {e}"
+                ) from e
+            self._ready = True
+
+    async def _getconn(self) -> AsyncConnection[TupleRow]:
+        if not self._ready:
+            await self._open()
+        try:
+            return await self.pool.getconn()
+        except (PoolTimeout, TooManyRequests) as e:
+            raise self._exhausted() from e
+        except psycopg.Error as e:  # the pool was closed meanwhile
+            raise StoreError(f"PostgreSQL event store ({self._where}): {e}") from e
+
+    def _exhausted(self) -> PoolExhausted:
+        size, timeout = self.pool.max_size, self.pool.timeout
+        opened = self.pool.get_stats().get("pool_size", size)
+        why = (
+            f"all {size} connections are in use"
+            if opened >= size
+            else f"it holds {opened} and could not open another in time (is the server up?)"
+        )
+        return PoolExhausted(
+            f"no connection to PostgreSQL ({self._where}) became free within "
+            f"pool_timeout={timeout:g}s; the pool (pool_size={size}): {why}. Raise pool_size "
+            "or pool_timeout, or hold connections for less time"
+        )
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A connection from the store's pool, for work in the same database as the events.
+
+        It is in autocommit mode: use ``conn.transaction()`` to write a read model and its
+        checkpoint atomically. Note that a transaction holding a transaction id delays every
+        reader of the global log until it ends: keep transactions short.
+        """
+        conn = await self._getconn()
+        try:
+            yield conn
+        finally:
+            await self.pool.putconn(conn)
+
+    async def _query(self, query: str, params: Sequence[Any], *, fetch: bool = True) -> list[Row]:
+        """Run one statement on a pooled connection; its rows (binary: no text parsing)."""
+        conn = await self._getconn()
+        try:
+            cur = await conn.execute(query, params, prepare=True, binary=True)
+            return await cur.fetchall() if fetch else []
+        except UnicodeEncodeError as e:
+            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
+        except psycopg.Error as e:
+            raise self._failed(e, params) from e
+        finally:
+            await self.pool.putconn(conn)
+
+    def _failed(self, e: psycopg.Error, params: Sequence[Any]) -> Exception:
+        if isinstance(e, pg_errors.ProgramLimitExceeded) and params and isinstance(params[0], str):
+            stream_id = params[0]
+            return InvalidStreamId(
+                f"stream id {stream_id[:80]!r}... ({len(stream_id.encode()):,} bytes) is too long "
+                f"for PostgreSQL's index of stream ids; nothing was written: {e}"
+            )
+        return StoreError(f"PostgreSQL event store ({self._where}): {e}")
+
+    async def close(self) -> None:
+        self._closed, self._ready = True, False
+        async with self._listen_lock:
+            if self._listener is not None:
+                await self._listener.close()
+                self._listener = None
+        await self.pool.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
+        conn = await self._getconn()
+        try:
+            if len(appends) == 1:
+                return [await self._write(conn, appends[0])]
+            async with conn.transaction():  # lock streams in one order: no deadlocks
+                done = {}
+                for append in sorted(appends, key=lambda a: a.stream_id):
+                    done[append.stream_id] = await self._write(conn, append)
+            return [done[append.stream_id] for append in appends]
+        except UnicodeEncodeError as e:
+            raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
+        except pg_errors.UniqueViolation as e:
+            if e.diag.constraint_name != "events_event_id_key":
+                raise self._failed(e, ()) from e
+            raise await self._duplicate(conn, appends) from None
+        except pg_errors.ProgramLimitExceeded as e:
+            stream_id = max((a.stream_id for a in appends), key=len)
+            raise self._failed(e, (stream_id,)) from e
+        except psycopg.OperationalError as e:
+            raise StoreError(
+                f"PostgreSQL event store ({self._where}): the connection failed while appending "
+                f"to {_names(appends)} ({e}). Nothing is ever half-written, but the append may "
+                "have committed: retry it with the same event ids (NewEvent); a retry of a stored "
+                "append reports already_appended"
+            ) from e
+        except psycopg.Error as e:
+            raise self._failed(e, ()) from e
+        finally:
+            await self.pool.putconn(conn)
+
+    async def _write(self, conn: AsyncConnection[TupleRow], append: PreparedAppend) -> AppendResult:
+        """Claim the stream at its expected version and insert the events, in one statement."""
+        stream_id, expected, events = append
+        if not events:
+            actual = await _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+            return AppendResult(stream_id, actual, 0)
+        if expected == ExpectedVersion.ANY:
+            query = self._sql.write_any
+        elif expected == ExpectedVersion.NO_STREAM:
+            query = self._sql.write_new
+        else:
+            query = self._sql.write_existing
+        ids, types, versions, encodings, data, metadata = zip(*events, strict=True)
+        params = {
+            "stream": stream_id,
+            "n": len(events),
+            "expected": expected,
+            "ids": list(ids),
+            "types": list(types),
+            "svs": list(versions),
+            "encs": list(encodings),
+            "data": list(data),
+            "meta": list(metadata),
+        }
+        for _ in range(_CLAIM_ATTEMPTS):
+            cur = await conn.execute(query, params, prepare=True)
+            row = await cur.fetchone()
+            if row is not None:
+                return AppendResult(stream_id, row[0], row[1])
+            # The stream is elsewhere: ConcurrencyError, unless it has moved to where the
+            # append expects it since the statement looked (then the claim is tried again).
+            actual = await _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+        stated = ExpectedVersion(expected) if expected <= 0 else expected
+        raise ConcurrencyError(stream_id, stated, actual)
+
+    async def _duplicate(
+        self, conn: AsyncConnection[TupleRow], appends: list[PreparedAppend]
+    ) -> DuplicateEventId:
+        """The error for an append that repeats an event id, naming it if it can."""
+        ids = [event.event_id for append in appends for event in append.events]
+        try:
+            cur = await conn.execute(self._sql.locate, (ids,), prepare=True)
+            stored = {row[0] for row in await cur.fetchall()}
+        except psycopg.Error:  # the append's error says enough
+            stored = set()
+        return duplicate_event_id(appends, stored)
+
+    async def _locate(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int, int]]:
+        rows = await self._query(self._sql.locate, (event_ids,))
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        validate_stream_id(snapshot.stream_id)
+        await self._query(self._sql.write_snapshot, snapshot, fetch=False)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_stream_id(stream_id)
+        rows = await self._query(self._sql.stream_version, (stream_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def _read_stream_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[Row]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return await self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
+
+    async def _read_all_page(
+        self, after: Checkpoint, types: tuple[str, ...] | None, limit: int
+    ) -> list[Row]:
+        if types is None:
+            params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
+            return await self._query(self._sql.read_all, params)
+        params = (after.transaction_id, after.position, list(types), limit)
+        return await self._query(self._sql.read_all_types, params)
+
+    async def _streams_page(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        rows = await self._query(self._sql.streams, ("" if after is None else after, limit))
+        return [(row[0], row[1]) for row in rows]
+
+    async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
+        validate_stream_id(stream_id)
+        rows = await self._query(self._sql.read_snapshots, (stream_id, limit))
+        return [SnapshotRecord(*row) for row in rows]
+
+    # -- tailing the global log ------------------------------------------------------------
+
+    async def reader_lag(self) -> ReaderLag:
+        """How many committed events ``read_all`` cannot return yet, and which transaction
+        holds them back (see :class:`ReaderLag`)."""
+        ((held_back, pid, age),) = await self._query(self._sql.reader_lag, ())
+        return ReaderLag(held_back, pid, age)
+
+    async def wait_for_events(self, seconds: float) -> bool:
+        """Wait until an append to this store commits (True) or ``seconds`` pass (False).
+
+        A hint for tailing readers, not a guarantee: an event can arrive without a wake-up
+        (it was held back behind an older transaction) and a wake-up without a new event, so
+        read with ``read_all`` after every return. The first call starts listening and returns
+        True at once, since events may have been appended before it listened. Listening uses
+        one connection of its own, outside the pool; concurrent callers take turns.
+        """
+        async with self._listen_lock:
+            if self._closed:
+                raise StoreError(f"the PostgreSQL event store ({self._where}) is closed")
+            try:
+                if self._listener is None or self._listener.closed:
+                    listener = await AsyncConnection.connect(self._conninfo, **self._kwargs)
+                    await listener.execute(self._sql.listen)
+                    self._listener = listener
+                    return True
+                woke = False
+                async for _ in self._listener.notifies(timeout=seconds, stop_after=1):
+                    woke = True
+                return woke
+            except psycopg.Error as e:
+                raise StoreError(
+                    f"PostgreSQL event store ({self._where}): listening for appends failed: {e}"
+                ) from e
+
+
+async def migrate(url: str, *, schema: str | None = None) -> list[int]:
+    """Apply the pending schema migrations of the store at ``url``; the numbers applied.
+
+    Safe to run from several processes at once (they queue on an advisory lock); returns
+    ``[]`` when the schema is up to date. Raises ``SchemaVersionError`` for a schema newer
+    than this facta knows.
+    """
+    conninfo, name = split_url(url, schema)
+    try:
+        async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            return await apply_migrations(conn, name)
+    except psycopg.Error as e:
+        raise StoreError(f"migrating PostgreSQL ({describe(conninfo, name)}) failed: {e}") from e
+
+
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    await conn.execute("SET timezone = 'UTC'")  # recorded_at comes back in UTC, as elsewhere
+
+
+async def _version(conn: AsyncConnection[TupleRow], query: str, stream_id: str) -> int:
+    cur = await conn.execute(query, (stream_id,), prepare=True)
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _names(appends: list[PreparedAppend]) -> str:
+    names = ", ".join(repr(append.stream_id) for append in appends[:3])
+    more = f" and {len(appends) - 3} more" if len(appends) > 3 else ""
+    return f"stream{'s' if len(appends) > 1 else ''} {names}{more}"

@@ -1,0 +1,91 @@
+"""``@handles``: how a projection says which events it wants, and the table built from it.
+
+The table maps event classes to method names; a runner resolves it against its store's codec
+into the stored type names to read (so the store skips every other event without decoding it)
+and the bound method for each class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from facta.codec import Codec
+from facta.errors import InvalidEvent
+
+__all__ = ["check_name", "handler_table", "handles", "resolve"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__facta_handles__"
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def handles(*event_classes: type) -> Callable[[F], F]:
+    """Method decorator: this method handles events of these classes.
+
+    The method is called as ``method(event, connection)`` with the :class:`RecordedEvent`
+    (its ``data`` is an instance of one of the classes, upcasted) and the read model's
+    connection, inside the transaction that also moves the projection's checkpoint.
+    """
+    if not event_classes or not all(isinstance(cls, type) for cls in event_classes):
+        raise TypeError(f"@handles takes one or more event classes, got {event_classes!r}")
+
+    def mark(method: F) -> F:
+        setattr(method, _MARK, (*getattr(method, _MARK, ()), *event_classes))
+        return method
+
+    return mark
+
+
+def handler_table(cls: type) -> dict[type, str]:
+    """``event class -> method name`` for a projection class, subclasses overriding bases."""
+    table: dict[type, str] = {}
+    for klass in reversed(cls.__mro__):
+        mine: dict[type, str] = {}
+        for name, attribute in vars(klass).items():
+            for event_class in getattr(attribute, _MARK, ()):
+                if event_class in mine:
+                    raise TypeError(
+                        f"{klass.__qualname__}: {event_class.__qualname__} is handled by both "
+                        f"{mine[event_class]}() and {name}(); keep one handler per event class"
+                    )
+                mine[event_class] = name
+        table.update(mine)
+    return table
+
+
+def resolve(
+    projection: object, table: dict[type, str], codec: Codec
+) -> tuple[dict[type, Callable[..., Any]], tuple[str, ...]]:
+    """The bound handler per event class, and every stored type name that decodes to one."""
+    registry = codec.registry
+    names: dict[type, str] = {}
+    for name in registry.names():
+        found = registry.get(name)
+        if found is not None:
+            names[found[0]] = name
+    handlers: dict[type, Callable[..., Any]] = {}
+    types: set[str] = set()
+    for event_class, method in table.items():
+        type_name = names.get(event_class)
+        if type_name is None:
+            raise InvalidEvent(
+                f"projection {type(projection).__qualname__} handles {event_class.__qualname__}, "
+                "which is not a registered event class; decorate it with @facta.event('TypeName')"
+            )
+        handlers[event_class] = getattr(projection, method)
+        types.add(type_name)
+        types |= codec.upcasters.renamed_into(type_name)
+    return handlers, tuple(sorted(types))
+
+
+def check_name(name: object) -> str:
+    """A projection's name: the key of its checkpoint, so stable and short."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"a projection name must be 1-100 letters, digits, '_', '.' or '-', got {name!r}; "
+            "set `name = 'balances'` on the projection class"
+        )
+    return name

@@ -1,0 +1,22 @@
+"""The event store contract suite, for facta's backends and third-party ones.
+
+A backend's test module subclasses the suite and provides the store under test as a fixture:
+``store`` for :class:`EventStoreContract`, ``async_store`` for
+:class:`AsyncEventStoreContract`. Needs pytest (and pytest-asyncio for the async suite).
+"""
+
+import pytest
+
+# The suite's assertions report their values, as they would in a test module.
+pytest.register_assert_rewrite(
+    *(
+        f"facta.testing.{module}{flavour}"
+        for module in ("_appending", "_bad_input", "_racing", "_reading", "_support")
+        for flavour in ("", "_async")
+    )
+)
+
+from facta.testing.contract import EventStoreContract  # noqa: E402
+from facta.testing.contract_async import AsyncEventStoreContract  # noqa: E402
+
+__all__ = ["AsyncEventStoreContract", "EventStoreContract"]

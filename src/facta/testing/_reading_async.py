@@ -1,0 +1,306 @@
+"""The contract's read tests: streams in batches and ranges, the global log, versions, snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from facta.codec import Codec
+from facta.events import Metadata, NewEvent
+from facta.ids import new_id
+from facta.store_async import AsyncEventStore
+from facta.testing._support_async import (
+    happened,
+    head,
+    log_after,
+    numbers,
+    read,
+    snapshot,
+)
+from facta.testing.events import Happened, Measured, Noted
+
+__all__ = ["AsyncReadContract"]
+
+
+class AsyncReadContract:
+    """What reads yield, in which order, and how they page."""
+
+    # -- reading a stream ------------------------------------------------------------------
+
+    async def test_read_stream_of_a_missing_stream_yields_nothing(
+        self, store: AsyncEventStore
+    ) -> None:
+        assert await read(store, new_id()) == []
+
+    async def test_read_stream_yields_the_streams_events_in_order(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream, other = new_id(), new_id()
+        await store.append(stream, happened(1, 2))
+        await store.append(other, happened(9))
+        await store.append(stream, happened(3))
+        stored = await read(store, stream)
+        assert numbers(stored) == [1, 2, 3]
+        assert {e.stream_id for e in stored} == {stream}
+
+    @pytest.mark.parametrize("batch_size", [1, 2, 3, 7, 8])
+    async def test_read_stream_in_batches_yields_every_event_once(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(*range(1, 8)))
+        stored = await read(store, stream, batch_size=batch_size)
+        assert [e.version for e in stored] == list(range(1, 8))
+
+    @pytest.mark.parametrize(
+        ("from_version", "to_version", "versions"),
+        [
+            (1, None, [1, 2, 3, 4, 5]),
+            (3, None, [3, 4, 5]),
+            (2, 4, [2, 3, 4]),
+            (4, 4, [4]),
+            (5, 9, [5]),
+            (6, None, []),
+            (4, 3, []),
+            (0, 1, [1]),
+        ],
+    )
+    async def test_read_stream_from_and_to_versions_are_inclusive(
+        self,
+        store: AsyncEventStore,
+        from_version: int,
+        to_version: int | None,
+        versions: list[int],
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5))
+        stored = await read(store, stream, from_version, to_version, batch_size=2)
+        assert [e.version for e in stored] == versions
+
+    @pytest.mark.parametrize("batch_size", [0, -1])
+    async def test_read_stream_with_a_batch_size_below_one_raises(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        with pytest.raises(ValueError, match="batch_size"):
+            await read(store, new_id(), batch_size=batch_size)
+
+    async def test_recorded_events_carry_their_ids_types_and_schema_versions(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        first, second = NewEvent(Happened(1, "one")), NewEvent(Noted("two"))
+        await store.append(stream, [first, second])
+        stored = await read(store, stream)
+        assert [(e.event_id, e.type, e.schema_version, e.data) for e in stored] == [
+            (first.event_id, "facta.testing.Happened", 1, Happened(1, "one")),
+            (second.event_id, "facta.testing.Noted", 2, Noted("two")),
+        ]
+
+    async def test_plain_events_get_distinct_event_ids(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3))
+        ids = [e.event_id for e in await read(store, stream)]
+        assert len(set(ids)) == 3
+
+    async def test_metadata_round_trips(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        metadata = Metadata(
+            correlation_id=new_id(),
+            causation_id=new_id(),
+            user={"tenant": "acme", "tags": ["a", "b"], "depth": {"n": 1}, "ratio": 0.5},
+        )
+        await store.append(stream, [NewEvent(Happened(1), metadata=metadata)])
+        assert [e.metadata for e in await read(store, stream)] == [metadata]
+
+    async def test_events_appended_without_metadata_read_back_with_empty_metadata(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1))
+        assert [e.metadata for e in await read(store, stream)] == [Metadata()]
+
+    async def test_recorded_at_is_timezone_aware_and_close_to_the_append(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1))
+        (stored,) = await read(store, stream)
+        assert stored.recorded_at.utcoffset() is not None
+        assert abs(stored.recorded_at - datetime.now(UTC)).total_seconds() < 3600
+
+    async def test_compressed_events_round_trip(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        original = store.codec
+        store.codec = Codec(compress_above=0)
+        try:
+            await store.append(stream, [Happened(1, "x" * 1000), Noted("y")])
+            stored = await read(store, stream)
+        finally:
+            store.codec = original
+        assert [e.data for e in stored] == [Happened(1, "x" * 1000), Noted("y")]
+
+    @pytest.mark.parametrize(
+        "suffix",
+        ["", " with spaces", "-ünïcødé-🙂", "'; DROP TABLE events; --", "%_*?", "\\", "x" * 500],
+    )
+    async def test_any_non_empty_string_is_a_stream_id(
+        self, store: AsyncEventStore, suffix: str
+    ) -> None:
+        stream = new_id() + suffix
+        await store.append(stream, happened(1))
+        assert [e.stream_id for e in await read(store, stream)] == [stream]
+        assert await store.stream_version(stream) == 1
+
+    # -- the global log --------------------------------------------------------------------
+
+    async def test_read_all_yields_new_events_in_append_order_across_streams(
+        self, store: AsyncEventStore
+    ) -> None:
+        first, second = new_id(), new_id()
+        start = await head(store)
+        await store.append(first, happened(1, 2))
+        await store.append(second, happened(3))
+        await store.append(first, happened(4))
+        log = await log_after(store, start)
+        assert [(e.stream_id, e.data.n) for e in log] == [
+            (first, 1),
+            (first, 2),
+            (second, 3),
+            (first, 4),
+        ]
+
+    async def test_read_all_positions_match_the_append_results(
+        self, store: AsyncEventStore
+    ) -> None:
+        start = await head(store)
+        results = [await store.append(new_id(), happened(n)) for n in range(3)]
+        assert [e.position for e in await log_after(store, start)] == [r.position for r in results]
+
+    async def test_read_all_checkpoints_increase_strictly(self, store: AsyncEventStore) -> None:
+        start = await head(store)
+        for n in range(4):
+            await store.append(new_id(), happened(n, n))
+        checkpoints = [start] + [e.checkpoint for e in await log_after(store, start)]
+        assert checkpoints == sorted(set(checkpoints))
+
+    async def test_read_all_after_a_checkpoint_resumes_just_after_it(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        start = await head(store)
+        await store.append(stream, happened(1, 2, 3, 4))
+        log = await log_after(store, start)
+        for index, recorded in enumerate(log):
+            assert await log_after(store, recorded.checkpoint) == log[index + 1 :]
+
+    @pytest.mark.parametrize(("limit", "expected"), [(0, []), (1, [1]), (3, [1, 2, 3])])
+    async def test_read_all_with_a_limit_yields_at_most_that_many_events(
+        self, store: AsyncEventStore, limit: int, expected: list[int]
+    ) -> None:
+        start = await head(store)
+        await store.append(new_id(), happened(1, 2, 3, 4, 5))
+        assert numbers(await log_after(store, start, limit=limit, batch_size=2)) == expected
+
+    async def test_read_all_with_a_limit_beyond_the_log_yields_the_rest(
+        self, store: AsyncEventStore
+    ) -> None:
+        start = await head(store)
+        await store.append(new_id(), happened(1, 2))
+        assert numbers(await log_after(store, start, limit=100)) == [1, 2]
+
+    @pytest.mark.parametrize("batch_size", [1, 2, 5, 6])
+    async def test_read_all_in_batches_yields_every_event_once(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        start = await head(store)
+        await store.append(new_id(), happened(1, 2, 3))
+        await store.append(new_id(), happened(4, 5))
+        log = await log_after(store, start, batch_size=batch_size)
+        assert numbers(log) == [1, 2, 3, 4, 5]
+
+    async def test_read_all_with_types_yields_only_events_of_those_types(
+        self, store: AsyncEventStore
+    ) -> None:
+        start = await head(store)
+        stream = new_id()
+        await store.append(stream, [Happened(1), Noted("a"), Measured(0.5), Happened(2)])
+        log = await log_after(store, start, types=["facta.testing.Happened"])
+        assert [e.data for e in log] == [Happened(1), Happened(2)]
+        log = await log_after(store, start, types={"facta.testing.Noted", "facta.testing.Measured"})
+        assert [e.data for e in log] == [Noted("a"), Measured(0.5)]
+
+    async def test_read_all_with_types_and_a_limit_counts_only_matching_events(
+        self, store: AsyncEventStore
+    ) -> None:
+        start = await head(store)
+        events = [Noted("a"), Happened(1), Noted("b"), Noted("c"), Happened(2), Happened(3)]
+        await store.append(new_id(), events)
+        log = await log_after(store, start, types=["facta.testing.Happened"], limit=2, batch_size=1)
+        assert numbers(log) == [1, 2]
+
+    async def test_read_all_with_no_types_yields_nothing(self, store: AsyncEventStore) -> None:
+        start = await head(store)
+        await store.append(new_id(), happened(1))
+        assert await log_after(store, start, types=[]) == []
+
+    async def test_read_all_with_a_type_nobody_wrote_yields_nothing(
+        self, store: AsyncEventStore
+    ) -> None:
+        start = await head(store)
+        await store.append(new_id(), happened(1))
+        assert await log_after(store, start, types=["facta.testing.NeverWritten"]) == []
+
+    # -- versions and streams --------------------------------------------------------------
+
+    async def test_stream_version_of_a_missing_stream_is_zero(self, store: AsyncEventStore) -> None:
+        assert await store.stream_version(new_id()) == 0
+
+    async def test_stream_version_counts_the_streams_events(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2))
+        await store.append(new_id(), happened(3))
+        await store.append(stream, happened(4))
+        assert await store.stream_version(stream) == 3
+
+    @pytest.mark.parametrize("batch_size", [1, 2, 1000])
+    async def test_streams_lists_every_stream_with_its_version_in_id_order(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        mine = {new_id(): 2, new_id(): 1, new_id(): 3}
+        for stream, version in mine.items():
+            await store.append(stream, happened(*range(version)))
+        listed = [item async for item in store.streams(batch_size=batch_size)]
+        ids = [stream for stream, _ in listed]
+        assert ids == sorted(set(ids))
+        assert {s: v for s, v in listed if s in mine} == mine
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    async def test_read_snapshots_of_a_stream_without_any_is_empty(
+        self, store: AsyncEventStore
+    ) -> None:
+        assert await store.read_snapshots(new_id()) == []
+
+    async def test_snapshots_read_back_newest_first(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        snapshots = [snapshot(stream, version) for version in (5, 20, 10)]
+        for record in snapshots:
+            await store.write_snapshot(record)
+        await store.write_snapshot(snapshot(new_id(), 30))
+        assert await store.read_snapshots(stream) == [snapshots[1], snapshots[2], snapshots[0]]
+
+    async def test_read_snapshots_returns_at_most_limit(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        for version in (1, 2, 3, 4):
+            await store.write_snapshot(snapshot(stream, version))
+        newest = await store.read_snapshots(stream, limit=2)
+        assert [record.version for record in newest] == [4, 3]
+
+    async def test_writing_a_snapshot_at_a_stored_version_replaces_it(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.write_snapshot(snapshot(stream, 3, b"old"))
+        await store.write_snapshot(snapshot(stream, 3, b"new"))
+        assert await store.read_snapshots(stream) == [snapshot(stream, 3, b"new")]

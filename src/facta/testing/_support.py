@@ -1,0 +1,86 @@
+# WARNING: generated from src/facta/testing/_support_async.py by tools/gen_sync.py; do not edit.
+"""What the contract suite's tests share: constants, events to write, and read helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facta.appending import ExpectedVersion
+from facta.events import Checkpoint, RecordedEvent
+from facta.snapshots import SnapshotRecord, checksum
+from facta.store import EventStore
+from facta.testing.events import Happened
+
+__all__ = [
+    "ANY",
+    "EVENTS_EACH",
+    "MAX_CONFLICTS",
+    "NO_STREAM",
+    "PATIENCE_POLLS",
+    "PATIENCE_SLEEP",
+    "STREAM_EXISTS",
+    "WRITERS",
+    "assert_nothing_written",
+    "happened",
+    "head",
+    "log_after",
+    "numbers",
+    "read",
+    "snapshot",
+]
+
+ANY, NO_STREAM, STREAM_EXISTS = (
+    ExpectedVersion.ANY,
+    ExpectedVersion.NO_STREAM,
+    ExpectedVersion.STREAM_EXISTS,
+)
+
+# The racing tests: how many writers, and how many events each of them appends.
+WRITERS = 8
+EVENTS_EACH = 5
+# How many times a racing writer may meet a conflict before the test gives up on the store.
+MAX_CONFLICTS = 10_000
+# How long a tailing reader waits, once every writer is done, for the last events to show.
+PATIENCE_POLLS, PATIENCE_SLEEP = 200, 0.01
+
+
+def happened(*numbers: int) -> list[Happened]:
+    """One ``Happened`` event per number."""
+    return [Happened(n) for n in numbers]
+
+
+def numbers(events: list[RecordedEvent]) -> list[int]:
+    """The ``n`` of each ``Happened`` event read."""
+    return [e.data.n for e in events]
+
+
+def snapshot(stream_id: str, version: int, state: bytes = b"state") -> SnapshotRecord:
+    """A snapshot record of ``state`` at ``version``."""
+    return SnapshotRecord(
+        stream_id, version, "facta.testing.Aggregate", 1, 0, checksum(state), state
+    )
+
+
+def read(store: EventStore, stream_id: str, *args: Any, **kw: Any) -> list[RecordedEvent]:
+    """Everything ``read_stream`` yields."""
+    return [e for e in store.read_stream(stream_id, *args, **kw)]
+
+
+def log_after(store: EventStore, after: Checkpoint, **kw: Any) -> list[RecordedEvent]:
+    """Everything ``read_all`` yields after a checkpoint."""
+    return [e for e in store.read_all(after, **kw)]
+
+
+def head(store: EventStore) -> Checkpoint:
+    """The checkpoint of the global log's last event: tests measure the log from there."""
+    last = Checkpoint()
+    for recorded in store.read_all():
+        last = recorded.checkpoint
+    return last
+
+
+def assert_nothing_written(store: EventStore, start: Checkpoint, *streams: str) -> None:
+    """Neither the global log after ``start`` nor any of ``streams`` holds an event."""
+    assert log_after(store, start) == []
+    for stream_id in streams:
+        assert store.stream_version(stream_id) == 0

@@ -1,0 +1,40 @@
+"""The event store contract suite: the behaviour every backend must show, sync and async.
+
+A backend's test module subclasses the suite and provides the store under test as a fixture,
+``store`` for the sync suite and ``async_store`` for the async one::
+
+    class TestMyStore(EventStoreContract):
+        @pytest.fixture
+        def store(self) -> Iterator[EventStore]:
+            with MyStore(...) as store:
+                yield store
+
+The tests never assume the store is empty: they write to fresh stream ids and measure the
+global log from a checkpoint taken when they start, so one database may serve every test,
+as long as nothing else writes to it while a test runs.
+"""
+
+from __future__ import annotations
+
+import pytest  # sync: drop
+
+from facta.store_async import AsyncEventStore  # sync: drop
+from facta.testing._appending_async import AsyncAppendContract
+from facta.testing._bad_input_async import AsyncBadInputContract
+from facta.testing._racing_async import AsyncRaceContract
+from facta.testing._reading_async import AsyncReadContract
+
+__all__ = ["AsyncEventStoreContract"]
+
+
+class AsyncEventStoreContract(
+    AsyncAppendContract, AsyncReadContract, AsyncBadInputContract, AsyncRaceContract
+):
+    """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""
+
+    pytestmark = pytest.mark.asyncio  # sync: drop
+
+    @pytest.fixture  # sync: drop
+    def store(self, async_store: AsyncEventStore) -> AsyncEventStore:  # sync: drop
+        """The store under test, under the name the sync suite uses too."""  # sync: drop
+        return async_store  # sync: drop

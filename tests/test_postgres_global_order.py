@@ -1,0 +1,234 @@
+"""The global log on PostgreSQL never skips or repeats an event, whatever order writers commit in.
+
+A gate (a trigger waiting on an advisory lock) holds a writer's transaction open after it has
+taken its positions, so the tests can commit later writers past it at will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from facta.appending import ExpectedVersion, StreamAppend
+from facta.backends.postgres import PostgresEventStore
+from facta.backends.postgres_async import AsyncPostgresEventStore
+from facta.events import Checkpoint, NewEvent, RecordedEvent
+from facta.testing.events import Happened
+
+pytestmark = pytest.mark.postgres
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PATIENCE = 30.0  # seconds a reader waits for other sessions' transactions to end
+
+
+class Gate:
+    """Holds every append to the stream ``held`` open, after its rows are inserted."""
+
+    def __init__(self, schema: str) -> None:
+        self.key = random.randrange(2**62)
+        self.holder = psycopg.connect(POSTGRES_URL, autocommit=True)
+        self.holder.execute(
+            f"""
+            CREATE FUNCTION "{schema}".gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_advisory_xact_lock_shared({self.key}); RETURN NULL; END $$;
+            CREATE TRIGGER gate AFTER INSERT ON "{schema}".events FOR EACH ROW
+            WHEN (NEW.stream_id = 'held') EXECUTE FUNCTION "{schema}".gate();
+            """
+        )
+
+    def close(self) -> None:
+        self.holder.execute("SELECT pg_advisory_lock(%s)", [self.key])
+
+    def wait_until_a_writer_waits(self) -> None:
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            cur = self.holder.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                [self.holder.info.backend_pid],
+            )
+            if cur.fetchone() == (1,):
+                return
+            time.sleep(0.005)
+        raise AssertionError("the held writer never reached the gate")
+
+    def open(self) -> None:
+        self.holder.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+
+
+@pytest.fixture
+def store(pg_schema: str) -> Iterator[PostgresEventStore]:
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=8) as opened:
+        opened.stream_version("migrate-now")
+        yield opened
+
+
+@pytest.fixture
+def gate(store: PostgresEventStore) -> Iterator[Gate]:
+    opened = Gate(store.schema)
+    yield opened
+    opened.holder.close()
+
+
+def read_until(store: PostgresEventStore, after: Checkpoint, count: int) -> list[RecordedEvent]:
+    """The log after ``after`` once it holds ``count`` events (other sessions may lag it)."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        events = list(store.read_all(after))
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.01)
+
+
+def test_a_reader_does_not_pass_a_writer_that_took_its_position_until_it_commits(
+    store: PostgresEventStore, gate: Gate
+) -> None:
+    store.append("before", [Happened(0)])
+    start = read_until(store, Checkpoint(), 1)[-1].checkpoint
+    gate.close()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(store.append, "held", [Happened(1)])
+        gate.wait_until_a_writer_waits()
+        for n in (10, 11, 12):
+            store.append(f"later-{n}", [Happened(n)])
+        assert list(store.read_all(start)) == []
+        gate.open()
+        held.result()
+    assert [e.data.n for e in read_until(store, start, 4)] == [1, 10, 11, 12]
+
+
+def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
+    store: PostgresEventStore, gate: Gate
+) -> None:
+    gate.close()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(store.append, "held", [Happened(1)])
+        gate.wait_until_a_writer_waits()
+        store.append("later", [Happened(2), Happened(3)])
+        lag = store.reader_lag()
+        gate.open()
+        held.result()
+    assert lag.held_back >= 2
+    assert lag.oldest_transaction_pid is not None
+
+
+def test_a_held_writer_owning_positions_on_both_sides_of_a_later_one_is_read_whole_and_first(
+    store: PostgresEventStore, gate: Gate
+) -> None:
+    gate.close()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            store.append_many,
+            [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+        )
+        gate.wait_until_a_writer_waits()
+        store.append("later", [Happened(3)])
+        gate.open()
+        held.result()
+    events = read_until(store, Checkpoint(), 3)
+    assert [e.data.n for e in events] == [1, 2, 3]
+    held_first, held_second, later = (e.position for e in events)
+    assert held_first < later < held_second  # positions interleave; the order is by transaction
+
+
+def test_a_tailing_reader_resumes_from_its_checkpoint_without_skipping_a_late_commit(
+    store: PostgresEventStore, gate: Gate
+) -> None:
+    seen: list[RecordedEvent] = []
+    checkpoint = Checkpoint()
+    gate.close()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            store.append_many,
+            [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+        )
+        gate.wait_until_a_writer_waits()
+        store.append("later", [Happened(3)])
+        seen += store.read_all(checkpoint)
+        checkpoint = seen[-1].checkpoint if seen else checkpoint
+        gate.open()
+        held.result()
+    seen += read_until(store, checkpoint, 3 - len(seen))
+    assert [e.data.n for e in seen] == [1, 2, 3]
+
+
+def writer(store: PostgresEventStore, number: int, ids: list[uuid.UUID]) -> None:
+    """Appends of every shape: own stream at exact versions, a shared hot stream, pairs."""
+    own = f"writer-{number}"
+    for i in range(40):
+        events = [NewEvent(Happened(number * 1000 + i * 10 + k)) for k in range(1 + i % 3)]
+        ids.extend(e.event_id for e in events)
+        if i % 3 == 0:
+            store.append(own, events, store.stream_version(own))
+        elif i % 3 == 1:
+            store.append("hot", events, ExpectedVersion.ANY)
+        else:
+            store.append_many(
+                [StreamAppend(f"pair-{number}-{i}", events[:1]), StreamAppend("hot", events[1:])]
+            )
+
+
+def test_a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order(
+    store: PostgresEventStore,
+) -> None:
+    written: list[list[uuid.UUID]] = [[] for _ in range(4)]
+    done = threading.Event()
+    seen: list[RecordedEvent] = []
+
+    def tail() -> None:
+        checkpoint = Checkpoint()
+        while not done.is_set():
+            store.wait_for_events(0.05)
+            for event in store.read_all(checkpoint, batch_size=7):
+                seen.append(event)
+                checkpoint = event.checkpoint
+
+    with ThreadPoolExecutor(5) as pool:
+        reader = pool.submit(tail)
+        writers = [pool.submit(writer, store, n, written[n]) for n in range(4)]
+        for future in writers:
+            future.result()
+        done.set()
+        reader.result()
+    expected = {i for ids in written for i in ids}
+    if seen:
+        seen += read_until(store, seen[-1].checkpoint, len(expected) - len(seen))
+    else:
+        seen = read_until(store, Checkpoint(), len(expected))
+    ids = [e.event_id for e in seen]
+    assert len(ids) - len(set(ids)) == 0  # none repeated
+    assert expected - set(ids) == set()  # none skipped
+    assert [e.checkpoint for e in seen] == sorted(e.checkpoint for e in seen)
+
+
+async def test_async_writers_and_a_tailing_reader_agree_on_every_event(pg_schema: str) -> None:
+    async with AsyncPostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=5) as store:
+        written: set[uuid.UUID] = set()
+        seen: list[RecordedEvent] = []
+
+        async def write(number: int) -> None:
+            for i in range(30):
+                event = NewEvent(Happened(number * 100 + i))
+                written.add(event.event_id)
+                await store.append(f"stream-{i % 5}", [event])
+
+        async def tail(writers: asyncio.Future[list[None]]) -> None:
+            checkpoint = Checkpoint()
+            while not writers.done() or len(seen) < len(written):
+                await store.wait_for_events(0.05)
+                async for event in store.read_all(checkpoint):
+                    seen.append(event)
+                    checkpoint = event.checkpoint
+
+        writers = asyncio.gather(*(write(n) for n in range(4)))
+        await asyncio.wait_for(asyncio.gather(writers, tail(writers)), PATIENCE)
+    ids = [e.event_id for e in seen]
+    assert len(ids) == len(set(ids)) == len(written)
+    assert set(ids) == written

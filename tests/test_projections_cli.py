@@ -1,0 +1,142 @@
+"""``facta projections``: list, rebuild (with a progress bar) and run, on a SQLite file."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import facta
+import facta.projections
+from facta.cli import main
+
+# A user's module: its events and a projection, found by the CLI with --projection.
+MODULE = """
+import sqlite3
+from dataclasses import dataclass
+
+import facta
+import facta.projections
+from facta.projections import Projection, handles
+
+
+@facta.event("test.projections_cli.Paid")
+@dataclass(frozen=True)
+class Paid:
+    amount: int
+
+
+class Revenue(Projection[sqlite3.Connection]):
+    name = "revenue"
+
+    def setup(self, db):
+        db.execute("CREATE TABLE IF NOT EXISTS revenue (stream_id TEXT PRIMARY KEY, total INT)")
+
+    def reset(self, db):
+        db.execute("DELETE FROM revenue")
+
+    @handles(Paid)
+    def paid(self, event, db):
+        db.execute(
+            "INSERT INTO revenue VALUES (?, ?) ON CONFLICT (stream_id)"
+            " DO UPDATE SET total = total + excluded.total",
+            (event.stream_id, event.data.amount),
+        )
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A working directory with the user's module and a store of 5 payments; its URL."""
+    (tmp_path / "shop_read_models.py").write_text(textwrap.dedent(MODULE))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("FACTA_URL", raising=False)
+    from shop_read_models import Paid  # type: ignore[import-not-found]
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    with facta.connect(url) as store:
+        for i in range(5):
+            store.append(f"order-{i % 2}", [Paid(10)])
+    return url
+
+
+def revenue(tmp_path: Path) -> dict[str, int]:
+    with sqlite3.connect(tmp_path / "shop.db") as db:
+        return dict(db.execute("SELECT stream_id, total FROM revenue").fetchall())
+
+
+def test_a_store_without_projections_says_so(app: str) -> None:
+    result = CliRunner().invoke(main, ["projections", app])
+    assert (result.exit_code, result.output) == (0, "no projection has run on this store yet\n")
+
+
+def test_rebuild_replays_the_log_into_the_projection_named(app: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "rebuilt 'revenue' from 5 events" in result.output
+    assert revenue(tmp_path) == {"order-0": 30, "order-1": 20}
+
+
+def test_the_list_shows_checkpoint_lag_and_state(app: str) -> None:
+    spec = ["-p", "shop_read_models:Revenue"]
+    CliRunner().invoke(main, ["projections", "rebuild", app, "revenue", *spec])
+    from shop_read_models import Paid
+
+    with facta.connect(app) as store:
+        store.append("order-9", [Paid(1), Paid(2)])
+    result = CliRunner().invoke(main, ["projections", app])
+    assert result.exit_code == 0, result.output
+    assert [line.split() for line in result.output.splitlines()] == [
+        ["NAME", "CHECKPOINT", "LAG", "STATE"],
+        ["revenue", "5", "2", "stopped"],
+    ]
+
+
+def test_a_projection_the_specs_do_not_name_is_an_error(app: str) -> None:
+    result = CliRunner().invoke(
+        main, ["projections", "rebuild", app, "sales", "-p", "shop_read_models:Revenue"]
+    )
+    assert result.exit_code == 2
+    assert "no projection named 'sales' among the --projection ones ('revenue')" in result.output
+
+
+def test_a_spec_that_does_not_import_is_an_error(app: str) -> None:
+    result = CliRunner().invoke(main, ["projections", "rebuild", app, "x", "-p", "nowhere:X"])
+    assert result.exit_code == 2
+    assert "--projection 'nowhere:X': No module named 'nowhere'" in result.output
+
+
+def test_run_follows_the_log_and_stops_cleanly_on_sigterm(app: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "facta", "projections", "run", app, "revenue"]
+    process = subprocess.Popen(
+        [*command, "-p", "shop_read_models:Revenue", "--poll-interval", "0.05"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline() == "running 'revenue' after checkpoint 0\n"
+    from shop_read_models import Paid
+
+    with facta.connect(app) as store:
+        store.append("order-7", [Paid(5)])
+        for _ in range(1000):
+            (status,) = facta.projections.statuses(store)
+            if status.lag == 0 and status.checkpoint.position == 6:
+                break
+            time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+    assert process.stderr.read() == "stopped 'revenue' at checkpoint 6\n"
+    process.stderr.close()
+    assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-7": 5}
