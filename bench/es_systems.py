@@ -8,13 +8,22 @@ and snapshots by ``snapshotting_intervals``.
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from datetime import datetime
 from decimal import Decimal
+from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
+from eventsourcing.popo import POPOTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import ApplicationSubscription, Projection
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
 
 from bench.model import Sizes
 from bench.workloads import SyncWorkloads, create_schema, drop_schema
@@ -58,6 +67,75 @@ class SnapshottingShop(Shop):
     snapshotting_intervals = {Cart: 100}  # noqa: RUF012 (the documented class attribute)
 
 
+class TotalsView(TrackingRecorder):
+    """W6's read model, per cart: how many items, what total quantity (one upsert per event)."""
+
+    @abstractmethod
+    def add_item(self, cart_id: UUID, quantity: int, tracking: Tracking) -> None:
+        """Count an item and record the tracking object, atomically."""
+
+
+class POPOTotalsView(POPOTrackingRecorder, TotalsView):
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals: dict[UUID, tuple[int, int]] = {}
+
+    def add_item(self, cart_id: UUID, quantity: int, tracking: Tracking) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            items, total = self.totals.get(cart_id, (0, 0))
+            self.totals[cart_id] = (items + 1, total + quantity)
+            self._insert_tracking(tracking)
+
+
+_TOTALS = "CREATE TABLE IF NOT EXISTS {0}cart_totals (cart_id TEXT PRIMARY KEY, items INTEGER NOT NULL, quantity INTEGER NOT NULL)"
+_UPSERT = (
+    "INSERT INTO {0}cart_totals VALUES ({1}, 1, {1}) ON CONFLICT (cart_id) DO UPDATE SET"
+    " items = cart_totals.items + 1, quantity = cart_totals.quantity + excluded.quantity"
+)
+
+
+class SQLiteTotalsView(SQLiteTrackingRecorder, TotalsView):
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), _TOTALS.format("")]
+
+    def add_item(self, cart_id: UUID, quantity: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(_UPSERT.format("", "?"), (str(cart_id), quantity))
+            self._insert_tracking(c, tracking)
+
+
+class PostgresTotalsView(PostgresTrackingRecorder, TotalsView):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(datastore.schema)
+        self.sql_create_statements.append(SQL(_TOTALS.format("{0}.")).format(schema))
+        self.upsert = SQL(_UPSERT.format("{0}.", "%s")).format(schema)
+
+    def add_item(self, cart_id: UUID, quantity: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.upsert, (str(cart_id), quantity))
+            self._insert_tracking(curs, tracking)
+
+
+VIEWS: dict[str, type[TotalsView]] = {
+    "memory": POPOTotalsView,
+    "sqlite": SQLiteTotalsView,
+    "postgres": PostgresTotalsView,
+}
+
+
+class TotalsProjection(Projection[TotalsView]):
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.insert_tracking(tracking)
+
+    @process_event.register(vars(Cart)["Started"])  # the event classes @event made
+    @process_event.register(vars(Cart)["ItemAdded"])
+    def item_added(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.add_item(domain_event.originator_id, domain_event.quantity, tracking)
+
+
 class Eventsourcing(SyncWorkloads):
     """One eventsourcing persistence module."""
 
@@ -66,6 +144,10 @@ class Eventsourcing(SyncWorkloads):
         self.backend = backend
         SnapshottingShop.snapshotting_intervals = {Cart: sizes.snapshot_every}
         self.app: Shop | None = None
+        self.env_for_app: dict[str, str] = {}
+        self.view: TotalsView | None = None
+        self.view_factory: InfrastructureFactory[TotalsView] | None = None
+        self.views = 0
         self.ids: dict[str, UUID] = {}
         self.writers: list[Cart] = []
 
@@ -92,7 +174,8 @@ class Eventsourcing(SyncWorkloads):
         self.close_app()
         if self.backend == "postgres":
             create_schema(self.schema)
-        self.app = kind(env=self.env())
+        self.env_for_app = self.env()
+        self.app = kind(env=self.env_for_app)
         return self.app
 
     def close_app(self) -> None:
@@ -108,14 +191,22 @@ class Eventsourcing(SyncWorkloads):
         elif group == "W4":
             app = self.fresh_app(SnapshottingShop)
             length, every = self.sizes.w4_length, self.sizes.snapshot_every
-            self.ids["W4-head"] = self._build(app, length, every)
-            self.ids["W4-99"] = self._build(app, length + every - 1, every)
-        elif group == "W5":
+            # Built fast (saves of 1,000, no snapshots), then one snapshot each at `length`:
+            # what every-100 snapshotting leaves behind, for loads to start from.
+            SnapshottingShop.snapshotting_intervals = {}
+            try:
+                self.ids["W4-head"] = self._build(app, length, 1000)
+                self.ids["W4-99"] = self._build(app, length + every - 1, 1000)
+            finally:
+                SnapshottingShop.snapshotting_intervals = {Cart: every}
+            for aggregate_id in self.ids.values():
+                app.take_snapshot(aggregate_id, version=length)
+        elif group == "W6" and self.backend == "sqlite":
+            return {"W6": "eventsourcing's SQLite recorder has no subscriptions for projections"}
+        elif group in ("W5", "W6"):
             app = self.fresh_app(Shop)
-            for _ in range(self.sizes.w5_events // self.sizes.save_size):
+            for _ in range(self.log_length(group) // self.sizes.save_size):
                 self._build(app, self.sizes.save_size, self.sizes.save_size)
-        elif group == "W6":
-            return {"W6": "not measured until facta has projections"}
         return {}
 
     def _build(self, app: Shop, length: int, save: int) -> UUID:
@@ -128,6 +219,13 @@ class Eventsourcing(SyncWorkloads):
         return cart.id
 
     def prepare(self, case: str) -> None:
+        if case == "W6":  # a fresh, empty view: its own tables (or dict), named per trial
+            self.views += 1
+            env = Environment(f"Totals{self.views}", {**self.env_for_app, "CREATE_TABLE": "y"})
+            if self.view_factory is not None:
+                self.view_factory.close()
+            self.view_factory = InfrastructureFactory[TotalsView].construct(env)
+            self.view = self.view_factory.tracking_recorder(VIEWS[self.backend])
         if case in ("W1", "W2", "W7"):
             app = self.fresh_app(Shop)
         elif case == "W2-snap":
@@ -155,9 +253,25 @@ class Eventsourcing(SyncWorkloads):
             return loads
         if case == "W5":
             return self._read_all(app)
+        if case == "W6":
+            return self._project(app)
         if case == "W7":
             return self._concurrent_writers(app)
         raise ValueError(case)
+
+    def _project(self, app: Shop) -> int:
+        """Catch up with the log, as eventsourcing's ProjectionRunner does (in its thread)."""
+        assert self.view is not None
+        projection = TotalsProjection(view=self.view)
+        count = 0
+        start = self.view.max_tracking_id(app.name)
+        with ApplicationSubscription(app, gt=start) as subscription:
+            for domain_event, tracking in subscription:
+                projection.process_event(domain_event, tracking)
+                count += 1
+                if count == self.sizes.w6_events:
+                    break
+        return count
 
     def _read_all(self, app: Shop) -> int:
         count, start = 0, 1
@@ -190,6 +304,8 @@ class Eventsourcing(SyncWorkloads):
         return len(self.writers) * self.sizes.w7_saves
 
     def close(self) -> None:
+        if self.view_factory is not None:
+            self.view_factory.close()
         self.close_app()
         if self.backend == "postgres":
             drop_schema(self.schema)

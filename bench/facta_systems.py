@@ -192,7 +192,7 @@ class FactaSync(SyncWorkloads):
             if group == "W6" and projection_support():
                 return {"W6": projection_support()}
             repo = facta.Repository(store, Cart)
-            for _ in range(self.sizes.w5_events // self.sizes.save_size):
+            for _ in range(self.log_length(group) // self.sizes.save_size):
                 self._build(repo, Cart(), self.sizes.save_size, self.sizes.save_size)
         return status
 
@@ -252,7 +252,7 @@ class FactaSync(SyncWorkloads):
             return count
         if case == "W6":
             count = self.runner.rebuild()
-            assert count == sizes.w5_events, count
+            assert count == sizes.w6_events, count
             return int(count)
         if case == "W7":
             return self._concurrent_writers(store)
@@ -327,7 +327,7 @@ class FactaAsync(AsyncWorkloads):
             if group == "W6" and projection_support():
                 return {"W6": projection_support()}
             repo = facta.AsyncRepository(store, Cart)
-            for _ in range(self.sizes.w5_events // self.sizes.save_size):
+            for _ in range(self.log_length(group) // self.sizes.save_size):
                 await self._build(repo, Cart(), self.sizes.save_size, self.sizes.save_size)
         return status
 
@@ -391,7 +391,7 @@ class FactaAsync(AsyncWorkloads):
             return count
         if case == "W6":
             count = await self.runner.rebuild()
-            assert count == sizes.w5_events, count
+            assert count == sizes.w6_events, count
             return int(count)
         if case == "W7":
             repo = facta.AsyncRepository(store, Cart)

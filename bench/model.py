@@ -52,11 +52,13 @@ class Sizes:
     w3_lengths: tuple[int, ...] = (1000, 10_000, 100_000)
     w4_length: int = 100_000
     w5_events: int = 100_000
+    w6_events: int = (
+        20_000  # W6 reads a log of its own, shorter: eventsourcing on PostgreSQL is slow
+    )
     w7_writers: int = 4
-    w7_saves: int = 1250  # per writer
-    load_events_per_trial: int = 20_000  # W3: loads per trial = this // length (at least 1)
+    w7_saves: int = 500  # per writer
+    load_events_per_trial: int = 10_000  # W3: loads per trial = this // length (at least 1)
     w4_loads: int = 20
-    w6_events: int = 100_000
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,10 +76,10 @@ QUICK = Sizes(
     w3_lengths=(100, 1000),
     w4_length=1000,
     w5_events=2000,
+    w6_events=1000,
     w7_saves=50,
     load_events_per_trial=2000,
     w4_loads=5,
-    w6_events=2000,
 )
 
 

@@ -91,6 +91,28 @@ _POSTGRES_INSERT = (
     " encoding, data, metadata) VALUES (pg_current_xact_id()::text::bigint, %s, %s, %s, %s,"
     " 1, 0, %s, %s)"
 )
+_TOTALS = (
+    "CREATE TABLE cart_totals"
+    " (cart_id TEXT PRIMARY KEY, items INTEGER NOT NULL, quantity INTEGER NOT NULL)"
+)
+_CHECKPOINTS = (
+    "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, transaction_id BIGINT, position BIGINT)"
+)
+_UPSERT = (
+    "INSERT INTO cart_totals VALUES ({0}, 1, {0}) ON CONFLICT (cart_id) DO UPDATE SET"
+    " items = cart_totals.items + 1, quantity = cart_totals.quantity + excluded.quantity"
+)
+_CHECKPOINT = "UPDATE checkpoints SET transaction_id = {0}, position = {0} WHERE name = 'totals'"
+_RESET = (
+    "DELETE FROM cart_totals",
+    "DELETE FROM checkpoints",
+    "INSERT INTO checkpoints VALUES ('totals', 0, 0)",
+)
+_PAGE = (
+    "SELECT transaction_id, position, stream_id, data FROM events"
+    " WHERE (transaction_id, position) > (%s, %s) ORDER BY transaction_id, position LIMIT %s"
+)
+_BATCH = 500  # events per projection transaction, as facta's runner
 _TYPE = "bench.ItemAdded"
 _METADATA = b"{}"
 
@@ -177,14 +199,25 @@ class RawSQLite(SyncWorkloads):
             self.ids["W4-99"] = self.build(
                 str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
             )
-        elif group == "W5":
-            for _ in range(sizes.w5_events // sizes.save_size):
+        elif group in ("W5", "W6"):
+            for _ in range(self.log_length(group) // sizes.save_size):
                 self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
-        elif group == "W6":
-            return {"W6": "a projection is library work: raw drivers have no W6"}
+            self.conn_or_db().execute(_TOTALS)
+            self.conn_or_db().execute(_CHECKPOINTS)
+            self.conn_or_db().commit()
         return {}
 
+    def conn_or_db(self) -> sqlite3.Connection:
+        assert self.db is not None
+        return self.db
+
     def prepare(self, case: str) -> None:
+        if case == "W6":
+            assert self.db is not None
+            self.db.execute("BEGIN")
+            for statement in _RESET:
+                self.db.execute(statement)
+            self.db.execute("COMMIT")
         if case in ("W1", "W2", "W2-snap", "W7"):
             db = self.fresh_db()
         if case == "W7":
@@ -233,6 +266,10 @@ class RawSQLite(SyncWorkloads):
             rows = db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY position").fetchall()
             assert len(rows) == sizes.w5_events
             return len(rows)
+        if case == "W6":
+            count = self.project(db)
+            assert count == sizes.w6_events, count
+            return count
         if case == "W7":
 
             def write(db: sqlite3.Connection, stream_id: str) -> None:
@@ -242,6 +279,29 @@ class RawSQLite(SyncWorkloads):
             _threads(write, list(zip(self.writer_dbs, self.streams, strict=True)))
             return len(self.streams) * sizes.w7_saves
         raise ValueError(case)
+
+    def project(self, db: sqlite3.Connection) -> int:
+        """Catch up: a page of rows, then their upserts and the checkpoint in one transaction."""
+        decode, upsert, checkpoint = (
+            msgspec.json.decode,
+            _UPSERT.format("?"),
+            _CHECKPOINT.format("?"),
+        )
+        count = position = 0
+        while True:
+            rows = db.execute(
+                "SELECT position, stream_id, data FROM events WHERE position > ?"
+                " ORDER BY position LIMIT ?",
+                (position, _BATCH),
+            ).fetchall()
+            if not rows:
+                return count
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(upsert, [(s, decode(d)["quantity"]) for _, s, d in rows])
+            position = rows[-1][0]
+            db.execute(checkpoint, (0, position))
+            db.execute("COMMIT")
+            count += len(rows)
 
     def close(self) -> None:
         for db in [*self.writer_dbs, self.db]:
@@ -327,14 +387,24 @@ class RawPsycopg(SyncWorkloads):
             self.ids["W4-99"] = self.build(
                 str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
             )
-        elif group == "W5":
-            for _ in range(sizes.w5_events // sizes.save_size):
+        elif group in ("W5", "W6"):
+            for _ in range(self.log_length(group) // sizes.save_size):
                 self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
-        elif group == "W6":
-            return {"W6": "a projection is library work: raw drivers have no W6"}
+            self.conn_or_db().execute(_TOTALS)
+            self.conn_or_db().execute(_CHECKPOINTS)
+            self.conn_or_db().commit()
         return {}
 
+    def conn_or_db(self) -> psycopg.Connection[Any]:
+        assert self.conn is not None
+        return self.conn
+
     def prepare(self, case: str) -> None:
+        if case == "W6":
+            assert self.conn is not None
+            for statement in _RESET:
+                self.conn.execute(statement)
+            self.conn.commit()
         if case in ("W1", "W2", "W2-snap", "W7"):
             conn = self.fresh_db()
         if case == "W7":
@@ -389,6 +459,10 @@ class RawPsycopg(SyncWorkloads):
             conn.commit()
             assert len(rows) == sizes.w5_events
             return len(rows)
+        if case == "W6":
+            count = self.project(conn)
+            assert count == sizes.w6_events, count
+            return count
         if case == "W7":
 
             def write(conn: psycopg.Connection[Any], stream_id: str) -> None:
@@ -398,6 +472,26 @@ class RawPsycopg(SyncWorkloads):
             _threads(write, list(zip(self.writer_conns, self.streams, strict=True)))
             return len(self.streams) * sizes.w7_saves
         raise ValueError(case)
+
+    def project(self, conn: psycopg.Connection[Any]) -> int:
+        """Catch up: a page of rows, then their upserts and the checkpoint in one transaction."""
+        decode, upsert, checkpoint = (
+            msgspec.json.decode,
+            _UPSERT.format("%s"),
+            _CHECKPOINT.format("%s"),
+        )
+        count, after = 0, (0, 0)
+        while True:
+            rows = conn.execute(_PAGE, (*after, _BATCH)).fetchall()
+            if not rows:
+                conn.commit()
+                return count
+            with conn.cursor() as cursor:
+                cursor.executemany(upsert, [(s, decode(d)["quantity"]) for _, _, s, d in rows])
+            after = (rows[-1][0], rows[-1][1])
+            conn.execute(checkpoint, after)
+            conn.commit()
+            count += len(rows)
 
     def close(self) -> None:
         for conn in [*self.writer_conns, self.conn]:
@@ -473,14 +567,21 @@ class RawPsycopgAsync(AsyncWorkloads):
             self.ids["W4-99"] = await self.build(
                 str(uuid.uuid4()), sizes.w4_length + every - 1, every, True
             )
-        elif group == "W5":
-            for _ in range(sizes.w5_events // sizes.save_size):
+        elif group in ("W5", "W6"):
+            for _ in range(self.log_length(group) // sizes.save_size):
                 await self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
-        elif group == "W6":
-            return {"W6": "a projection is library work: raw drivers have no W6"}
+            assert self.conn is not None
+            await self.conn.execute(_TOTALS)
+            await self.conn.execute(_CHECKPOINTS)
+            await self.conn.commit()
         return {}
 
     async def prepare(self, case: str) -> None:
+        if case == "W6":
+            assert self.conn is not None
+            for statement in _RESET:
+                await self.conn.execute(statement)
+            await self.conn.commit()
         if case in ("W1", "W2", "W2-snap", "W7"):
             conn = await self.fresh_db()
         if case == "W7":
@@ -539,6 +640,10 @@ class RawPsycopgAsync(AsyncWorkloads):
             await conn.commit()
             assert len(rows) == sizes.w5_events
             return len(rows)
+        if case == "W6":
+            count = await self.project(conn)
+            assert count == sizes.w6_events, count
+            return count
         if case == "W7":
 
             async def write(conn: psycopg.AsyncConnection[Any], stream_id: str) -> None:
@@ -549,6 +654,29 @@ class RawPsycopgAsync(AsyncWorkloads):
             await asyncio.gather(*(write(conn, stream_id) for conn, stream_id in pairs))
             return len(self.streams) * sizes.w7_saves
         raise ValueError(case)
+
+    async def project(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Catch up: a page of rows, then their upserts and the checkpoint in one transaction."""
+        decode, upsert, checkpoint = (
+            msgspec.json.decode,
+            _UPSERT.format("%s"),
+            _CHECKPOINT.format("%s"),
+        )
+        count, after = 0, (0, 0)
+        while True:
+            cursor = await conn.execute(_PAGE, (*after, _BATCH))
+            rows = await cursor.fetchall()
+            if not rows:
+                await conn.commit()
+                return count
+            async with conn.cursor() as writer:
+                await writer.executemany(
+                    upsert, [(s, decode(d)["quantity"]) for _, _, s, d in rows]
+                )
+            after = (rows[-1][0], rows[-1][1])
+            await conn.execute(checkpoint, after)
+            await conn.commit()
+            count += len(rows)
 
     async def close(self) -> None:
         for conn in [*self.writer_conns, self.conn]:

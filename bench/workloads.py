@@ -40,6 +40,10 @@ class Base:
     def remove_folder(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def log_length(self, group: str) -> int:
+        """How many events W5 (or W6) stores in its global log, in streams of ``save_size``."""
+        return self.sizes.w6_events if group == "W6" else self.sizes.w5_events
+
     def loads_per_trial(self, case: str) -> int:
         """How many loads one trial of a loading case times (the result is per load)."""
         if case.startswith("W3-"):

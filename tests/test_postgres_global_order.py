@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -34,18 +35,32 @@ class Gate:
 
     def __init__(self, schema: str) -> None:
         self.key = random.randrange(2**62)
-        self.holder = psycopg.connect(POSTGRES_URL, autocommit=True)
+        # Should the test die, the server drops the holder (and its lock) within two minutes.
+        self.holder = psycopg.connect(
+            POSTGRES_URL, autocommit=True, options="-c idle_session_timeout=120s"
+        )
         self.holder.execute(
             f"""
             CREATE FUNCTION "{schema}".gate() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_xact_lock_shared({self.key}); RETURN NULL; END $$;
+            BEGIN
+                -- Should the test die, the held writer gives up within a minute.
+                PERFORM set_config('lock_timeout', '60s', true);
+                PERFORM pg_advisory_xact_lock_shared({self.key});
+                RETURN NULL;
+            END $$;
             CREATE TRIGGER gate AFTER INSERT ON "{schema}".events FOR EACH ROW
             WHEN (NEW.stream_id = 'held') EXECUTE FUNCTION "{schema}".gate();
             """
         )
 
-    def close(self) -> None:
+    @contextmanager
+    def closed(self) -> Iterator[None]:
+        """Appends to ``held`` wait inside this block (opened on the way out, whatever happens)."""
         self.holder.execute("SELECT pg_advisory_lock(%s)", [self.key])
+        try:
+            yield
+        finally:
+            self.holder.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
     def wait_until_a_writer_waits(self) -> None:
         deadline = time.monotonic() + PATIENCE
@@ -58,9 +73,6 @@ class Gate:
                 return
             time.sleep(0.005)
         raise AssertionError("the held writer never reached the gate")
-
-    def open(self) -> None:
-        self.holder.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
 
 @pytest.fixture
@@ -92,28 +104,27 @@ def test_a_reader_does_not_pass_a_writer_that_took_its_position_until_it_commits
 ) -> None:
     store.append("before", [Happened(0)])
     start = read_until(store, Checkpoint(), 1)[-1].checkpoint
-    gate.close()
     with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(store.append, "held", [Happened(1)])
-        gate.wait_until_a_writer_waits()
-        for n in (10, 11, 12):
-            store.append(f"later-{n}", [Happened(n)])
-        assert list(store.read_all(start)) == []
-        gate.open()
+        with gate.closed():
+            held = pool.submit(store.append, "held", [Happened(1)])
+            gate.wait_until_a_writer_waits()
+            for n in (10, 11, 12):
+                store.append(f"later-{n}", [Happened(n)])
+            while_held_open = list(store.read_all(start))
         held.result()
+    assert while_held_open == []
     assert [e.data.n for e in read_until(store, start, 4)] == [1, 10, 11, 12]
 
 
 def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
     store: PostgresEventStore, gate: Gate
 ) -> None:
-    gate.close()
     with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(store.append, "held", [Happened(1)])
-        gate.wait_until_a_writer_waits()
-        store.append("later", [Happened(2), Happened(3)])
-        lag = store.reader_lag()
-        gate.open()
+        with gate.closed():
+            held = pool.submit(store.append, "held", [Happened(1)])
+            gate.wait_until_a_writer_waits()
+            store.append("later", [Happened(2), Happened(3)])
+            lag = store.reader_lag()
         held.result()
     assert lag.held_back >= 2
     assert lag.oldest_transaction_pid is not None
@@ -122,15 +133,14 @@ def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
 def test_a_held_writer_owning_positions_on_both_sides_of_a_later_one_is_read_whole_and_first(
     store: PostgresEventStore, gate: Gate
 ) -> None:
-    gate.close()
     with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(
-            store.append_many,
-            [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
-        )
-        gate.wait_until_a_writer_waits()
-        store.append("later", [Happened(3)])
-        gate.open()
+        with gate.closed():
+            held = pool.submit(
+                store.append_many,
+                [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+            )
+            gate.wait_until_a_writer_waits()
+            store.append("later", [Happened(3)])
         held.result()
     events = read_until(store, Checkpoint(), 3)
     assert [e.data.n for e in events] == [1, 2, 3]
@@ -143,17 +153,16 @@ def test_a_tailing_reader_resumes_from_its_checkpoint_without_skipping_a_late_co
 ) -> None:
     seen: list[RecordedEvent] = []
     checkpoint = Checkpoint()
-    gate.close()
     with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(
-            store.append_many,
-            [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
-        )
-        gate.wait_until_a_writer_waits()
-        store.append("later", [Happened(3)])
-        seen += store.read_all(checkpoint)
-        checkpoint = seen[-1].checkpoint if seen else checkpoint
-        gate.open()
+        with gate.closed():
+            held = pool.submit(
+                store.append_many,
+                [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+            )
+            gate.wait_until_a_writer_waits()
+            store.append("later", [Happened(3)])
+            seen += store.read_all(checkpoint)
+            checkpoint = seen[-1].checkpoint if seen else checkpoint
         held.result()
     seen += read_until(store, checkpoint, 3 - len(seen))
     assert [e.data.n for e in seen] == [1, 2, 3]

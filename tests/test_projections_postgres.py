@@ -73,6 +73,11 @@ def applied(store: PostgresEventStore) -> list[int]:
     return [row[0] for row in run_sql(store, "SELECT position FROM applied ORDER BY position")]
 
 
+def held_back(store: PostgresEventStore) -> str:
+    """Why read_all may not see everything yet: an old open transaction anywhere on the server."""
+    return f"readers are held back: {store.reader_lag()}"
+
+
 def positions(store: PostgresEventStore) -> list[int]:
     return sorted(event.position for event in store.read_all())
 
@@ -100,12 +105,13 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
         store.append("after", [Deposited(100), Deposited(1000)])  # commit before it
         with ProjectionRunner(store, Totals()) as runner:
             runner.catch_up()
-            assert len(applied(store)) == 1  # only what is below the late writer's transaction
+            # only what is below the late writer's transaction
+            assert len(applied(store)) == 1, held_back(store)
         holder.execute("SELECT pg_advisory_unlock(%s)", (HELD,))
         late.join()
     with ProjectionRunner(store, Totals()) as runner:
         runner.catch_up()
-    assert applied(store) == positions(store)
+    assert applied(store) == positions(store), held_back(store)
     assert dict(run_sql(store, "SELECT * FROM totals")) == {"early": 1, "late": 10, "after": 1100}
 
 
@@ -140,7 +146,7 @@ def test_concurrent_writers_committing_out_of_order_leave_no_gap_in_a_running_pr
             threading.Event().wait(0.01)
         runner.stop()
         follower.join()
-    assert applied(store) == positions(store)
+    assert applied(store) == positions(store), held_back(store)
 
 
 def test_read_models_live_in_the_stores_schema(store: PostgresEventStore) -> None:

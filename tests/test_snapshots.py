@@ -440,6 +440,24 @@ async def test_load_replays_the_whole_stream_when_no_snapshot_is_usable(
     assert len([r for r in caplog.records if r.name == "facta.snapshots"]) == 2
 
 
+async def test_load_replays_the_stream_when_the_snapshots_cannot_be_read(
+    async_store: facta.AsyncEventStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await tally_with(async_store, 10, 3)
+
+    async def broken(stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
+        raise facta.StoreError("no snapshots table")
+
+    monkeypatch.setattr(async_store, "read_snapshots", broken)
+
+    tally = await AsyncRepository(async_store, Tally).load("t-1")
+
+    assert (tally.total, tally.replayed) == (triangle(10, 3), 13)
+    assert "could not read the snapshots of stream 't-1'" in caplog.text
+
+
 async def test_load_considers_at_most_three_snapshots(
     async_store: facta.AsyncEventStore, url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

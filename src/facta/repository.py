@@ -22,10 +22,16 @@ from typing import Generic, TypeVar
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult
-from facta.errors import AggregateNotFound, ConcurrencyError, RetriesExhausted, SnapshotError
+from facta.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    RetriesExhausted,
+    SnapshotError,
+    StoreError,
+)
 from facta.events import Metadata, NewEvent
 from facta.ids import validate_stream_id
-from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord
 from facta.store import EventStore
 from facta.upcasting import Upcasters
 
@@ -91,7 +97,7 @@ class Repository(Generic[A]):
         if codec is None:
             return None, False
         newest_only = version is None
-        records = self.store.read_snapshots(aggregate_id, 1 if newest_only else SNAPSHOT_CANDIDATES)
+        records = self._read_snapshots(aggregate_id, 1 if newest_only else SNAPSHOT_CANDIDATES)
         skipped = False
         index = 0
         while index < len(records):
@@ -105,8 +111,21 @@ class Repository(Generic[A]):
                     skipped = True
             if newest_only and index == len(records):
                 newest_only = False
-                records = self.store.read_snapshots(aggregate_id, SNAPSHOT_CANDIDATES)
+                records = self._read_snapshots(aggregate_id, SNAPSHOT_CANDIDATES)
         return None, skipped
+
+    def _read_snapshots(self, aggregate_id: str, limit: int) -> list[SnapshotRecord]:
+        """The stream's newest snapshots; none (logged) if they cannot be read: they are a
+        cache, and the events alone give the aggregate."""
+        try:
+            return self.store.read_snapshots(aggregate_id, limit)
+        except StoreError:
+            logger.warning(
+                "could not read the snapshots of stream %r; loading from its events",
+                aggregate_id,
+                exc_info=True,
+            )
+            return []
 
     def save(self, aggregate: A, *, metadata: Metadata | None = None) -> AppendResult | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -204,12 +205,15 @@ class PostgresEventStore(EventStore):
     def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
         conn = self._getconn()
         try:
-            if len(appends) == 1:
+            if len(appends) == 1 and self._inline is None:
                 return [self._write(conn, appends[0])]
             with conn.transaction():  # lock streams in one order: no deadlocks
                 done = {}
                 for append in sorted(appends, key=lambda a: a.stream_id):
                     done[append.stream_id] = self._write(conn, append)
+                if self._inline is not None:  # inline projections commit with the events
+                    cur = conn.execute(self._sql.written, prepare=True, binary=True)
+                    self._inline.call(conn, cur.fetchall())
             return [done[append.stream_id] for append in appends]
         except UnicodeEncodeError as e:
             raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
@@ -327,6 +331,24 @@ class PostgresEventStore(EventStore):
         holds them back (see :class:`ReaderLag`)."""
         ((held_back, pid, age),) = self._query(self._sql.reader_lag, ())
         return ReaderLag(held_back, pid, age)
+
+    def wait_until_readable(self, seconds: float) -> bool:
+        """Wait until ``read_all`` can return every event committed before this call.
+
+        Read-your-writes for the global log: an event is readable once every transaction
+        older than its own has ended, anywhere in the cluster. Returns False if that takes
+        longer than ``seconds`` (see :meth:`reader_lag` for who holds it back).
+        """
+        ((newest,),) = self._query(self._sql.newest_transaction, ())
+        deadline = time.monotonic() + seconds
+        while newest:  # 0: nothing is held back
+            ((horizon,),) = self._query(self._sql.horizon, ())
+            if horizon > newest:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
     def wait_for_events(self, seconds: float) -> bool:
         """Wait until an append to this store commits (True) or ``seconds`` pass (False).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio  # sync: import threading
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -203,12 +204,15 @@ class AsyncPostgresEventStore(AsyncEventStore):
     async def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
         conn = await self._getconn()
         try:
-            if len(appends) == 1:
+            if len(appends) == 1 and self._inline is None:
                 return [await self._write(conn, appends[0])]
             async with conn.transaction():  # lock streams in one order: no deadlocks
                 done = {}
                 for append in sorted(appends, key=lambda a: a.stream_id):
                     done[append.stream_id] = await self._write(conn, append)
+                if self._inline is not None:  # inline projections commit with the events
+                    cur = await conn.execute(self._sql.written, prepare=True, binary=True)
+                    await self._inline.call_async(conn, await cur.fetchall())
             return [done[append.stream_id] for append in appends]
         except UnicodeEncodeError as e:
             raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
@@ -326,6 +330,24 @@ class AsyncPostgresEventStore(AsyncEventStore):
         holds them back (see :class:`ReaderLag`)."""
         ((held_back, pid, age),) = await self._query(self._sql.reader_lag, ())
         return ReaderLag(held_back, pid, age)
+
+    async def wait_until_readable(self, seconds: float) -> bool:
+        """Wait until ``read_all`` can return every event committed before this call.
+
+        Read-your-writes for the global log: an event is readable once every transaction
+        older than its own has ended, anywhere in the cluster. Returns False if that takes
+        longer than ``seconds`` (see :meth:`reader_lag` for who holds it back).
+        """
+        ((newest,),) = await self._query(self._sql.newest_transaction, ())
+        deadline = time.monotonic() + seconds
+        while newest:  # 0: nothing is held back
+            ((horizon,),) = await self._query(self._sql.horizon, ())
+            if horizon > newest:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
     async def wait_for_events(self, seconds: float) -> bool:
         """Wait until an append to this store commits (True) or ``seconds`` pass (False).

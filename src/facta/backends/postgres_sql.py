@@ -97,7 +97,7 @@ _COLUMNS = (
     " data, metadata, recorded_at"
 )
 # Only transactions older than every open one: none of them can still add a row behind us.
-_HORIZON = "(SELECT 9223372036854775807)"
+_HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
 
 # How an append claims its stream; each returns the stream's row after the claim, or no row
 # when the stream is not where the append expects it. All take the stream's row lock.
@@ -146,6 +146,9 @@ class Queries(NamedTuple):
     write_snapshot: str
     read_snapshots: str
     reader_lag: str
+    newest_transaction: str
+    written: str
+    horizon: str
     listen: str
 
     @classmethod
@@ -202,6 +205,15 @@ class Queries(NamedTuple):
                 " SELECT pid, xact_start FROM pg_stat_activity"
                 " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
                 " ORDER BY age(backend_xid) DESC LIMIT 1) AS a ON true"
+            ),
+            newest_transaction=text(
+                "SELECT coalesce(max(transaction_id), 0) FROM {schema}.events"
+                f" WHERE transaction_id >= {_HORIZON}"
+            ),
+            horizon=f"SELECT {_HORIZON}",
+            written=text(
+                f"SELECT {_COLUMNS} FROM {{schema}}.events"
+                " WHERE transaction_id = pg_current_xact_id()::text::bigint ORDER BY position"
             ),
             listen=text("LISTEN {channel}", channel=sql.Identifier(channel)),
         )

@@ -8,11 +8,7 @@ import uuid
 import pytest
 
 from facta.appending import AppendResult, StreamAppend
-from facta.errors import (
-    ConcurrencyError,
-    DuplicateEventId,
-    InvalidEvent,
-)
+from facta.errors import ConcurrencyError, DuplicateEventId, InvalidEvent
 from facta.events import NewEvent
 from facta.ids import new_id
 from facta.store import EventStore

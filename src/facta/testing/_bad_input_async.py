@@ -9,13 +9,7 @@ from typing import Any
 import pytest
 
 from facta.codec import Codec
-from facta.errors import (
-    DecodeError,
-    EventTooLarge,
-    InvalidEvent,
-    InvalidStreamId,
-    UnknownEventType,
-)
+from facta.errors import DecodeError, EventTooLarge, InvalidEvent, InvalidStreamId, UnknownEventType
 from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.store_async import AsyncEventStore

@@ -11,14 +11,7 @@ from facta.codec import Codec
 from facta.events import Metadata, NewEvent
 from facta.ids import new_id
 from facta.store import EventStore
-from facta.testing._support import (
-    happened,
-    head,
-    log_after,
-    numbers,
-    read,
-    snapshot,
-)
+from facta.testing._support import happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Noted
 
 __all__ = ["ReadContract"]

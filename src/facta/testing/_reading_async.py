@@ -10,14 +10,7 @@ from facta.codec import Codec
 from facta.events import Metadata, NewEvent
 from facta.ids import new_id
 from facta.store_async import AsyncEventStore
-from facta.testing._support_async import (
-    happened,
-    head,
-    log_after,
-    numbers,
-    read,
-    snapshot,
-)
+from facta.testing._support_async import happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Noted
 
 __all__ = ["AsyncReadContract"]

@@ -1,0 +1,235 @@
+"""The PostgreSQL store when things go wrong: exhausted pools, lost connections, races."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from facta.appending import ExpectedVersion, StreamAppend
+from facta.backends.postgres import PoolExhausted, PostgresEventStore
+from facta.backends.postgres_async import AsyncPostgresEventStore
+from facta.errors import ConcurrencyError, DuplicateEventId, StoreError
+from facta.events import Checkpoint, NewEvent
+from facta.testing.events import Happened
+
+pytestmark = pytest.mark.postgres
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def store(pg_schema: str) -> Iterator[PostgresEventStore]:
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=4) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def async_store(pg_schema: str) -> AsyncIterator[AsyncPostgresEventStore]:
+    async with AsyncPostgresEventStore(
+        POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=0.2
+    ) as opened:
+        yield opened
+
+
+def positions(schema: str) -> list[int]:
+    with psycopg.connect(POSTGRES_URL) as conn:
+        rows = conn.execute(f'SELECT position FROM "{schema}".events ORDER BY position')
+        return [row[0] for row in rows]
+
+
+def test_an_exhausted_pool_raises_an_error_naming_its_size_and_timeout(pg_schema: str) -> None:
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=0.2) as store:
+        with store.connection(), pytest.raises(PoolExhausted) as raised:
+            store.stream_version("s")
+        assert "pool_size=1" in str(raised.value)
+        assert "pool_timeout=0.2s" in str(raised.value)
+        assert store.stream_version("s") == 0  # the connection came back: the pool works
+
+
+async def test_an_exhausted_async_pool_raises_an_error_naming_its_size(
+    async_store: AsyncPostgresEventStore,
+) -> None:
+    async with async_store.connection():
+        with pytest.raises(PoolExhausted, match="pool_size=1"):
+            await async_store.append("s", [Happened(1)])
+    assert await async_store.stream_version("s") == 0
+
+
+def test_an_exhausted_pool_is_a_store_error() -> None:
+    assert issubclass(PoolExhausted, StoreError)
+
+
+def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
+    store: PostgresEventStore,
+) -> None:
+    store.append("second", [Happened(0)])
+    with psycopg.connect(POSTGRES_URL) as blocker, ThreadPoolExecutor(1) as pool:
+        # Lock the second stream, so the append stops after writing the first one's event.
+        blocker.execute(
+            f'SELECT 1 FROM "{store.schema}".streams WHERE stream_id = %s FOR UPDATE', ["second"]
+        )
+        append = pool.submit(
+            store.append_many,
+            [StreamAppend("first", [Happened(1)]), StreamAppend("second", [Happened(2)])],
+        )
+        appender = wait_for_backend_blocked_by(blocker)
+        blocker.execute("SELECT pg_terminate_backend(%s)", [appender])
+        blocker.rollback()
+        with pytest.raises(StoreError, match="connection failed while appending"):
+            append.result()
+    assert store.stream_version("first") == 0
+    assert [e.data.n for e in store.read_stream("second")] == [0]
+    assert store.append("first", [Happened(3)]).version == 1  # the pool recovered
+
+
+def wait_for_backend_blocked_by(blocker: psycopg.Connection[tuple[object, ...]]) -> int:
+    """The pid of the server process waiting on ``blocker``'s lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with psycopg.connect(POSTGRES_URL) as watcher:
+            row = watcher.execute(
+                "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                [blocker.info.backend_pid],
+            ).fetchone()
+        if row is not None:
+            pid = row[0]
+            assert isinstance(pid, int)
+            return pid
+        time.sleep(0.005)
+    raise AssertionError("the append never waited on the blocker")
+
+
+def test_a_conflict_in_one_stream_of_a_multi_stream_append_writes_no_stream(
+    store: PostgresEventStore,
+) -> None:
+    store.append("b", [Happened(0)])
+    with pytest.raises(ConcurrencyError) as raised:
+        store.append_many(
+            [
+                StreamAppend("a", [Happened(1)], ExpectedVersion.NO_STREAM),
+                StreamAppend("b", [Happened(2)], 5),
+                StreamAppend("c", [Happened(3)]),
+            ]
+        )
+    assert (raised.value.stream_id, raised.value.actual) == ("b", 1)
+    assert list(store.streams()) == [("b", 1)]
+    assert [e.data.n for e in store.read_all()] == [0]
+
+
+def test_a_duplicate_event_id_in_a_multi_stream_append_writes_no_stream(
+    store: PostgresEventStore,
+) -> None:
+    stored = NewEvent(Happened(0))
+    store.append("x", [stored])
+    with pytest.raises(DuplicateEventId, match=str(stored.event_id)):
+        store.append_many(
+            [StreamAppend("a", [Happened(1)]), StreamAppend("b", [NewEvent(Happened(2)), stored])]
+        )
+    assert list(store.streams()) == [("x", 1)]
+
+
+def test_racing_appends_to_one_stream_with_any_version_all_land_without_gaps(
+    store: PostgresEventStore,
+) -> None:
+    start = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        start.wait()
+        for i in range(10):
+            store.append("hot", [Happened(n * 100 + i)])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert [e.version for e in store.read_stream("hot")] == list(range(1, 41))
+
+
+def test_losers_of_a_race_for_a_new_stream_burn_no_positions(store: PostgresEventStore) -> None:
+    start = threading.Barrier(4)
+
+    def create(n: int) -> bool:
+        start.wait()
+        try:
+            store.append("contested", [Happened(n)], ExpectedVersion.NO_STREAM)
+        except ConcurrencyError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(create, range(4)))
+    store.append("after", [Happened(9)])
+    assert won.count(True) == 1
+    assert positions(store.schema) == [1, 2]
+
+
+def test_a_stale_expected_version_burns_no_position(store: PostgresEventStore) -> None:
+    store.append("s", [Happened(1)])
+    with pytest.raises(ConcurrencyError):
+        store.append("s", [Happened(2)], ExpectedVersion.NO_STREAM)
+    with pytest.raises(ConcurrencyError):
+        store.append("t", [Happened(2)], ExpectedVersion.STREAM_EXISTS)
+    store.append("s", [Happened(3)], 1)
+    assert positions(store.schema) == [1, 2]
+
+
+def test_interleaved_readers_of_many_streams_share_a_one_connection_pool(
+    pg_schema: str,
+) -> None:
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=1) as store:
+        for n in range(5):
+            store.append(f"s{n}", [Happened(i) for i in range(10)])
+        readers = [store.read_stream(f"s{n}", batch_size=3) for n in range(5)]
+        rounds = [[next(reader).data.n for reader in readers] for _ in range(10)]
+    assert rounds == [[i] * 5 for i in range(10)]
+
+
+def test_the_first_wait_for_events_returns_at_once_since_events_may_have_come_before(
+    store: PostgresEventStore,
+) -> None:
+    assert store.wait_for_events(30) is True
+
+
+def test_wait_for_events_times_out_when_nothing_is_appended(store: PostgresEventStore) -> None:
+    store.wait_for_events(0)
+    assert store.wait_for_events(0.05) is False
+
+
+def test_wait_for_events_wakes_when_another_store_appends(
+    store: PostgresEventStore, pg_schema: str
+) -> None:
+    store.wait_for_events(0)
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema) as other:
+        other.append("s", [Happened(1)])
+    assert store.wait_for_events(30) is True
+
+
+async def test_async_wait_for_events_wakes_on_an_append(
+    async_store: AsyncPostgresEventStore,
+) -> None:
+    await async_store.wait_for_events(0)
+    await async_store.append("s", [Happened(1)])
+    assert await async_store.wait_for_events(30) is True
+
+
+def test_connection_gives_a_pooled_connection_to_the_stores_database(
+    store: PostgresEventStore,
+) -> None:
+    store.append("s", [Happened(1)])
+    with store.connection() as conn, conn.transaction():
+        row = conn.execute(f'SELECT count(*) FROM "{store.schema}".events').fetchone()
+    assert row == (1,)
+
+
+def test_a_closed_store_refuses_calls(pg_schema: str) -> None:
+    store = PostgresEventStore(POSTGRES_URL, schema=pg_schema)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.stream_version("s")
+
+
+def test_read_all_of_an_empty_store_yields_nothing(store: PostgresEventStore) -> None:
+    assert list(store.read_all(Checkpoint())) == []

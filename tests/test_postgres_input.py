@@ -1,0 +1,139 @@
+"""Hostile and large input on PostgreSQL: values are only ever parameters, sizes are checked first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from facta.backends.postgres import PostgresEventStore
+from facta.codec import ZLIB, Codec
+from facta.errors import EventTooLarge, InvalidEvent, InvalidStreamId
+from facta.events import EventRegistry, Metadata, NewEvent, event
+from facta.testing.events import Happened
+
+pytestmark = pytest.mark.postgres
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nowhere"  # any database call would fail
+MiB = 1024 * 1024
+
+HOSTILE_IDS = [
+    "'; DROP TABLE events; --",
+    'quote"double',
+    "back\\slash\\'",
+    "$1 %s %(x)s {schema}",
+    "ünïcödé 事件 🚀 \u202eltr",
+    "a" * 100_000,  # long but compressible: fits PostgreSQL's index
+    " leading and trailing ",
+]
+
+
+@pytest.fixture
+def store(pg_schema: str) -> Iterator[PostgresEventStore]:
+    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=2) as opened:
+        yield opened
+
+
+@event("test.postgres.Blob")
+@dataclass(frozen=True)
+class Blob:
+    text: str
+
+
+def event_class(name: str, registry: EventRegistry) -> type[Any]:
+    """A fresh event class registered under ``name``."""
+
+    @event(name, registry=registry)
+    @dataclass(frozen=True)
+    class Named:
+        n: int
+
+    return Named
+
+
+@pytest.mark.parametrize("stream_id", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
+def test_hostile_stream_ids_are_stored_and_read_back_as_they_are(
+    store: PostgresEventStore, stream_id: str
+) -> None:
+    store.append(stream_id, [Happened(1, note=stream_id)])
+    assert [(e.stream_id, e.data.note) for e in store.read_stream(stream_id)] == [
+        (stream_id, stream_id)
+    ]
+    assert list(store.streams()) == [(stream_id, 1)]
+
+
+def test_hostile_type_names_are_stored_and_decoded(pg_schema: str) -> None:
+    registry = EventRegistry()
+    names = ["'); DROP TABLE events; --", 'type "quoted"', "Tÿpe 🚀", "T" * 5000]
+    classes = [event_class(name, registry) for name in names]
+    with PostgresEventStore(POSTGRES_URL, Codec(registry), schema=pg_schema) as store:
+        store.append("s", [cls(n) for n, cls in enumerate(classes)])
+        assert [e.type for e in store.read_stream("s")] == names
+        assert [e.type for e in store.read_all(types=[names[0]])] == names[:1]
+
+
+def test_a_stream_id_too_long_for_the_index_is_refused_with_nothing_written(
+    store: PostgresEventStore,
+) -> None:
+    incompressible = os.urandom(8_000).hex()
+    with pytest.raises(InvalidStreamId, match="too long"):
+        store.append(incompressible, [Happened(1)])
+    assert list(store.read_all()) == []
+
+
+def test_a_nul_in_a_stream_id_is_refused_before_any_database_call() -> None:
+    with PostgresEventStore(UNREACHABLE_URL) as store, pytest.raises(InvalidStreamId, match="NUL"):
+        store.append("a\x00b", [Happened(1)])
+
+
+def test_nul_characters_inside_event_data_and_metadata_round_trip(
+    store: PostgresEventStore,
+) -> None:
+    metadata = Metadata(correlation_id="c\x00", user={"k\x00": "v\x00"})
+    store.append("s", [NewEvent(Happened(1, note="a\x00b"), metadata=metadata)])
+    (recorded,) = store.read_stream("s")
+    assert (recorded.data.note, recorded.metadata) == ("a\x00b", metadata)
+
+
+def test_a_lone_surrogate_in_event_data_is_refused_with_nothing_written(
+    store: PostgresEventStore,
+) -> None:
+    with pytest.raises(InvalidEvent):
+        store.append("s", [Happened(1), Happened(2, note="\ud800")])
+    assert store.stream_version("s") == 0
+
+
+def test_a_10_mib_event_round_trips(store: PostgresEventStore) -> None:
+    text = os.urandom(5 * MiB).hex()
+    store.append("big", [Blob(text)])
+    (recorded,) = store.read_stream("big")
+    assert recorded.data == Blob(text)
+
+
+def test_a_compressed_10_mib_event_round_trips_and_records_its_encoding(pg_schema: str) -> None:
+    text = "facta " * (10 * MiB // 6)
+    with PostgresEventStore(POSTGRES_URL, Codec(compress_above=1024), schema=pg_schema) as store:
+        store.append("big", [Blob(text)])
+        (row,) = store._read_stream_page("big", 1, None, 10)
+        (recorded,) = store.read_stream("big")
+    assert row[7] == ZLIB
+    assert recorded.data == Blob(text)
+
+
+def test_a_100_mib_event_is_refused_before_any_database_call() -> None:
+    with (
+        PostgresEventStore(UNREACHABLE_URL) as store,
+        pytest.raises(EventTooLarge, match="104,857,6"),
+    ):
+        store.append("huge", [Blob("x" * (100 * MiB))])
+
+
+def test_a_100_mib_event_leaves_the_stream_untouched(store: PostgresEventStore) -> None:
+    store.append("s", [Happened(1)])
+    with pytest.raises(EventTooLarge):
+        store.append("s", [Happened(2), Blob("x" * (100 * MiB))])
+    assert store.stream_version("s") == 1
