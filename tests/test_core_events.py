@@ -198,3 +198,16 @@ def test_a_recorded_events_checkpoint_is_its_transaction_and_position() -> None:
         "s", 1, 42, uuid.uuid4(), "Opened", 1, Opened("ada"), Metadata(), datetime.now(UTC), 7
     )
     assert recorded.checkpoint == Checkpoint(7, 42)
+
+
+def test_registering_one_class_under_a_second_name_is_refused() -> None:
+    registry = EventRegistry()
+
+    @dataclass(frozen=True)
+    class Once:
+        value: int
+
+    registry.register(Once, "first.Name")
+    with pytest.raises(InvalidEvent, match=r"already registered as 'first\.Name'"):
+        registry.register(Once, "second.Name")
+    assert registry.get("second.Name") is None

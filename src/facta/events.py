@@ -77,6 +77,12 @@ class EventRegistry:
                     f"event type name {name!r} is already taken by {_class_key(old)}; "
                     "type names must be unique"
                 )
+            taken = self._by_class.get(cls)
+            if taken is not None and taken.name != name:
+                raise InvalidEvent(
+                    f"{_class_key(cls)} is already registered as {taken.name!r}; a class has "
+                    f"one type name (register a renamed type with an upcaster instead)"
+                )
             if old is not None:  # the same class again (a module reload): the new one wins
                 self._by_class.pop(old, None)
             self._by_name[name] = cls

@@ -67,8 +67,11 @@ def new_id() -> str:
 
 
 def id_from_key(kind: str, key: str) -> str:
-    """A stable id derived from a natural key (UUIDv5), e.g. one customer per e-mail address."""
-    return str(uuid.uuid5(FACTA_NAMESPACE, f"{kind}:{key}"))
+    """A stable id derived from a natural key (UUIDv5), e.g. one customer per e-mail address.
+
+    The kind's length is part of the name, so ``("a:b", "c")`` and ``("a", "b:c")`` differ.
+    """
+    return str(uuid.uuid5(FACTA_NAMESPACE, f"{len(kind)}:{kind}:{key}"))
 
 
 def validate_stream_id(stream_id: object) -> str:

@@ -1,5 +1,5 @@
 # WARNING: generated from src/facta/store_async.py by tools/gen_sync.py; do not edit.
-"""The event store contract: ``EventStore`` here, ``EventStore`` generated from it.
+"""The event store contract, for async and (in the generated twin) sync code alike.
 
 The base class does everything that is the same on every backend (validating, encoding,
 paging, decoding, telling an idempotent retry from a conflict); a backend implements the few

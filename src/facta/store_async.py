@@ -1,4 +1,4 @@
-"""The event store contract: ``AsyncEventStore`` here, ``EventStore`` generated from it.
+"""The event store contract, for async and (in the generated twin) sync code alike.
 
 The base class does everything that is the same on every backend (validating, encoding,
 paging, decoding, telling an idempotent retry from a conflict); a backend implements the few
