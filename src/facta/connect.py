@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from facta.codec import Codec
+from facta.errors import StoreError
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
 
@@ -34,6 +35,18 @@ def _scheme(url: str) -> tuple[str, str]:
     return scheme, rest
 
 
+def _require_psycopg() -> None:
+    import importlib.util
+
+    if (
+        importlib.util.find_spec("psycopg") is None
+        or importlib.util.find_spec("psycopg_pool") is None
+    ):
+        raise StoreError(
+            "the PostgreSQL backend needs psycopg and psycopg_pool: pip install 'facta[postgres]'"
+        )
+
+
 def connect(url: str, *, codec: Codec | None = None) -> EventStore:
     """A sync event store for ``url``; use it as a context manager."""
     scheme, rest = _scheme(url)
@@ -45,6 +58,7 @@ def connect(url: str, *, codec: Codec | None = None) -> EventStore:
         from facta.backends.sqlite import SQLiteEventStore
 
         return SQLiteEventStore(rest, codec)
+    _require_psycopg()
     from facta.backends.postgres import PostgresEventStore
 
     return PostgresEventStore(url, codec)
@@ -61,6 +75,7 @@ def connect_async(url: str, *, codec: Codec | None = None) -> AsyncEventStore:
         from facta.backends.sqlite_async import AsyncSQLiteEventStore
 
         return AsyncSQLiteEventStore(rest, codec)
+    _require_psycopg()
     from facta.backends.postgres_async import AsyncPostgresEventStore
 
     return AsyncPostgresEventStore(url, codec)
