@@ -153,6 +153,20 @@ def projection(backend: str, is_async: bool) -> Any:
     return AsyncCartTotals() if is_async and backend == "postgres" else CartTotals()
 
 
+def _wait_for_horizon(store: Any, seconds: float = 120) -> None:
+    """Wait until ``read_all`` can see every event: on PostgreSQL it returns only events of
+    transactions older than every open one in the cluster, and this server is shared."""
+    if not store.wait_until_readable(seconds):
+        raise RuntimeError(f"read_all is held back by an open transaction: {store.reader_lag()}")
+
+
+async def _wait_for_horizon_async(store: Any, seconds: float = 120) -> None:
+    """The async twin of :func:`_wait_for_horizon`."""
+    if not await store.wait_until_readable(seconds):
+        lag = await store.reader_lag()
+        raise RuntimeError(f"read_all is held back by an open transaction: {lag}")
+
+
 class FactaSync(SyncWorkloads):
     """A sync facta store on one backend."""
 
@@ -205,6 +219,8 @@ class FactaSync(SyncWorkloads):
         return cart.id
 
     def prepare(self, case: str) -> None:
+        if case in ("W5", "W6") and self.backend == "postgres":
+            _wait_for_horizon(self.store)
         if case == "W6":
             from facta.projections import ProjectionRunner
 
@@ -342,6 +358,8 @@ class FactaAsync(AsyncWorkloads):
         return cart.id
 
     async def prepare(self, case: str) -> None:
+        if case in ("W5", "W6") and self.backend == "postgres":
+            await _wait_for_horizon_async(self.store)
         if case == "W6":
             from facta.projections import AsyncProjectionRunner
 

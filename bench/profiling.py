@@ -28,7 +28,8 @@ from bench.worker import Worker, make_system
 
 BUCKETS = [  # (bucket, markers in "file:function"), first match wins
     ("waiting (I/O, threads)", ("select.epoll", "selectors.py", "lock' objects", "threading.py")),
-    ("database driver", ("psycopg", "sqlite3.", "_sqlite3")),
+    # sqlite3 steps its cursor inside the comprehension that converts the rows
+    ("database driver", ("psycopg", "sqlite3.", "_sqlite3", "backends/sqlite.py:<listcomp>")),
     ("codec (msgspec, facta codec)", ("msgspec", "facta/codec.py", "facta/snapshots.py")),
     ("facta Python", ("facta/",)),
     ("aggregate and benchmark code", ("bench/",)),

@@ -130,6 +130,21 @@ def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
     assert lag.oldest_transaction_pid is not None
 
 
+def test_wait_until_readable_waits_for_the_held_writer_and_then_sees_every_commit(
+    store: PostgresEventStore, gate: Gate
+) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        with gate.closed():
+            held = pool.submit(store.append, "held", [Happened(1)])
+            gate.wait_until_a_writer_waits()
+            store.append("later", [Happened(2)])
+            readable_while_held = store.wait_until_readable(0.05)
+        held.result()
+    assert readable_while_held is False
+    assert store.wait_until_readable(PATIENCE) is True
+    assert [e.data.n for e in store.read_all()] == [1, 2]
+
+
 def test_a_held_writer_owning_positions_on_both_sides_of_a_later_one_is_read_whole_and_first(
     store: PostgresEventStore, gate: Gate
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import facta
 from facta.backends.memory_async import AsyncMemoryEventStore
+from facta.backends.postgres_async import AsyncPostgresEventStore
 from facta.backends.sqlite_async import AsyncSQLiteEventStore
 from facta.projections import (
     AsyncProjection,
@@ -168,6 +169,11 @@ async def expected(store: facta.AsyncEventStore) -> Totals:
 async def fill(store: facta.AsyncEventStore, count: int = 12) -> None:
     for i in range(count):
         await store.append(f"account-{i % 3}", [Deposited(10 + i), Noted("n"), Withdrawn(i)])
+    if isinstance(store, AsyncPostgresEventStore):  # until readers see it all (see settle)
+        for _ in range(3000):
+            if not (await store.reader_lag()).held_back:
+                break
+            await asyncio.sleep(0.01)
 
 
 async def caught_up(runner: AsyncProjectionRunner[Any]) -> None:

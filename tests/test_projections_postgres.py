@@ -73,6 +73,14 @@ def applied(store: PostgresEventStore) -> list[int]:
     return [row[0] for row in run_sql(store, "SELECT position FROM applied ORDER BY position")]
 
 
+def settle(store: PostgresEventStore) -> None:
+    """Wait until readers see every committed event (other sessions may hold them back)."""
+    for _ in range(3000):
+        if not store.reader_lag().held_back:
+            return
+        threading.Event().wait(0.01)
+
+
 def held_back(store: PostgresEventStore) -> str:
     """Why read_all may not see everything yet: an old open transaction anywhere on the server."""
     return f"readers are held back: {store.reader_lag()}"
@@ -109,6 +117,7 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
             assert len(applied(store)) == 1, held_back(store)
         holder.execute("SELECT pg_advisory_unlock(%s)", (HELD,))
         late.join()
+    settle(store)
     with ProjectionRunner(store, Totals()) as runner:
         runner.catch_up()
     assert applied(store) == positions(store), held_back(store)

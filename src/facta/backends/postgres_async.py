@@ -36,9 +36,10 @@ from facta.appending import (
     check_expected,
     duplicate_event_id,
 )
-from facta.backends.postgres_schema_async import apply_migrations, check_schema
+from facta.backends.postgres_schema_async import check_schema
+from facta.backends.postgres_schema_async import migrate as migrate  # re-exported
 from facta.backends.postgres_sql import PoolExhausted as PoolExhausted  # re-exported
-from facta.backends.postgres_sql import Queries, describe, split_url
+from facta.backends.postgres_sql import Queries, describe, names, split_url
 from facta.backends.postgres_sql import ReaderLag as ReaderLag  # re-exported
 from facta.codec import Codec
 from facta.errors import (
@@ -95,7 +96,9 @@ class AsyncPostgresEventStore(AsyncEventStore):
         if "connect_timeout" not in params:  # an unreachable server fails as fast as the pool
             self._kwargs["connect_timeout"] = max(2, math.ceil(pool_timeout))
         self._migrate = migrate
-        self._sql = Queries.render(self.schema)
+        self._sql = sql = Queries.render(self.schema)
+        self._write_one = (sql.write_one_any, sql.write_one_new, sql.write_one_existing)
+        self._write_many = (sql.write_any, sql.write_new, sql.write_existing)
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -145,14 +148,14 @@ class AsyncPostgresEventStore(AsyncEventStore):
         size, timeout = self.pool.max_size, self.pool.timeout
         opened = self.pool.get_stats().get("pool_size", size)
         why = (
-            f"all {size} connections are in use"
+            f"all {size} connections of the pool are in use"
             if opened >= size
-            else f"it holds {opened} and could not open another in time (is the server up?)"
+            else f"the pool holds {opened} and could not open another (is the server reachable?)"
         )
         return PoolExhausted(
-            f"no connection to PostgreSQL ({self._where}) became free within "
-            f"pool_timeout={timeout:g}s; the pool (pool_size={size}): {why}. Raise pool_size "
-            "or pool_timeout, or hold connections for less time"
+            f"no connection to PostgreSQL ({self._where}) within pool_timeout={timeout:g}s: "
+            f"{why} (pool_size={size}). Raise pool_size or pool_timeout, or hold connections "
+            "for less time"
         )
 
     @asynccontextmanager
@@ -215,7 +218,7 @@ class AsyncPostgresEventStore(AsyncEventStore):
                     await self._inline.call_async(conn, await cur.fetchall())
             return [done[append.stream_id] for append in appends]
         except UnicodeEncodeError as e:
-            raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
+            raise InvalidEvent(f"{names(appends)}: text is not valid Unicode: {e}") from e
         except pg_errors.UniqueViolation as e:
             if e.diag.constraint_name != "events_event_id_key":
                 raise self._failed(e, ()) from e
@@ -223,15 +226,15 @@ class AsyncPostgresEventStore(AsyncEventStore):
         except pg_errors.ProgramLimitExceeded as e:
             stream_id = max((a.stream_id for a in appends), key=len)
             raise self._failed(e, (stream_id,)) from e
-        except psycopg.OperationalError as e:
+        except psycopg.Error as e:
+            if not conn.broken:
+                raise self._failed(e, ()) from e
             raise StoreError(
                 f"PostgreSQL event store ({self._where}): the connection failed while appending "
-                f"to {_names(appends)} ({e}). Nothing is ever half-written, but the append may "
+                f"to {names(appends)} ({e}). Nothing is ever half-written, but the append may "
                 "have committed: retry it with the same event ids (NewEvent); a retry of a stored "
                 "append reports already_appended"
             ) from e
-        except psycopg.Error as e:
-            raise self._failed(e, ()) from e
         finally:
             await self.pool.putconn(conn)
 
@@ -242,24 +245,37 @@ class AsyncPostgresEventStore(AsyncEventStore):
             actual = await _version(conn, self._sql.stream_version, stream_id)
             check_expected(stream_id, expected, actual)
             return AppendResult(stream_id, actual, 0)
-        if expected == ExpectedVersion.ANY:
-            query = self._sql.write_any
-        elif expected == ExpectedVersion.NO_STREAM:
-            query = self._sql.write_new
+        # Which claim: ANY upserts the stream, NO_STREAM creates it, others update it.
+        kind = 0 if expected == ExpectedVersion.ANY else 1 if expected == 0 else 2
+        params: dict[str, Any]
+        if len(events) == 1:
+            query = self._write_one[kind]
+            event_id, type_name, version, encoding, data, metadata = events[0]
+            params = {
+                "stream": stream_id,
+                "n": 1,
+                "expected": expected,
+                "id": event_id,
+                "type": type_name,
+                "sv": version,
+                "enc": encoding,
+                "data": data,
+                "meta": metadata,
+            }
         else:
-            query = self._sql.write_existing
-        ids, types, versions, encodings, data, metadata = zip(*events, strict=True)
-        params = {
-            "stream": stream_id,
-            "n": len(events),
-            "expected": expected,
-            "ids": list(ids),
-            "types": list(types),
-            "svs": list(versions),
-            "encs": list(encodings),
-            "data": list(data),
-            "meta": list(metadata),
-        }
+            query = self._write_many[kind]
+            ids, types, versions, encodings, datas, metadatas = zip(*events, strict=True)
+            params = {
+                "stream": stream_id,
+                "n": len(events),
+                "expected": expected,
+                "ids": list(ids),
+                "types": list(types),
+                "svs": list(versions),
+                "encs": list(encodings),
+                "data": list(datas),
+                "meta": list(metadatas),
+            }
         for _ in range(_CLAIM_ATTEMPTS):
             cur = await conn.execute(query, params, prepare=True)
             row = await cur.fetchone()
@@ -377,21 +393,6 @@ class AsyncPostgresEventStore(AsyncEventStore):
                 ) from e
 
 
-async def migrate(url: str, *, schema: str | None = None) -> list[int]:
-    """Apply the pending schema migrations of the store at ``url``; the numbers applied.
-
-    Safe to run from several processes at once (they queue on an advisory lock); returns
-    ``[]`` when the schema is up to date. Raises ``SchemaVersionError`` for a schema newer
-    than this facta knows.
-    """
-    conninfo, name = split_url(url, schema)
-    try:
-        async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
-            return await apply_migrations(conn, name)
-    except psycopg.Error as e:
-        raise StoreError(f"migrating PostgreSQL ({describe(conninfo, name)}) failed: {e}") from e
-
-
 async def _configure(conn: AsyncConnection[TupleRow]) -> None:
     await conn.execute("SET timezone = 'UTC'")  # recorded_at comes back in UTC, as elsewhere
 
@@ -402,7 +403,4 @@ async def _version(conn: AsyncConnection[TupleRow], query: str, stream_id: str) 
     return 0 if row is None else int(row[0])
 
 
-def _names(appends: list[PreparedAppend]) -> str:
-    names = ", ".join(repr(append.stream_id) for append in appends[:3])
-    more = f" and {len(appends) - 3} more" if len(appends) > 3 else ""
-    return f"stream{'s' if len(appends) > 1 else ''} {names}{more}"
+# facta-pg-ready

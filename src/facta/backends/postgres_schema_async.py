@@ -12,11 +12,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
 
-from facta.errors import SchemaVersionError
+from facta.backends.postgres_sql import describe, split_url
+from facta.errors import SchemaVersionError, StoreError
 
-__all__ = ["apply_migrations", "check_schema", "latest_version", "migrations"]
+__all__ = ["apply_migrations", "check_schema", "latest_version", "migrate", "migrations"]
 
 # The advisory lock's first key: "fact" in ASCII; the second is a hash of the schema name.
 _LOCK_CLASS = 0x66616374
@@ -114,3 +116,18 @@ async def apply_migrations(conn: AsyncConnection[Any], schema: str) -> list[int]
                 )
                 applied.append(number)
     return applied
+
+
+async def migrate(url: str, *, schema: str | None = None) -> list[int]:
+    """Apply the pending schema migrations of the store at ``url``; the numbers applied.
+
+    Safe to run from several processes at once (they queue on an advisory lock); returns
+    ``[]`` when the schema is up to date. Raises ``SchemaVersionError`` for a schema newer
+    than this facta knows.
+    """
+    conninfo, name = split_url(url, schema)
+    try:
+        async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            return await apply_migrations(conn, name)
+    except psycopg.Error as e:
+        raise StoreError(f"migrating PostgreSQL ({describe(conninfo, name)}) failed: {e}") from e

@@ -8,6 +8,7 @@ connection. Values always travel as parameters.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -15,9 +16,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from facta.appending import PreparedAppend
 from facta.errors import StoreError
 
-__all__ = ["PoolExhausted", "Queries", "ReaderLag", "describe", "split_url"]
+__all__ = ["PoolExhausted", "Queries", "ReaderLag", "describe", "names", "split_url"]
 
 DEFAULT_SCHEMA = "public"
 _MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers (NAMEDATALEN - 1)
@@ -84,6 +86,13 @@ def describe(conninfo: str, schema: str) -> str:
     return f"{host}:{port}/{params.get('dbname') or ''} schema {schema!r}"
 
 
+def names(appends: Sequence[PreparedAppend]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b', 'c' and 2 more``: for messages."""
+    shown = ", ".join(repr(append.stream_id) for append in appends[:3])
+    more = f" and {len(appends) - 3} more" if len(appends) > 3 else ""
+    return f"stream{'s' if len(appends) > 1 else ''} {shown}{more}"
+
+
 def channel_name(schema: str) -> str:
     """The LISTEN/NOTIFY channel of a store: ``facta:<schema>``, hashed if too long."""
     name = f"facta:{schema}"
@@ -115,6 +124,8 @@ _CLAIM_EXISTING = """
     WHERE stream_id = %(stream)s AND %(expected)s IN (-2, version)
     RETURNING stream_id, version"""
 # Then the events, numbered after the claimed version; nothing runs unless the claim did.
+# Arrays carry a batch in one statement; a single event goes as plain values, which psycopg
+# adapts several times faster than arrays.
 _WRITE = """
 WITH s AS ({claim}),
 w AS (
@@ -129,6 +140,14 @@ w AS (
     RETURNING position
 )
 SELECT s.version, (SELECT max(position) FROM w), pg_notify({channel}, '') FROM s"""
+_WRITE_ONE = """
+WITH s AS ({claim})
+INSERT INTO {schema}.events (transaction_id, stream_id, version, event_id, type,
+                             schema_version, encoding, data, metadata)
+SELECT pg_current_xact_id()::text::bigint, s.stream_id, s.version, %(id)s, %(type)s,
+       %(sv)s, %(enc)s, %(data)b, %(meta)b
+FROM s
+RETURNING version, position, pg_notify({channel}, '')"""
 
 
 class Queries(NamedTuple):
@@ -137,6 +156,9 @@ class Queries(NamedTuple):
     write_any: str
     write_new: str
     write_existing: str
+    write_one_any: str
+    write_one_new: str
+    write_one_existing: str
     stream_version: str
     read_stream: str
     read_all: str
@@ -159,8 +181,8 @@ class Queries(NamedTuple):
         def text(template: str, **parts: sql.Composable) -> str:
             return sql.SQL(template).format(schema=schema_id, **parts).as_string()
 
-        def write(claim: str) -> str:
-            return text(_WRITE, claim=sql.SQL(text(claim)), channel=sql.Literal(channel))
+        def write(claim: str, template: str = _WRITE) -> str:
+            return text(template, claim=sql.SQL(text(claim)), channel=sql.Literal(channel))
 
         read_all = (
             f"SELECT {_COLUMNS} FROM {{schema}}.events WHERE (transaction_id, position) > (%s, %s)"
@@ -170,6 +192,9 @@ class Queries(NamedTuple):
             write_any=write(_CLAIM_ANY),
             write_new=write(_CLAIM_NEW),
             write_existing=write(_CLAIM_EXISTING),
+            write_one_any=write(_CLAIM_ANY, _WRITE_ONE),
+            write_one_new=write(_CLAIM_NEW, _WRITE_ONE),
+            write_one_existing=write(_CLAIM_EXISTING, _WRITE_ONE),
             stream_version=text("SELECT version FROM {schema}.streams WHERE stream_id = %s"),
             read_stream=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.events WHERE stream_id = %s"

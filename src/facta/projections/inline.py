@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from facta.appending import PreparedAppend
 from facta.events import RecordedEvent
 from facta.projections.errors import ProjectionError
 from facta.projections.handlers import check_name, resolve
@@ -37,7 +36,6 @@ class InlineProjections:
         self._record = record
         self._prelude = prelude  # a statement to run before the handlers (PostgreSQL's schema)
         self._entries: list[_Entry] = []
-        self._types: frozenset[str] = frozenset()
 
     def add(
         self, name: str, handlers: dict[type, Callable[..., Any]], types: tuple[str, ...]
@@ -45,11 +43,6 @@ class InlineProjections:
         if any(entry[0] == name for entry in self._entries):
             raise ValueError(f"an inline projection named {name!r} is already registered")
         self._entries.append((name, handlers, frozenset(types)))
-        self._types |= frozenset(types)
-
-    def wants(self, appends: list[PreparedAppend]) -> bool:
-        """Whether any of these events is of a type some inline projection handles."""
-        return any(event.type in self._types for append in appends for event in append.events)
 
     def _calls(self, rows: list[Row]) -> list[tuple[str, Callable[..., Any], RecordedEvent]]:
         decoded: dict[int, RecordedEvent] = {}
