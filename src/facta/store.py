@@ -269,7 +269,11 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        """Store a snapshot (replacing one at the same stream version)."""
+        """Store a snapshot (replacing one at the same stream version).
+
+        Only the stream's ``SNAPSHOT_CANDIDATES`` newest snapshots are kept: older ones are
+        deleted, since loads never look further back.
+        """
 
     @abc.abstractmethod
     def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:

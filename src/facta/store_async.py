@@ -270,7 +270,11 @@ class AsyncEventStore(abc.ABC):
 
     @abc.abstractmethod
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        """Store a snapshot (replacing one at the same stream version)."""
+        """Store a snapshot (replacing one at the same stream version).
+
+        Only the stream's ``SNAPSHOT_CANDIDATES`` newest snapshots are kept: older ones are
+        deleted, since loads never look further back.
+        """
 
     @abc.abstractmethod
     async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:

@@ -13,7 +13,7 @@ from facta.codec import Codec
 from facta.errors import DuplicateEventId
 from facta.events import Checkpoint
 from facta.ids import validate_stream_id
-from facta.snapshots import SnapshotRecord
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 from facta.store import EventStore, Row
 
 __all__ = ["MemoryEventStore"]
@@ -133,7 +133,10 @@ class MemoryEventStore(EventStore):
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         with self._lock:
-            self._snapshots.setdefault(snapshot.stream_id, {})[snapshot.version] = snapshot
+            by_version = self._snapshots.setdefault(snapshot.stream_id, {})
+            by_version[snapshot.version] = snapshot
+            for version in sorted(by_version)[:-SNAPSHOT_CANDIDATES]:
+                del by_version[version]
 
     def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         with self._lock:

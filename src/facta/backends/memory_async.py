@@ -12,7 +12,7 @@ from facta.codec import Codec
 from facta.errors import DuplicateEventId
 from facta.events import Checkpoint
 from facta.ids import validate_stream_id
-from facta.snapshots import SnapshotRecord
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 from facta.store_async import AsyncEventStore, Row
 
 __all__ = ["AsyncMemoryEventStore"]
@@ -132,7 +132,10 @@ class AsyncMemoryEventStore(AsyncEventStore):
 
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         with self._lock:
-            self._snapshots.setdefault(snapshot.stream_id, {})[snapshot.version] = snapshot
+            by_version = self._snapshots.setdefault(snapshot.stream_id, {})
+            by_version[snapshot.version] = snapshot
+            for version in sorted(by_version)[:-SNAPSHOT_CANDIDATES]:
+                del by_version[version]
 
     async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         with self._lock:

@@ -308,6 +308,8 @@ class PostgresEventStore(EventStore):
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         validate_stream_id(snapshot.stream_id)
         self._query(self._sql.write_snapshot, snapshot, fetch=False)
+        stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
+        self._query(self._sql.prune_snapshots, stream_twice, fetch=False)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -307,6 +307,8 @@ class AsyncPostgresEventStore(AsyncEventStore):
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         validate_stream_id(snapshot.stream_id)
         await self._query(self._sql.write_snapshot, snapshot, fetch=False)
+        stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
+        await self._query(self._sql.prune_snapshots, stream_twice, fetch=False)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from facta.appending import PreparedAppend
 from facta.errors import StoreError
+from facta.snapshots import SNAPSHOT_CANDIDATES
 
 __all__ = ["PoolExhausted", "Queries", "ReaderLag", "describe", "names", "split_url"]
 
@@ -166,6 +167,7 @@ class Queries(NamedTuple):
     locate: str
     streams: str
     write_snapshot: str
+    prune_snapshots: str
     read_snapshots: str
     reader_lag: str
     newest_transaction: str
@@ -217,6 +219,11 @@ class Queries(NamedTuple):
                 " aggregate_type = excluded.aggregate_type,"
                 " schema_version = excluded.schema_version, encoding = excluded.encoding,"
                 " checksum = excluded.checksum, state = excluded.state"
+            ),
+            prune_snapshots=text(
+                "DELETE FROM {schema}.snapshots WHERE stream_id = %s AND version < (SELECT version"
+                " FROM {schema}.snapshots WHERE stream_id = %s ORDER BY version DESC"
+                f" LIMIT 1 OFFSET {SNAPSHOT_CANDIDATES - 1})"
             ),
             read_snapshots=text(
                 "SELECT stream_id, version, aggregate_type, schema_version, encoding, checksum,"

@@ -20,7 +20,7 @@ from facta.codec import Codec
 from facta.errors import SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes, validate_stream_id
-from facta.snapshots import SnapshotRecord
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 from facta.store import EventStore, Row
 
 __all__ = ["SQLiteEventStore"]
@@ -31,6 +31,10 @@ _COLUMNS = "stream_id, version, position, event_id, type, schema_version, encodi
 _INSERT = (
     "INSERT INTO events (stream_id, version, event_id, type, schema_version, encoding, data,"
     " metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PRUNE_SNAPSHOTS = (
+    "DELETE FROM snapshots WHERE stream_id = ? AND version < (SELECT version FROM snapshots"
+    f" WHERE stream_id = ? ORDER BY version DESC LIMIT 1 OFFSET {SNAPSHOT_CANDIDATES - 1})"
 )
 _VERSION = "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = ?"
 
@@ -197,9 +201,14 @@ class SQLiteEventStore(EventStore):
         return self._db.execute(sql, params).fetchall()
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        self._run(
-            self._fetch, "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", snapshot
-        )
+        self._run(self._write_snapshot, snapshot)
+
+    def _write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        with self._db:  # one transaction: the new snapshot in, the oldest ones out
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", snapshot
+            )
+            self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
 
     def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         rows = self._run(

@@ -10,6 +10,7 @@ import pytest
 from facta.codec import Codec
 from facta.events import Metadata, NewEvent
 from facta.ids import new_id
+from facta.snapshots import SNAPSHOT_CANDIDATES
 from facta.store import EventStore
 from facta.testing._support import happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Noted
@@ -276,3 +277,12 @@ class ReadContract:
         store.write_snapshot(snapshot(stream, 3, b"old"))
         store.write_snapshot(snapshot(stream, 3, b"new"))
         assert store.read_snapshots(stream) == [snapshot(stream, 3, b"new")]
+
+    def test_only_the_newest_snapshots_are_kept(self, store: EventStore) -> None:
+        stream = new_id()
+        for version in range(10, 0, -1):  # newest first: old ones are pruned as they arrive
+            store.write_snapshot(snapshot(stream, version))
+        for version in range(11, 16):
+            store.write_snapshot(snapshot(stream, version))
+        kept = store.read_snapshots(stream, limit=100)
+        assert [record.version for record in kept] == [15, 14, 13][:SNAPSHOT_CANDIDATES]

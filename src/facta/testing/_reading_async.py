@@ -9,6 +9,7 @@ import pytest
 from facta.codec import Codec
 from facta.events import Metadata, NewEvent
 from facta.ids import new_id
+from facta.snapshots import SNAPSHOT_CANDIDATES
 from facta.store_async import AsyncEventStore
 from facta.testing._support_async import happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Noted
@@ -297,3 +298,12 @@ class AsyncReadContract:
         await store.write_snapshot(snapshot(stream, 3, b"old"))
         await store.write_snapshot(snapshot(stream, 3, b"new"))
         assert await store.read_snapshots(stream) == [snapshot(stream, 3, b"new")]
+
+    async def test_only_the_newest_snapshots_are_kept(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        for version in range(10, 0, -1):  # newest first: old ones are pruned as they arrive
+            await store.write_snapshot(snapshot(stream, version))
+        for version in range(11, 16):
+            await store.write_snapshot(snapshot(stream, version))
+        kept = await store.read_snapshots(stream, limit=100)
+        assert [record.version for record in kept] == [15, 14, 13][:SNAPSHOT_CANDIDATES]
