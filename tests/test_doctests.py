@@ -18,9 +18,10 @@ import facta
 def _documented_modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(facta.__path__, "facta."):
-        module = importlib.util.find_spec(info.name)
-        assert module is not None and module.origin is not None
-        source = Path(module.origin).read_text(encoding="utf-8")
+        spec = importlib.util.find_spec(info.name)
+        assert spec is not None
+        assert spec.origin is not None
+        source = Path(spec.origin).read_text(encoding="utf-8")
         if not source.startswith("# WARNING: generated") and ">>>" in source:
             names.append(info.name)
     return names
