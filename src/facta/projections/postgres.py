@@ -160,7 +160,13 @@ class PostgresCheckpoints(Checkpoints):
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            conn.close()  # ends the session: the advisory lock goes with it
+            try:  # unlock before closing: the server drops a closed session's locks a bit later
+                if not conn.broken:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except psycopg.Error:
+                pass  # closing ends the session, and its lock with it
+            finally:
+                conn.close()
 
     def _connection(self) -> Connection[TupleRow]:
         if self._conn is None:

@@ -160,7 +160,13 @@ class AsyncPostgresCheckpoints(AsyncCheckpoints):
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await conn.close()  # ends the session: the advisory lock goes with it
+            try:  # unlock before closing: the server drops a closed session's locks a bit later
+                if not conn.broken:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except psycopg.Error:
+                pass  # closing ends the session, and its lock with it
+            finally:
+                await conn.close()
 
     def _connection(self) -> AsyncConnection[TupleRow]:
         if self._conn is None:
