@@ -95,24 +95,20 @@ class AsyncRepository(Generic[A]):
         codec = self._snapshots
         if codec is None:
             return None, False
-        newest_only = version is None
-        records = await self._read_snapshots(
-            aggregate_id, 1 if newest_only else SNAPSHOT_CANDIDATES
-        )
         skipped = False
-        index = 0
-        while index < len(records):
-            record = records[index]
-            index += 1
-            if version is None or record.version <= version:
-                try:
-                    return codec.decode(record), skipped
-                except SnapshotError as e:
-                    logger.warning("%s; skipped it, loading from older data instead", e)
-                    skipped = True
-            if newest_only and index == len(records):
-                newest_only = False
-                records = await self._read_snapshots(aggregate_id, SNAPSHOT_CANDIDATES)
+        tried = 0
+        for limit in (1, SNAPSHOT_CANDIDATES) if version is None else (SNAPSHOT_CANDIDATES,):
+            records = await self._read_snapshots(aggregate_id, limit)
+            for record in records[tried:]:
+                if version is None or record.version <= version:
+                    try:
+                        return codec.decode(record), skipped
+                    except SnapshotError as e:
+                        logger.warning("%s; skipped it, loading from older data instead", e)
+                        skipped = True
+            if len(records) < limit:  # the stream has no older snapshots
+                break
+            tried = len(records)
         return None, skipped
 
     async def _read_snapshots(self, aggregate_id: str, limit: int) -> list[SnapshotRecord]:
