@@ -6,7 +6,7 @@ fi
 stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]]; then
     .venv/bin/python -m pip install --quiet --upgrade 'pip>=25.1'  # 25.1 added --group
-    .venv/bin/python -m pip install --quiet -e '.[postgres]' --group dev
+    .venv/bin/python -m pip install --quiet -e '.[postgres]' --group dev --group bench
     echo "$stamp" > .venv/.installed
 fi
 export PATH="$PWD/.venv/bin:$PATH"
