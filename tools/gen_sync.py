@@ -143,7 +143,7 @@ def ruff_tidy(text: str, target: Path, ruff: list[str] | None) -> str:
     """Sort imports (renames change their order) and format, as ruff would for `target`."""
     if ruff is None:
         return text
-    for args in (["check", "--fix-only", "--select", "I", "--quiet"], ["format", "--quiet"]):
+    for args in (["check", "--fix-only", "--select", "I,RUF022", "--quiet"], ["format", "--quiet"]):
         done = subprocess.run(
             [*ruff, *args, "--stdin-filename", str(target), "-"],
             input=text,

@@ -75,9 +75,10 @@ class AsyncRepository(Generic[A]):
             aggregate = self.aggregate_type(aggregate_id)
         start = last = aggregate.version
         apply = aggregate.apply
-        async for event in self.store.read_stream(aggregate_id, start + 1, version):
-            apply(event.data)
-            last = event.version
+        async for page in self.store.replay_stream(aggregate_id, start + 1, version):
+            for _, event in page:
+                apply(event)
+            last = page[-1][0]
         if last == 0:
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
         aggregate.version = last

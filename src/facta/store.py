@@ -37,11 +37,13 @@ from facta.snapshots import SnapshotRecord
 if TYPE_CHECKING:
     from facta.projections.inline import InlineProjections
 
-__all__ = ["EventStore", "Row"]
+__all__ = ["DataRow", "EventStore", "Row"]
 
 # A stored event as a backend reads it: (stream_id, version, position, transaction_id,
 # event_id, type, schema_version, encoding, data, metadata, recorded_at).
 Row = tuple[Any, ...]
+# What a replay reads of a stored event: (version, type, schema_version, encoding, data).
+DataRow = tuple[int, str, int, int, bytes]
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -186,6 +188,36 @@ class EventStore(abc.ABC):
                 return
             from_version = rows[-1][1] + 1
 
+    def replay_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        to_version: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[list[tuple[int, Any]]]:
+        """Yield a stream's events as pages of ``(version, event)``: the lean path of a load.
+
+        Only what a replay needs is fetched and decoded (no envelope, metadata, ids or times),
+        one page of ``batch_size`` at a time.
+        """
+        validate_stream_id(stream_id)
+        _check_batch_size(batch_size)
+        decode = self.codec.decode
+        while to_version is None or from_version <= to_version:
+            rows = self._read_stream_data_page(stream_id, from_version, to_version, batch_size)
+            page = []
+            for version, type_name, schema_version, encoding, data in rows:
+                try:
+                    page.append((version, decode(type_name, schema_version, encoding, data)))
+                except (DecodeError, UnknownEventType, UpcastError) as e:
+                    raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
+            if page:
+                yield page
+            if len(rows) < batch_size:
+                return
+            from_version = rows[-1][0] + 1
+
     def read_all(
         self,
         after: Checkpoint | None = None,
@@ -314,6 +346,16 @@ class EventStore(abc.ABC):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[Row]:
         """Up to ``limit`` rows of a stream, from ``from_version``, in version order."""
+
+    def _read_stream_data_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[DataRow]:
+        """Like ``_read_stream_page``, only ``(version, type, schema_version, encoding, data)``.
+
+        Backends override it to fetch just those columns.
+        """
+        rows = self._read_stream_page(stream_id, from_version, to_version, limit)
+        return [(row[1], row[5], row[6], row[7], row[8]) for row in rows]
 
     @abc.abstractmethod
     def _read_all_page(

@@ -53,7 +53,7 @@ from facta.errors import (
 from facta.events import Checkpoint
 from facta.ids import validate_stream_id
 from facta.snapshots import SnapshotRecord
-from facta.store import EventStore, Row
+from facta.store import DataRow, EventStore, Row
 
 __all__ = ["PostgresEventStore", "migrate"]
 
@@ -323,6 +323,12 @@ class PostgresEventStore(EventStore):
     ) -> list[Row]:
         last = _LAST_VERSION if to_version is None else to_version
         return self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
+
+    def _read_stream_data_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[DataRow]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
 
     def _read_all_page(
         self, after: Checkpoint, types: tuple[str, ...] | None, limit: int

@@ -52,7 +52,7 @@ from facta.errors import (
 from facta.events import Checkpoint
 from facta.ids import validate_stream_id
 from facta.snapshots import SnapshotRecord
-from facta.store_async import AsyncEventStore, Row
+from facta.store_async import AsyncEventStore, DataRow, Row
 
 __all__ = ["AsyncPostgresEventStore", "migrate"]
 
@@ -322,6 +322,12 @@ class AsyncPostgresEventStore(AsyncEventStore):
     ) -> list[Row]:
         last = _LAST_VERSION if to_version is None else to_version
         return await self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
+
+    async def _read_stream_data_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[DataRow]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return await self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
 
     async def _read_all_page(
         self, after: Checkpoint, types: tuple[str, ...] | None, limit: int

@@ -162,6 +162,7 @@ class Queries(NamedTuple):
     write_one_existing: str
     stream_version: str
     read_stream: str
+    replay_stream: str
     read_all: str
     read_all_types: str
     locate: str
@@ -201,6 +202,10 @@ class Queries(NamedTuple):
             read_stream=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.events WHERE stream_id = %s"
                 " AND version BETWEEN %s AND %s ORDER BY version LIMIT %s"
+            ),
+            replay_stream=text(
+                "SELECT version, type, schema_version, encoding, data FROM {schema}.events"
+                " WHERE stream_id = %s AND version BETWEEN %s AND %s ORDER BY version LIMIT %s"
             ),
             read_all=text(read_all, types=sql.SQL("")),
             read_all_types=text(read_all, types=sql.SQL("AND type = ANY(%s::text[]) ")),

@@ -21,7 +21,7 @@ from facta.errors import SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes, validate_stream_id
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
-from facta.store_async import AsyncEventStore, Row
+from facta.store_async import AsyncEventStore, DataRow, Row
 
 __all__ = ["AsyncSQLiteEventStore"]
 
@@ -164,6 +164,16 @@ class AsyncSQLiteEventStore(AsyncEventStore):
             self._select,
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version >= ?"
             " AND version <= ? ORDER BY version LIMIT ?",
+            (stream_id, from_version, 2**62 if to_version is None else to_version, limit),
+        )
+
+    async def _read_stream_data_page(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[DataRow]:
+        return await self._run(
+            self._fetch,
+            "SELECT version, type, schema_version, encoding, data FROM events WHERE stream_id = ?"
+            " AND version >= ? AND version <= ? ORDER BY version LIMIT ?",
             (stream_id, from_version, 2**62 if to_version is None else to_version, limit),
         )
 

@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from facta.codec import Codec
-from facta.events import Metadata, NewEvent
+from facta.errors import DecodeError
+from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.snapshots import SNAPSHOT_CANDIDATES
 from facta.store_async import AsyncEventStore
 from facta.testing._support_async import happened, head, log_after, numbers, read, snapshot
-from facta.testing.events import Happened, Measured, Noted
+from facta.testing.events import Happened, Measured, Mismatched, Noted
 
 __all__ = ["AsyncReadContract"]
 
@@ -268,6 +269,47 @@ class AsyncReadContract:
         ids = [stream for stream, _ in listed]
         assert ids == sorted(set(ids))
         assert {s: v for s, v in listed if s in mine} == mine
+
+    # -- replaying a stream (the lean path of a load) ---------------------------------------
+
+    @pytest.mark.parametrize("batch_size", [1, 2, 5, 1000])
+    async def test_replay_stream_yields_pages_of_versions_and_events(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5))
+        await store.append(new_id(), happened(9))
+        pages = [p async for p in store.replay_stream(stream, batch_size=batch_size)]
+        assert all(0 < len(page) <= batch_size for page in pages)
+        replayed = [pair for page in pages for pair in page]
+        assert replayed == [(v, Happened(v)) for v in range(1, 6)]
+
+    async def test_replay_stream_honours_the_version_range(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5))
+        pages = [p async for p in store.replay_stream(stream, 2, 4, batch_size=2)]
+        assert [version for page in pages for version, _ in page] == [2, 3, 4]
+
+    async def test_replay_stream_of_a_missing_stream_yields_nothing(
+        self, store: AsyncEventStore
+    ) -> None:
+        assert [p async for p in store.replay_stream(new_id())] == []
+
+    async def test_replay_stream_names_the_stream_and_version_that_does_not_decode(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2))
+        registry = EventRegistry()
+        registry.register(Mismatched, "facta.testing.Happened")
+        original = store.codec
+        store.codec = Codec(registry)
+        try:
+            with pytest.raises(DecodeError, match="version 1") as raised:
+                [p async for p in store.replay_stream(stream)]
+            assert repr(stream) in str(raised.value)
+        finally:
+            store.codec = original
 
     # -- snapshots -------------------------------------------------------------------------
 
