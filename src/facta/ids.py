@@ -46,8 +46,15 @@ def uuid7() -> uuid.UUID:
             ms = _last_ms
         counter = _counter
     rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return uuid.UUID(int=value)
+    return _uuid_from_int((ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand)
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to fit, without the checks."""
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
 
 
 def uuid_from_bytes(value: bytes) -> uuid.UUID:
@@ -55,10 +62,7 @@ def uuid_from_bytes(value: bytes) -> uuid.UUID:
 
     For 16-byte values read back from a store (replays create one per event).
     """
-    made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", int.from_bytes(value, "big"))
-    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
-    return made
+    return _uuid_from_int(int.from_bytes(value, "big"))
 
 
 def new_id() -> str:
