@@ -6,7 +6,6 @@ The contract suite races raw appends on one stream; these races go through what 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,19 +42,8 @@ class Counter(facta.Aggregate):
 
 @pytest.fixture(params=["memory", "sqlite"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Overrides conftest's ``url``: its ``store``/``async_store`` then open these backends."""
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'races.db'}"
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[facta.EventStore]:
-    with facta.connect(url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def async_store(url: str) -> AsyncIterator[facta.AsyncEventStore]:
-    async with facta.connect_async(url) as opened:
-        yield opened
 
 
 def test_threads_updating_one_aggregate_lose_no_update(store: facta.EventStore) -> None:
