@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from facta.aggregate import Aggregate
 from facta.errors import FactaError
+from facta.records import StoredEvent
 from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
@@ -144,11 +145,11 @@ def _snapshotted() -> list[type[Aggregate]]:
     return found
 
 
-def event_failure(row: tuple[Any, ...], error: Exception) -> CheckFailure:
-    """The failure for a stored event row (see ``store_async.Row``) that does not decode."""
-    stream_id, version, position = row[0], row[1], row[2]
+def event_failure(row: StoredEvent, error: Exception) -> CheckFailure:
+    """The failure for a stored event that does not decode."""
+    stream_id, version, position = row.stream_id, row.version, row.position
     place = f"stream {stream_id!r} version {version} (position {position}): "
     message = str(error)
     if not message.startswith(place):  # the store's decoding errors name the place already
-        message = f"{place}type {row[5]!r} schema version {row[6]}: {type(error).__name__}: {error}"
+        message = f"{place}type {row.type!r} schema version {row.schema_version}: {type(error).__name__}: {error}"
     return CheckFailure("event", stream_id, version, position, message)

@@ -72,10 +72,10 @@ def check_store(
             advance(done)
     advance(done)
 
-    decode = store._record  # decoding, exactly as every read of the store does it
+    decode = store.decode  # decoding, exactly as every read of the store does it
     checkpoint = Checkpoint()
-    while True:
-        rows = store._read_all_page(checkpoint, None, batch_size)
+    while True:  # the recorder's rows: a row that does not decode is reported, not raised
+        rows = store.recorder.read_all(checkpoint, None, batch_size)
         for row in rows:
             try:
                 decode(row)
@@ -86,4 +86,4 @@ def check_store(
         advance(done)
         if len(rows) < batch_size:
             return report
-        checkpoint = Checkpoint(rows[-1][3], rows[-1][2])
+        checkpoint = rows[-1].checkpoint

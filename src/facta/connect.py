@@ -1,5 +1,9 @@
 """Open an event store from a URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``.
 
+The URL's scheme picks the backend (:mod:`facta.backends`, extensible through entry points);
+keyword options go to the backend, except ``max_event_size`` and ``compress_above``, which
+configure the codec.
+
 >>> with connect("memory://") as store:
 ...     store.stream_version("nothing-here")
 0
@@ -7,75 +11,52 @@
 
 from __future__ import annotations
 
+from facta import backends
 from facta.codec import Codec
-from facta.errors import StoreError
+from facta.errors import ConfigurationError
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
 
 __all__ = ["connect", "connect_async"]
 
-
-def _scheme(url: str) -> tuple[str, str]:
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(
-            f"event store URL must look like memory://, sqlite:///file.db or "
-            f"postgresql://host/db, got {url!r}"
-        )
-    scheme, rest = url.split("://", 1)
-    scheme = scheme.lower()
-    if scheme == "postgres":
-        scheme = "postgresql"
-    if scheme not in ("memory", "sqlite", "postgresql"):
-        raise ValueError(f"unknown event store scheme {scheme!r} in {url!r}")
-    if scheme == "sqlite":
-        # sqlite:///bank.db -> "bank.db"; sqlite:////tmp/bank.db -> "/tmp/bank.db"
-        rest = rest[1:] if rest.startswith("/") else rest
-        if not rest:
-            raise ValueError(f"SQLite URL {url!r} names no file; use sqlite:///path/to/file.db")
-    return scheme, rest
+_CODEC_OPTIONS = ("max_event_size", "compress_above")
 
 
-def _require_psycopg() -> None:
-    import importlib.util
+def connect(url: str, *, codec: Codec | None = None, **options: object) -> EventStore:
+    """A sync event store for ``url``; use it as a context manager.
 
-    if (
-        importlib.util.find_spec("psycopg") is None
-        or importlib.util.find_spec("psycopg_pool") is None
-    ):
-        raise StoreError(
-            "the PostgreSQL backend needs psycopg and psycopg_pool: pip install 'facta[postgres]'"
-        )
-
-
-def connect(url: str, *, codec: Codec | None = None) -> EventStore:
-    """A sync event store for ``url``; use it as a context manager."""
-    scheme, rest = _scheme(url)
-    if scheme == "memory":
-        from facta.backends.memory import MemoryEventStore
-
-        return MemoryEventStore(codec)
-    if scheme == "sqlite":
-        from facta.backends.sqlite import SQLiteEventStore
-
-        return SQLiteEventStore(rest, codec)
-    _require_psycopg()
-    from facta.backends.postgres import PostgresEventStore
-
-    return PostgresEventStore(url, codec)
+    Options depend on the backend (for example ``pool_size``, ``pool_timeout``, ``schema``
+    and ``migrate`` on PostgreSQL; ``read_only`` and ``create`` everywhere); an unknown one
+    raises ``ConfigurationError`` listing those that exist.
+    """
+    backend = backends.find(url)
+    codec = _codec(url, backend, codec, options)
+    return EventStore(backend.recorder(url, **options), codec)
 
 
-def connect_async(url: str, *, codec: Codec | None = None) -> AsyncEventStore:
+def connect_async(url: str, *, codec: Codec | None = None, **options: object) -> AsyncEventStore:
     """An async event store for ``url``; use it as an async context manager."""
-    scheme, rest = _scheme(url)
-    if scheme == "memory":
-        from facta.backends.memory_async import AsyncMemoryEventStore
+    backend = backends.find(url)
+    codec = _codec(url, backend, codec, options)
+    return AsyncEventStore(backend.async_recorder(url, **options), codec)
 
-        return AsyncMemoryEventStore(codec)
-    if scheme == "sqlite":
-        from facta.backends.sqlite_async import AsyncSQLiteEventStore
 
-        return AsyncSQLiteEventStore(rest, codec)
-    _require_psycopg()
-    from facta.backends.postgres_async import AsyncPostgresEventStore
-
-    return AsyncPostgresEventStore(url, codec)
+def _codec(
+    url: str, backend: backends.Backend, codec: Codec | None, options: dict[str, object]
+) -> Codec:
+    """The store's codec; takes the codec's options out of ``options`` and checks the rest."""
+    unknown = sorted(set(options) - set(backend.options) - set(_CODEC_OPTIONS))
+    if unknown:
+        known = ", ".join(sorted({*backend.options, *_CODEC_OPTIONS, "codec"}))
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+            f"{url.split('://', 1)[0]}:// stores; the options are: {known}"
+        )
+    settings = {name: options.pop(name) for name in _CODEC_OPTIONS if name in options}
+    if codec is None:
+        return Codec(**settings)  # type: ignore[arg-type]  # Codec checks the values
+    if settings:
+        raise ConfigurationError(
+            f"give {' and '.join(settings)} to the Codec you pass, not beside it"
+        )
+    return codec

@@ -99,9 +99,28 @@ class StoreError(FactaError):
     """The store's database failed (connection lost, pool exhausted, disk full...)."""
 
 
+class NotAFactaStore(StoreError):
+    """A read-only or existing-only open found no facta store at the URL (nothing was created)."""
+
+
+class ConfigurationError(FactaError, ValueError):
+    """A URL or option that no backend accepts: an unknown scheme, an unknown option."""
+
+
 class SchemaVersionError(StoreError):
     """The database's schema is newer than this version of facta knows, or not migrated."""
 
 
 class DuplicateEventId(InvalidEvent):
     """An appended event id is already stored elsewhere; nothing was written."""
+
+
+class ProjectionLocked(FactaError):
+    """Another runner holds the projection (one instance per projection at a time)."""
+
+    def __init__(self, projection: str, where: str) -> None:
+        self.projection = projection
+        super().__init__(
+            f"projection {projection!r} is already running or rebuilding ({where}); stop that "
+            "runner first, or start this one with wait=True to take over when it ends"
+        )

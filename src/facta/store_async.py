@@ -1,17 +1,16 @@
-"""The event store contract, for async and (in the generated twin) sync code alike.
+"""The event store: the rules and the codec on top of any recorder (a backend).
 
-The base class does everything that is the same on every backend (validating, encoding,
-paging, decoding, telling an idempotent retry from a conflict); a backend implements the few
-``_``-methods that touch its database.
+The store validates and encodes what is appended, tells an idempotent retry from a conflict,
+pages through what is read and decodes it; its recorder (:mod:`facta.recorder_async`) only
+stores and fetches rows. The sync twin (``store.py``) is generated from this module.
 """
 
 from __future__ import annotations
 
-import abc
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from facta.appending import (
     AppendResult,
@@ -31,33 +30,30 @@ from facta.errors import (
 )
 from facta.events import EMPTY_METADATA, Checkpoint, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
+from facta.recorder_async import AsyncRecorder
+from facta.records import StoredEvent, StreamVersion
 from facta.snapshots import SnapshotRecord
 
-if TYPE_CHECKING:
-    from facta.projections.inline import InlineProjections
-
-__all__ = ["AsyncEventStore", "DataRow", "Row"]
-
-# A stored event as a backend reads it: (stream_id, version, position, transaction_id,
-# event_id, type, schema_version, encoding, data, metadata, recorded_at).
-Row = tuple[Any, ...]
-# What a replay reads of a stored event: (version, type, schema_version, encoding, data).
-DataRow = tuple[int, str, int, int, bytes]
+__all__ = ["DEFAULT_BATCH_SIZE", "AsyncEventStore"]
 
 DEFAULT_BATCH_SIZE = 1000
 
 
-class AsyncEventStore(abc.ABC):
+class AsyncEventStore:
     """Append-only streams of events, and the global log of all of them.
 
-    Stores are context managers; ``close()`` releases their connections.
+    ``facta.connect_async(url)`` makes one with the recorder of the URL's backend. Stores are
+    context managers; ``close()`` releases the recorder's connections.
     """
 
-    def __init__(self, codec: Codec | None = None) -> None:
+    def __init__(self, recorder: AsyncRecorder, codec: Codec | None = None) -> None:
+        if not isinstance(recorder, AsyncRecorder):
+            raise TypeError(
+                f"an AsyncEventStore records through an AsyncRecorder, not a "
+                f"{type(recorder).__qualname__}"
+            )
+        self.recorder = recorder
         self.codec = codec or Codec()
-        # Inline projections (facta.projections.add_inline): a backend calls them with the rows
-        # it wrote, inside its append transaction, before committing.
-        self._inline: InlineProjections | None = None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -88,7 +84,7 @@ class AsyncEventStore(abc.ABC):
                 )
             seen.add(append.stream_id)
         try:
-            return await self._append(prepared)
+            return await self.recorder.append(prepared)
         except (ConcurrencyError, DuplicateEventId):
             results = await self._already_appended(prepared)
             if results is None:
@@ -140,7 +136,7 @@ class AsyncEventStore(abc.ABC):
         ids = [event.event_id for append in prepared for event in append.events]
         if not ids:
             return None
-        found = await self._locate(ids)
+        found = await self.recorder.locate(ids)
         results = []
         for append in prepared:
             places = [found.get(event.event_id) for event in append.events]
@@ -178,14 +174,14 @@ class AsyncEventStore(abc.ABC):
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
-        record = self._record
+        decode = self.decode
         while to_version is None or from_version <= to_version:
-            rows = await self._read_stream_page(stream_id, from_version, to_version, batch_size)
+            rows = await self.recorder.read_stream(stream_id, from_version, to_version, batch_size)
             for row in rows:
-                yield record(row)
+                yield decode(row)
             if len(rows) < batch_size:
                 return
-            from_version = rows[-1][1] + 1
+            from_version = rows[-1].version + 1
 
     async def replay_stream(
         self,
@@ -204,7 +200,7 @@ class AsyncEventStore(abc.ABC):
         _check_batch_size(batch_size)
         decode = self.codec.decode
         while to_version is None or from_version <= to_version:
-            rows = await self._read_stream_data_page(
+            rows = await self.recorder.replay_stream(
                 stream_id, from_version, to_version, batch_size
             )
             page = []
@@ -236,20 +232,24 @@ class AsyncEventStore(abc.ABC):
         _check_batch_size(batch_size)
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
-        record = self._record
+        decode = self.decode
         remaining = limit
         while remaining is None or remaining > 0:
             page = batch_size if remaining is None else min(batch_size, remaining)
-            rows = await self._read_all_page(checkpoint, type_names, page)
+            rows = await self.recorder.read_all(checkpoint, type_names, page)
             for row in rows:
-                yield record(row)
+                yield decode(row)
             if len(rows) < page:
                 return
-            checkpoint = Checkpoint(rows[-1][3], rows[-1][2])
+            checkpoint = rows[-1].checkpoint
             if remaining is not None:
                 remaining -= len(rows)
 
-    def _record(self, row: Row) -> RecordedEvent:
+    def decode(self, row: StoredEvent) -> RecordedEvent:
+        """A stored event, decoded with the store's codec (upcast, typed): as every read does.
+
+        Raises ``DecodeError``, ``UnknownEventType`` or ``UpcastError`` naming its place.
+        """
         (
             stream_id,
             version,
@@ -284,40 +284,44 @@ class AsyncEventStore(abc.ABC):
 
     async def streams(
         self, *, batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> AsyncIterator[tuple[str, int]]:
+    ) -> AsyncIterator[StreamVersion]:
         """Yield ``(stream_id, version)`` for every stream, ordered by stream id."""
         _check_batch_size(batch_size)
         after = None
         while True:
-            page = await self._streams_page(after, batch_size)
+            page = await self.recorder.streams(after, batch_size)
             for item in page:
                 yield item
             if len(page) < batch_size:
                 return
-            after = page[-1][0]
+            after = page[-1].stream_id
 
-    @abc.abstractmethod
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version: the number of events in it, 0 if it has none."""
+        validate_stream_id(stream_id)
+        return await self.recorder.stream_version(stream_id)
 
     # -- snapshots -------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         """Store a snapshot (replacing one at the same stream version).
 
         Only the stream's ``SNAPSHOT_CANDIDATES`` newest snapshots are kept: older ones are
         deleted, since loads never look further back.
         """
+        validate_stream_id(snapshot.stream_id)
+        await self.recorder.write_snapshot(snapshot)
 
-    @abc.abstractmethod
     async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         """The stream's latest snapshots, newest first."""
+        validate_stream_id(stream_id)
+        return await self.recorder.read_snapshots(stream_id, limit)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def close(self) -> None:  # noqa: B027 (a hook: stores without resources need nothing)
+    async def close(self) -> None:
         """Release the store's connections; it cannot be used afterwards."""
+        await self.recorder.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -329,46 +333,6 @@ class AsyncEventStore(abc.ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # -- what a backend implements ---------------------------------------------------------
-
-    @abc.abstractmethod
-    async def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
-        """Write every append in one transaction, or raise and write nothing.
-
-        Raise ``ConcurrencyError`` when a stream is not at its expected version and
-        ``DuplicateEventId`` when an event id is already stored.
-        """
-
-    @abc.abstractmethod
-    async def _locate(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int, int]]:
-        """``event_id -> (stream_id, version, position)`` for those of the ids that are stored."""
-
-    @abc.abstractmethod
-    async def _read_stream_page(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
-    ) -> list[Row]:
-        """Up to ``limit`` rows of a stream, from ``from_version``, in version order."""
-
-    async def _read_stream_data_page(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
-    ) -> list[DataRow]:
-        """Like ``_read_stream_page``, only ``(version, type, schema_version, encoding, data)``.
-
-        Backends override it to fetch just those columns.
-        """
-        rows = await self._read_stream_page(stream_id, from_version, to_version, limit)
-        return [(row[1], row[5], row[6], row[7], row[8]) for row in rows]
-
-    @abc.abstractmethod
-    async def _read_all_page(
-        self, after: Checkpoint, types: tuple[str, ...] | None, limit: int
-    ) -> list[Row]:
-        """Up to ``limit`` rows of the global log after ``after``, in global order."""
-
-    @abc.abstractmethod
-    async def _streams_page(self, after: str | None, limit: int) -> list[tuple[str, int]]:
-        """Up to ``limit`` ``(stream_id, version)`` pairs with ids after ``after``, by id."""
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -6,8 +6,6 @@ read model and the checkpoint together (:class:`ProjectionRunner`); an inline pr
 updated in the append's own transaction (:func:`add_inline`).
 """
 
-from facta.projections.checkpoints import statuses
-from facta.projections.checkpoints_async import statuses_async
 from facta.projections.errors import OnError, ProjectionError, ProjectionLocked
 from facta.projections.handlers import handles
 from facta.projections.inline import add_inline, add_inline_async
@@ -16,6 +14,8 @@ from facta.projections.projection_async import AsyncProjection
 from facta.projections.runner import ProjectionRunner
 from facta.projections.runner_async import AsyncProjectionRunner
 from facta.projections.status import DeadLetter, ProjectionStatus
+from facta.projections.statuses import statuses
+from facta.projections.statuses_async import statuses_async
 
 __all__ = [
     "AsyncProjection",

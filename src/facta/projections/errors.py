@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from facta.errors import FactaError
+from facta.errors import FactaError, ProjectionLocked
 from facta.events import RecordedEvent
 
 __all__ = ["OnError", "ProjectionError", "ProjectionLocked"]
@@ -42,15 +42,4 @@ class ProjectionError(FactaError):
                 else "its checkpoint is left just before this event: fix the handler and start "
                 "it again (or run it with on_error=OnError.DEAD_LETTER to park failing events)"
             )
-        )
-
-
-class ProjectionLocked(FactaError):
-    """Another runner holds the projection (one instance per projection at a time)."""
-
-    def __init__(self, projection: str, where: str) -> None:
-        self.projection = projection
-        super().__init__(
-            f"projection {projection!r} is already running or rebuilding ({where}); stop that "
-            "runner first, or start this one with wait=True to take over when it ends"
         )

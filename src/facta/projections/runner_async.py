@@ -20,7 +20,6 @@ from typing import Any, Generic, Self, TypeVar
 
 from facta.errors import DecodeError, UnknownEventType, UpcastError
 from facta.events import Checkpoint, RecordedEvent
-from facta.projections.checkpoints_async import open_checkpoints
 from facta.projections.errors import OnError, ProjectionError
 from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection  # sync: drop
@@ -61,7 +60,7 @@ class AsyncProjectionRunner(Generic[C]):
         self.name = check_name(getattr(projection, "name", None))
         self.batch_size, self.on_error = batch_size, OnError(on_error)
         self.wait, self.poll_interval = wait, poll_interval
-        self._checkpoints = open_checkpoints(store, self.name)
+        self._checkpoints = store.recorder.checkpoints(self.name)
         self._stopping = asyncio.Event()
         self._handlers: dict[type, Callable[..., Any]] = {}
         self._types: tuple[str, ...] = ()

@@ -1,41 +1,46 @@
-# WARNING: generated from src/facta/backends/memory_async.py by tools/gen_sync.py; do not edit.
-"""The in-memory event store: for tests and examples. Thread- and task-safe; nothing persists."""
+# WARNING: generated from src/facta/backends/memory/recorder_async.py by tools/gen_sync.py; do not edit.
+"""The in-memory recorder: the global log in a list, one lock making every append atomic."""
 
 from __future__ import annotations
 
 import bisect
 import threading
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from facta.appending import AppendResult, PreparedAppend, check_expected
-from facta.codec import Codec
-from facta.errors import DuplicateEventId
+from facta.backends.memory.checkpoints import Book, MemoryCheckpoints
+from facta.errors import DuplicateEventId, StoreError
 from facta.events import Checkpoint
-from facta.ids import validate_stream_id
+from facta.recorder import Recorder
+from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
-from facta.store import EventStore, Row
 
-__all__ = ["MemoryEventStore"]
+__all__ = ["MemoryRecorder"]
 
 
-class MemoryEventStore(EventStore):
+class MemoryRecorder(Recorder):
     """Keeps the global log in a list; one lock makes every append atomic."""
 
-    def __init__(self, codec: Codec | None = None) -> None:
-        super().__init__(codec)
+    location = "memory://"
+
+    def __init__(self, *, read_only: bool = False) -> None:
+        self.read_only = read_only
         self._lock = threading.Lock()
-        self._log: list[Row] = []  # the row at index i has position i + 1
+        self._log: list[StoredEvent] = []  # the event at index i has position i + 1
         self._streams: dict[str, list[int]] = {}  # stream id -> its events' indexes in _log
         self._ids: dict[uuid.UUID, int] = {}  # event id -> index in _log
         self._snapshots: dict[str, dict[int, SnapshotRecord]] = {}
+        self._book = Book()
 
     def stream_version(self, stream_id: str) -> int:
-        validate_stream_id(stream_id)
         with self._lock:
             return len(self._streams.get(stream_id, ()))
 
-    def _append(self, appends: list[PreparedAppend]) -> list[AppendResult]:
+    def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        self._check_writable()
         with self._lock:
             new_ids: set[uuid.UUID] = set()
             for append in appends:
@@ -60,7 +65,7 @@ class MemoryEventStore(EventStore):
                 for event in append.events:
                     index = len(self._log)
                     self._log.append(
-                        (
+                        StoredEvent(
                             append.stream_id,
                             len(indexes) + 1,
                             index + 1,
@@ -77,68 +82,87 @@ class MemoryEventStore(EventStore):
                     indexes.append(index)
                     self._ids[event.event_id] = index
                 results.append(AppendResult(append.stream_id, len(indexes), len(self._log)))
-            if self._inline is not None and len(self._log) > start:
+            if self.on_append is not None and len(self._log) > start:
                 try:
-                    self._inline.call(None, self._log[start:])
+                    self.on_append.call(None, self._log[start:])
                 except BaseException:
                     self._forget(start)
                     raise
             return results
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError("this memory:// store was opened read-only; nothing was written")
+
     def _forget(self, start: int) -> None:
-        """Take back the rows from index ``start`` on: an inline projection refused them."""
-        for row in reversed(self._log[start:]):
-            del self._ids[row[4]]
-            indexes = self._streams[row[0]]
+        """Take back the events from index ``start`` on: an inline projection refused them."""
+        for event in reversed(self._log[start:]):
+            del self._ids[event.event_id]
+            indexes = self._streams[event.stream_id]
             indexes.pop()
             if not indexes:
-                del self._streams[row[0]]
+                del self._streams[event.stream_id]
         del self._log[start:]
 
-    def _locate(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int, int]]:
+    def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         with self._lock:
-            rows = {i: self._log[self._ids[i]] for i in event_ids if i in self._ids}
-        return {i: (row[0], row[1], row[2]) for i, row in rows.items()}
+            found = {i: self._log[self._ids[i]] for i in event_ids if i in self._ids}
+        return {i: EventPlace(e.stream_id, e.version, e.position) for i, e in found.items()}
 
-    def _read_stream_page(
+    def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
-    ) -> list[Row]:
+    ) -> list[StoredEvent]:
         with self._lock:
             indexes = self._streams.get(stream_id, [])
             stop = len(indexes) if to_version is None else min(to_version, len(indexes))
             start = max(from_version, 1) - 1
             return [self._log[i] for i in indexes[start : min(stop, start + limit)]]
 
-    def _read_all_page(
-        self, after: Checkpoint, types: tuple[str, ...] | None, limit: int
-    ) -> list[Row]:
+    def read_all(
+        self, after: Checkpoint, types: Sequence[str] | None, limit: int
+    ) -> list[StoredEvent]:
         with self._lock:
             if types is None:
                 return self._log[after.position : after.position + limit]
             wanted = frozenset(types)
-            rows: list[Row] = []
+            found: list[StoredEvent] = []
             for index in range(after.position, len(self._log)):
-                row = self._log[index]
-                if row[5] in wanted:
-                    rows.append(row)
-                    if len(rows) == limit:
+                event = self._log[index]
+                if event.type in wanted:
+                    found.append(event)
+                    if len(found) == limit:
                         break
-            return rows
+            return found
 
-    def _streams_page(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+    def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         with self._lock:
             ids = sorted(self._streams)
             start = 0 if after is None else bisect.bisect_right(ids, after)
-            return [(i, len(self._streams[i])) for i in ids[start : start + limit]]
+            return [StreamVersion(i, len(self._streams[i])) for i in ids[start : start + limit]]
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        self._check_writable()
         with self._lock:
             by_version = self._snapshots.setdefault(snapshot.stream_id, {})
             by_version[snapshot.version] = snapshot
             for version in sorted(by_version)[:-SNAPSHOT_CANDIDATES]:
                 del by_version[version]
 
-    def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
+    def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         with self._lock:
             by_version = self._snapshots.get(stream_id, {})
             return [by_version[v] for v in sorted(by_version, reverse=True)[:limit]]
+
+    def checkpoints(self, name: str) -> MemoryCheckpoints:
+        return MemoryCheckpoints(self, self._book, name)
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        return self._book.statuses(self)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._check_writable()
+        yield None
+
+    def migrate(self) -> list[int]:
+        return []

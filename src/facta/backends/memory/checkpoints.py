@@ -1,4 +1,5 @@
-"""Projection checkpoints for the memory store: kept beside the store, in the same process.
+# WARNING: generated from src/facta/backends/memory/checkpoints_async.py by tools/gen_sync.py; do not edit.
+"""Projection checkpoints of the memory backend: kept in its recorder, in the same process.
 
 Nothing here is transactional: a read model outside the store sees each event at least once,
 so its handlers must be idempotent.
@@ -6,22 +7,19 @@ so its handlers must be idempotent.
 
 from __future__ import annotations
 
-import asyncio  # sync: import time
 import threading
-import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from facta.backends.memory_async import AsyncMemoryEventStore
+from facta.errors import ProjectionLocked
 from facta.events import Checkpoint, RecordedEvent
-from facta.projections.checkpoints_async import AsyncCheckpoints
-from facta.projections.errors import ProjectionLocked
-from facta.projections.status import DeadLetter, ProjectionStatus, shown_state
-from facta.store_async import AsyncEventStore
+from facta.recorder import Checkpoints, Recorder
+from facta.records import DeadLetter, ProjectionStatus, shown_state
 
-__all__ = ["AsyncMemoryCheckpoints"]
+__all__ = ["Book", "MemoryCheckpoints"]
 
 
 @dataclass
@@ -33,7 +31,7 @@ class _Row:
 
 
 @dataclass
-class _Book:
+class Book:
     """Every projection's row, lock and dead letters for one memory store."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,44 +39,29 @@ class _Book:
     held: set[str] = field(default_factory=set)
     dead_letters: dict[str, list[DeadLetter]] = field(default_factory=dict)
 
-
-_books: weakref.WeakKeyDictionary[AsyncEventStore, _Book] = weakref.WeakKeyDictionary()
-_books_lock = threading.Lock()
-
-
-def _book(store: AsyncEventStore) -> _Book:
-    with _books_lock:
-        book = _books.get(store)
-        if book is None:
-            book = _books[store] = _Book()
-        return book
-
-
-class AsyncMemoryCheckpoints(AsyncCheckpoints):
-    """Checkpoints in a dict beside the memory store; the lock is a set of running names."""
-
-    transactional = False
-
-    def __init__(self, store: AsyncEventStore, name: str) -> None:
-        assert isinstance(store, AsyncMemoryEventStore)
-        super().__init__(store, name)
-        self._book = _book(store)
-        self._locked = False
-
-    @classmethod
-    async def statuses(cls, store: AsyncEventStore) -> list[ProjectionStatus]:
-        book = _book(store)
-        with book.lock:
-            rows = sorted(book.rows.items())
-            held = set(book.held)
+    def statuses(self, recorder: Recorder) -> list[ProjectionStatus]:
+        with self.lock:
+            rows = sorted(self.rows.items())
+            held = set(self.held)
         result = []
         for name, row in rows:
-            lag = await _lag(store, row.checkpoint, row.types)
+            lag = _lag(recorder, row.checkpoint, row.types)
             state = shown_state(row.state, name in held)
             result.append(ProjectionStatus(name, row.checkpoint, lag, state, row.error))
         return result
 
-    async def open(self, wait: bool, poll_interval: float) -> None:
+
+class MemoryCheckpoints(Checkpoints):
+    """Checkpoints in a dict beside the memory store; the lock is a set of running names."""
+
+    transactional = False
+
+    def __init__(self, recorder: Recorder, book: Book, name: str) -> None:
+        super().__init__(name)
+        self._recorder, self._book = recorder, book
+        self._locked = False
+
+    def open(self, wait: bool, poll_interval: float) -> None:
         book = self._book
         while True:
             with book.lock:
@@ -89,37 +72,37 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
                     return
             if not wait:
                 raise ProjectionLocked(self.name, "in this process")
-            await asyncio.sleep(poll_interval)
+            time.sleep(poll_interval)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         if self._locked:
             with self._book.lock:
                 self._book.held.discard(self.name)
             self._locked = False
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
         yield None
 
     def _row(self) -> _Row:
         return self._book.rows[self.name]
 
-    async def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
+    def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
         with self._book.lock:
             row = self._row()
             row.state, row.types, row.error = state, types, None
             return row.checkpoint
 
-    async def save(self, connection: object, before: Checkpoint, after: Checkpoint) -> None:
+    def save(self, connection: object, before: Checkpoint, after: Checkpoint) -> None:
         with self._book.lock:
             self._row().checkpoint = after
 
-    async def reset(self, connection: object) -> None:
+    def reset(self, connection: object) -> None:
         with self._book.lock:
             self._row().checkpoint = Checkpoint()
             self._book.dead_letters.pop(self.name, None)
 
-    async def park(self, connection: object, event: RecordedEvent, error: str) -> None:
+    def park(self, connection: object, event: RecordedEvent, error: str) -> None:
         with self._book.lock:
             parked = self._book.dead_letters.setdefault(self.name, [])
             parked.append(
@@ -135,23 +118,25 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
                 )
             )
 
-    async def finish(self, state: str, error: str | None = None) -> None:
+    def finish(self, state: str, error: str | None = None) -> None:
         with self._book.lock:
             row = self._row()
             row.state, row.error = state, error
 
-    async def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
-        return await _lag(self.store, after, types)
+    def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
+        return _lag(self._recorder, after, types)
 
-    async def dead_letters(self) -> list[DeadLetter]:
+    def dead_letters(self) -> list[DeadLetter]:
         with self._book.lock:
             return list(self._book.dead_letters.get(self.name, ()))
 
 
-async def _lag(store: AsyncEventStore, after: Checkpoint, types: tuple[str, ...]) -> int:
-    if not types:
-        return 0
+def _lag(recorder: Recorder, after: Checkpoint, types: tuple[str, ...]) -> int:
     count = 0
-    async for _ in store.read_all(after, types=types):
-        count += 1
+    while types:
+        page = recorder.read_all(after, types, 10_000)
+        count += len(page)
+        if len(page) < 10_000:
+            break
+        after = page[-1].checkpoint
     return count

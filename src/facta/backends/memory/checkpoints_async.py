@@ -1,5 +1,4 @@
-# WARNING: generated from src/facta/projections/memory_async.py by tools/gen_sync.py; do not edit.
-"""Projection checkpoints for the memory store: kept beside the store, in the same process.
+"""Projection checkpoints of the memory backend: kept in its recorder, in the same process.
 
 Nothing here is transactional: a read model outside the store sees each event at least once,
 so its handlers must be idempotent.
@@ -7,22 +6,19 @@ so its handlers must be idempotent.
 
 from __future__ import annotations
 
+import asyncio  # sync: import time
 import threading
-import time
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from facta.backends.memory import MemoryEventStore
+from facta.errors import ProjectionLocked
 from facta.events import Checkpoint, RecordedEvent
-from facta.projections.checkpoints import Checkpoints
-from facta.projections.errors import ProjectionLocked
-from facta.projections.status import DeadLetter, ProjectionStatus, shown_state
-from facta.store import EventStore
+from facta.recorder_async import AsyncCheckpoints, AsyncRecorder
+from facta.records import DeadLetter, ProjectionStatus, shown_state
 
-__all__ = ["MemoryCheckpoints"]
+__all__ = ["AsyncMemoryCheckpoints", "Book"]
 
 
 @dataclass
@@ -34,7 +30,7 @@ class _Row:
 
 
 @dataclass
-class _Book:
+class Book:
     """Every projection's row, lock and dead letters for one memory store."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,44 +38,29 @@ class _Book:
     held: set[str] = field(default_factory=set)
     dead_letters: dict[str, list[DeadLetter]] = field(default_factory=dict)
 
-
-_books: weakref.WeakKeyDictionary[EventStore, _Book] = weakref.WeakKeyDictionary()
-_books_lock = threading.Lock()
-
-
-def _book(store: EventStore) -> _Book:
-    with _books_lock:
-        book = _books.get(store)
-        if book is None:
-            book = _books[store] = _Book()
-        return book
-
-
-class MemoryCheckpoints(Checkpoints):
-    """Checkpoints in a dict beside the memory store; the lock is a set of running names."""
-
-    transactional = False
-
-    def __init__(self, store: EventStore, name: str) -> None:
-        assert isinstance(store, MemoryEventStore)
-        super().__init__(store, name)
-        self._book = _book(store)
-        self._locked = False
-
-    @classmethod
-    def statuses(cls, store: EventStore) -> list[ProjectionStatus]:
-        book = _book(store)
-        with book.lock:
-            rows = sorted(book.rows.items())
-            held = set(book.held)
+    async def statuses(self, recorder: AsyncRecorder) -> list[ProjectionStatus]:
+        with self.lock:
+            rows = sorted(self.rows.items())
+            held = set(self.held)
         result = []
         for name, row in rows:
-            lag = _lag(store, row.checkpoint, row.types)
+            lag = await _lag(recorder, row.checkpoint, row.types)
             state = shown_state(row.state, name in held)
             result.append(ProjectionStatus(name, row.checkpoint, lag, state, row.error))
         return result
 
-    def open(self, wait: bool, poll_interval: float) -> None:
+
+class AsyncMemoryCheckpoints(AsyncCheckpoints):
+    """Checkpoints in a dict beside the memory store; the lock is a set of running names."""
+
+    transactional = False
+
+    def __init__(self, recorder: AsyncRecorder, book: Book, name: str) -> None:
+        super().__init__(name)
+        self._recorder, self._book = recorder, book
+        self._locked = False
+
+    async def open(self, wait: bool, poll_interval: float) -> None:
         book = self._book
         while True:
             with book.lock:
@@ -90,37 +71,37 @@ class MemoryCheckpoints(Checkpoints):
                     return
             if not wait:
                 raise ProjectionLocked(self.name, "in this process")
-            time.sleep(poll_interval)
+            await asyncio.sleep(poll_interval)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._locked:
             with self._book.lock:
                 self._book.held.discard(self.name)
             self._locked = False
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
         yield None
 
     def _row(self) -> _Row:
         return self._book.rows[self.name]
 
-    def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
+    async def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
         with self._book.lock:
             row = self._row()
             row.state, row.types, row.error = state, types, None
             return row.checkpoint
 
-    def save(self, connection: object, before: Checkpoint, after: Checkpoint) -> None:
+    async def save(self, connection: object, before: Checkpoint, after: Checkpoint) -> None:
         with self._book.lock:
             self._row().checkpoint = after
 
-    def reset(self, connection: object) -> None:
+    async def reset(self, connection: object) -> None:
         with self._book.lock:
             self._row().checkpoint = Checkpoint()
             self._book.dead_letters.pop(self.name, None)
 
-    def park(self, connection: object, event: RecordedEvent, error: str) -> None:
+    async def park(self, connection: object, event: RecordedEvent, error: str) -> None:
         with self._book.lock:
             parked = self._book.dead_letters.setdefault(self.name, [])
             parked.append(
@@ -136,23 +117,25 @@ class MemoryCheckpoints(Checkpoints):
                 )
             )
 
-    def finish(self, state: str, error: str | None = None) -> None:
+    async def finish(self, state: str, error: str | None = None) -> None:
         with self._book.lock:
             row = self._row()
             row.state, row.error = state, error
 
-    def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
-        return _lag(self.store, after, types)
+    async def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
+        return await _lag(self._recorder, after, types)
 
-    def dead_letters(self) -> list[DeadLetter]:
+    async def dead_letters(self) -> list[DeadLetter]:
         with self._book.lock:
             return list(self._book.dead_letters.get(self.name, ()))
 
 
-def _lag(store: EventStore, after: Checkpoint, types: tuple[str, ...]) -> int:
-    if not types:
-        return 0
+async def _lag(recorder: AsyncRecorder, after: Checkpoint, types: tuple[str, ...]) -> int:
     count = 0
-    for _ in store.read_all(after, types=types):
-        count += 1
+    while types:
+        page = await recorder.read_all(after, types, 10_000)
+        count += len(page)
+        if len(page) < 10_000:
+            break
+        after = page[-1].checkpoint
     return count

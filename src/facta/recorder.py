@@ -1,0 +1,230 @@
+# WARNING: generated from src/facta/recorder_async.py by tools/gen_sync.py; do not edit.
+"""The backend interface: a recorder stores and reads rows; the event store does the rest.
+
+An :class:`Recorder` (or its generated sync twin ``Recorder``) is everything a backend
+implements. It never encodes or decodes events and never checks the rules of an append beyond
+what needs its transaction (the expected version, unique event ids): the event store
+(:class:`facta.EventStore`) validates, encodes and decodes on top of any recorder. Every
+method works with the named rows of :mod:`facta.records`.
+
+A backend also keeps each projection's place, lock and dead letters
+(:class:`Checkpoints`), owns its schema and migrations, and calls the inline projections
+hook inside its append transaction. ``facta.testing`` holds the contract suite a recorder
+must pass; ``docs/backends.md`` shows a backend bound to it.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Protocol
+
+from facta.appending import AppendResult, PreparedAppend
+from facta.events import Checkpoint, RecordedEvent
+from facta.records import (
+    DeadLetter,
+    EventPlace,
+    ProjectionStatus,
+    ReplayRow,
+    StoredEvent,
+    StreamVersion,
+)
+from facta.snapshots import SnapshotRecord
+
+__all__ = ["AppendHook", "Checkpoints", "Recorder"]
+
+
+class AppendHook(Protocol):
+    """What a recorder calls inside its append transaction, before committing.
+
+    ``events`` are the rows the append wrote, in global order; ``connection`` is the one the
+    transaction runs on (None where there is none, as in memory). Raising makes the append
+    fail with nothing written. A recorder whose transaction is synchronous code
+    (``Recorder.sync_transactions``) calls :meth:`call`, others await
+    :meth:`call`.
+    """
+
+    def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
+
+    def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
+
+
+class Recorder(abc.ABC):
+    """Stores events, streams, snapshots and projection checkpoints; the backend interface.
+
+    ``location`` names the store in messages (a file, a host and schema), never a password.
+    Recorders are closed by their event store.
+    """
+
+    #: True where the append transaction runs synchronous code (a lock, a worker thread):
+    #: inline projections on it are then sync ``Projection`` s, called through ``call``.
+    sync_transactions: ClassVar[bool] = True
+
+    location: str = ""
+
+    #: The inline projections hook (see :class:`AppendHook`); None when there are none.
+    on_append: AppendHook | None = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        """Write every append in one transaction, or raise and write nothing.
+
+        Each stream's events get the versions after its current one; each event the next
+        global position. Raise ``ConcurrencyError`` when a stream is not at its expected
+        version (``facta.appending.check_expected`` says) and ``DuplicateEventId`` when an
+        event id is already stored. An append with no events writes nothing and returns the
+        stream's version and position 0. Call ``on_append`` with the written rows before
+        committing.
+        """
+
+    @abc.abstractmethod
+    def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+        """Where each of the stored ones of ``event_ids`` is; ids not stored are left out."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def stream_version(self, stream_id: str) -> int:
+        """The stream's current version: the number of events in it, 0 if it has none."""
+
+    @abc.abstractmethod
+    def read_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of a stream from ``from_version`` (to ``to_version``,
+        inclusive, if given), in version order."""
+
+    def replay_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> Sequence[ReplayRow]:
+        """Like :meth:`read_stream`, only ``(version, type, schema_version, encoding, data)``.
+
+        The lean path of every load: a backend overrides it to fetch just those columns.
+        """
+        rows = self.read_stream(stream_id, from_version, to_version, limit)
+        return [(e.version, e.type, e.schema_version, e.encoding, e.data) for e in rows]
+
+    @abc.abstractmethod
+    def read_all(
+        self, after: Checkpoint, types: Sequence[str] | None, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of the global log after ``after``, in global order.
+
+        ``types`` keeps only those type names. The order is by ``(transaction_id,
+        position)``; a page must never return an event while an event that sorts before it
+        may still commit (a reader would skip it), and a stream's versions must come in
+        order.
+        """
+
+    @abc.abstractmethod
+    def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
+        """Up to ``limit`` streams with ids after ``after`` (all if None), ordered by id in
+        code point order."""
+
+    def wait_for_events(self, seconds: float) -> bool:
+        """Wait until an append may have committed (True), or ``seconds`` pass (False).
+
+        A hint for tailing readers, never a guarantee: read after every return. The default
+        waits ``seconds`` and returns True (polling).
+        """
+        time.sleep(seconds)
+        return True
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Store a snapshot (replacing one at the same stream version), keeping only the
+        stream's ``facta.snapshots.SNAPSHOT_CANDIDATES`` newest ones."""
+
+    @abc.abstractmethod
+    def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
+        """The stream's newest ``limit`` snapshots, newest first."""
+
+    # -- projections -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def checkpoints(self, name: str) -> Checkpoints:
+        """The place, lock and dead letters of projection ``name`` (not yet opened)."""
+
+    @abc.abstractmethod
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        """Every projection with a checkpoint in this store, by name."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction on the store's database, yielding the connection inline
+        projection handlers get (None where there is none). Commits on success."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply the pending schema migrations; the numbers applied ([] when up to date)."""
+
+    def close(self) -> None:  # noqa: B027 (a hook: recorders without resources need nothing)
+        """Release connections and files; the recorder cannot be used afterwards."""
+
+
+class Checkpoints(abc.ABC):
+    """One projection's checkpoint, lock, transactions and dead letters in a store.
+
+    ``transactional`` is False where the read model cannot commit with the checkpoint (the
+    memory store): a failed batch then keeps the effects of the events before the failure.
+    """
+
+    transactional: ClassVar[bool] = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    def open(self, wait: bool, poll_interval: float) -> None:
+        """Take the projection's lock (waiting for it, or raising ``ProjectionLocked``)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the lock and the connection; safe to call twice."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A transaction on the read model's database, yielding the connection handlers get."""
+
+    @abc.abstractmethod
+    def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
+        """Record that a runner is at work (``state``, the type names it reads); its checkpoint."""
+
+    @abc.abstractmethod
+    def save(self, connection: Any, before: Checkpoint, after: Checkpoint) -> None:
+        """Move the checkpoint from ``before`` to ``after`` in the open transaction; raise
+        ``StoreError`` if it is no longer at ``before`` (another runner moved it)."""
+
+    @abc.abstractmethod
+    def reset(self, connection: Any) -> None:
+        """Move the checkpoint back to the start of the log and drop the dead letters, in the
+        open transaction."""
+
+    @abc.abstractmethod
+    def park(self, connection: Any, event: RecordedEvent, error: str) -> None:
+        """Store a failed event in the dead letters, in the open transaction."""
+
+    @abc.abstractmethod
+    def dead_letters(self) -> list[DeadLetter]:
+        """The events this projection parked, in log order."""
+
+    @abc.abstractmethod
+    def finish(self, state: str, error: str | None = None) -> None:
+        """Record how the runner ended (stopped, or failed and why)."""
+
+    @abc.abstractmethod
+    def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
+        """How many events of these types the log holds after ``after``."""
+
+    def wait(self, seconds: float, stopping: threading.Event) -> None:
+        """Return when new events may have arrived, ``stopping`` is set, or after ``seconds``."""
+        stopping.wait(seconds)

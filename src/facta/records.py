@@ -1,0 +1,118 @@
+"""The named rows a recorder (a backend) reads and writes: pure values, no I/O.
+
+A recorder hands these to the event store, which decodes them; third-party backends build
+them from their own storage. The replay path alone uses a plain tuple (:data:`ReplayRow`),
+since a load decodes tens of thousands of them and a tuple costs nothing to make.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple
+
+from facta.events import Checkpoint
+
+__all__ = [
+    "FAILED",
+    "REBUILDING",
+    "RUNNING",
+    "STOPPED",
+    "DeadLetter",
+    "EventPlace",
+    "Progress",
+    "ProjectionStatus",
+    "ReplayRow",
+    "StoredEvent",
+    "StreamVersion",
+    "shown_state",
+]
+
+
+class StoredEvent(NamedTuple):
+    """One event as stored: its place in its stream and in the global log, and its bytes.
+
+    ``transaction_id`` is 0 where the global order is the order of positions (every backend
+    whose writers commit one at a time); ``encoding`` names the codec stages applied to
+    ``data`` and ``metadata`` (see :class:`facta.codec.Codec`).
+    """
+
+    stream_id: str
+    version: int
+    position: int
+    transaction_id: int
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    encoding: int
+    data: bytes
+    metadata: bytes
+    recorded_at: datetime
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint just after this event in the global log."""
+        return Checkpoint(self.transaction_id, self.position)
+
+
+# What a replay reads of a stored event: (version, type, schema_version, encoding, data).
+ReplayRow = tuple[int, str, int, int, bytes]
+
+
+class EventPlace(NamedTuple):
+    """Where a stored event is: its stream, its version there and its global position."""
+
+    stream_id: str
+    version: int
+    position: int
+
+
+class StreamVersion(NamedTuple):
+    """A stream and its current version (the number of events in it)."""
+
+    stream_id: str
+    version: int
+
+
+# -- projections ----------------------------------------------------------------------------
+
+# Called after each committed batch with (events applied so far, events there were to apply).
+Progress = Callable[[int, int], object]
+
+RUNNING = "running"
+REBUILDING = "rebuilding"
+STOPPED = "stopped"
+FAILED = "failed"
+
+
+class ProjectionStatus(NamedTuple):
+    """One projection: where it is, how many of its events it is behind, and its state."""
+
+    name: str
+    checkpoint: Checkpoint
+    lag: int
+    state: str
+    error: str | None = None
+
+
+class DeadLetter(NamedTuple):
+    """An event a projection parked (``on_error=OnError.DEAD_LETTER``) instead of stopping."""
+
+    stream_id: str
+    version: int
+    position: int
+    transaction_id: int
+    event_id: uuid.UUID
+    type: str
+    error: str
+    failed_at: datetime
+
+
+def shown_state(stored: str, held: bool) -> str:
+    """The state to show: a runner that died (no one holds the lock) shows as stopped."""
+    if stored == FAILED:
+        return FAILED
+    if held:
+        return stored if stored == REBUILDING else RUNNING
+    return STOPPED
