@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,8 +11,20 @@ import pytest
 
 import facta
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# The PostgreSQL server every PostgreSQL test uses; FACTA_TEST_POSTGRES_URL points the tests
+# elsewhere (the library itself never reads the environment).
+POSTGRES_URL = os.environ.get(
+    "FACTA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# How long a read waits for other sessions' transactions to end on a shared server.
+PATIENCE = 60.0
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server's URL (``FACTA_TEST_POSTGRES_URL`` overrides it)."""
+    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -154,8 +154,8 @@ async def test_check_writes_nothing(
     def no_writing(*args: object) -> None:
         raise AssertionError("the check wrote")
 
-    monkeypatch.setattr(async_store, "_append", no_writing)
-    monkeypatch.setattr(async_store, "write_snapshot", no_writing)
+    monkeypatch.setattr(async_store.recorder, "append", no_writing)
+    monkeypatch.setattr(async_store.recorder, "write_snapshot", no_writing)
     async_store.codec = Codec(now)
 
     await facta.check_store_async(async_store, [Counter])
@@ -321,7 +321,7 @@ def test_command_on_a_sound_store_prints_the_summary_and_exits_0(app: Path) -> N
 def test_command_prints_each_failure_and_exits_1(app: Path) -> None:
     url = fill(app, legacy_event=True)
     with closing(sqlite3.connect(app / "shop.db")) as db, db:
-        db.execute("UPDATE snapshots SET state = CAST('{\"total\": 6}' AS BLOB)")
+        db.execute("UPDATE facta_snapshots SET state = CAST('{\"total\": 6}' AS BLOB)")
 
     done = run(app, "-m", "facta", "check", "-i", "shop", url)
 

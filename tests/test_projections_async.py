@@ -12,9 +12,6 @@ import psycopg
 import pytest
 
 import facta
-from facta.backends.memory_async import AsyncMemoryEventStore
-from facta.backends.postgres_async import AsyncPostgresEventStore
-from facta.backends.sqlite_async import AsyncSQLiteEventStore
 from facta.projections import (
     AsyncProjection,
     AsyncProjectionRunner,
@@ -124,14 +121,14 @@ class AsyncPostgresTotals(AsyncProjection[psycopg.AsyncConnection[Any]]):
 class AsyncModel:
     """The totals projection for one async store's backend, and a look at its read model."""
 
-    def __init__(self, store: facta.AsyncEventStore) -> None:
-        self.store = store
+    def __init__(self, store: facta.AsyncEventStore, backend: str) -> None:
+        self.store, self.backend = store, backend
         self.memory: Totals = {}
 
     def projection(self) -> AsyncProjection[Any] | Projection[Any]:
-        if isinstance(self.store, AsyncMemoryEventStore):
+        if self.backend == "memory":
             return AsyncMemoryTotals(self.memory)
-        if isinstance(self.store, AsyncSQLiteEventStore):
+        if self.backend == "sqlite":
             return SQLiteTotals()  # sqlite3 is sync: the async runner takes a sync projection
         return AsyncPostgresTotals()
 
@@ -139,23 +136,19 @@ class AsyncModel:
         return AsyncProjectionRunner(self.store, self.projection(), **options)
 
     async def read(self) -> Totals:
-        if isinstance(self.store, AsyncMemoryEventStore):
+        if self.backend == "memory":
             return dict(self.memory)
-        if isinstance(self.store, AsyncSQLiteEventStore):
-            rows = await self.store.run_in_transaction(
-                lambda db: db.execute("SELECT * FROM totals").fetchall()
-            )
-        else:
-            async with self.store.connection() as conn:  # type: ignore[attr-defined]
-                schema = psycopg.sql.Identifier(self.store.schema)  # type: ignore[attr-defined]
-                cur = await conn.execute(psycopg.sql.SQL("SELECT * FROM {}.totals").format(schema))
-                rows = await cur.fetchall()
+        async with self.store.recorder.transaction() as conn:  # the read model's database
+            if self.backend == "sqlite":
+                rows = conn.execute("SELECT * FROM totals").fetchall()
+            else:
+                rows = await (await conn.execute("SELECT * FROM totals")).fetchall()
         return {stream_id: (balance, count) for stream_id, balance, count in rows}
 
 
 @pytest.fixture
-def model(async_store: facta.AsyncEventStore) -> AsyncModel:
-    return AsyncModel(async_store)
+def model(async_store: facta.AsyncEventStore, backend: str) -> AsyncModel:
+    return AsyncModel(async_store, backend)
 
 
 async def expected(store: facta.AsyncEventStore) -> Totals:
@@ -169,11 +162,9 @@ async def expected(store: facta.AsyncEventStore) -> Totals:
 async def fill(store: facta.AsyncEventStore, count: int = 12) -> None:
     for i in range(count):
         await store.append(f"account-{i % 3}", [Deposited(10 + i), Noted("n"), Withdrawn(i)])
-    if isinstance(store, AsyncPostgresEventStore):  # until readers see it all (see settle)
-        for _ in range(3000):
-            if not (await store.reader_lag()).held_back:
-                break
-            await asyncio.sleep(0.01)
+    wait = getattr(store.recorder, "wait_until_readable", None)
+    if wait is not None:  # PostgreSQL: until readers see it all (other sessions hold it back)
+        assert await wait(60.0), "the global log stayed held back"
 
 
 async def caught_up(runner: AsyncProjectionRunner[Any]) -> None:

@@ -20,7 +20,6 @@ import pytest
 import facta
 from facta.projections import Projection, ProjectionRunner, handles, statuses
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 EVENTS = 800  # handled events in the log (plus as many of a type the projection ignores)
 KILLS = 5
 
@@ -92,11 +91,7 @@ def read_model(url: str) -> tuple[list[tuple[Any, ...]], int, list[tuple[Any, ..
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
             rows = [db.execute(query).fetchall() for query in queries]
     else:
-        import psycopg  # not at the top: the worker starts faster without it
-
-        with facta.connect(url) as store, store.connection() as conn, conn.transaction():  # type: ignore[attr-defined]
-            schema = psycopg.sql.Identifier(store.schema)  # type: ignore[attr-defined]
-            conn.execute(psycopg.sql.SQL("SET LOCAL search_path TO {}").format(schema))
+        with facta.connect(url) as store, store.recorder.transaction() as conn:
             rows = [conn.execute(query).fetchall() for query in queries]
     return rows[0], rows[1][0][0], rows[2]
 
@@ -114,7 +109,7 @@ def fill(url: str) -> None:
             )
         if not url.startswith("sqlite"):  # until readers see every event (other sessions' open
             for _ in range(3000):  # transactions on a shared server hold them back a moment)
-                if not store.reader_lag().held_back:  # type: ignore[attr-defined]
+                if not store.recorder.reader_lag().held_back:  # type: ignore[attr-defined]
                     break
                 time.sleep(0.01)
 
@@ -124,7 +119,7 @@ def held_back(url: str) -> str:
     if url.startswith("sqlite"):
         return "sqlite"
     with facta.connect(url) as store:
-        return f"readers are held back: {store.reader_lag()}"  # type: ignore[attr-defined]
+        return f"readers are held back: {store.recorder.reader_lag()}"  # type: ignore[attr-defined]
 
 
 def lag(url: str) -> int:
@@ -173,9 +168,9 @@ def test_a_sqlite_runner_killed_at_random_points_ends_as_a_clean_rebuild(tmp_pat
 
 @pytest.mark.postgres
 def test_a_postgres_runner_killed_at_random_points_ends_as_a_clean_rebuild(
-    pg_schema: str,
+    postgres_url: str, pg_schema: str
 ) -> None:
-    check_killed_runs_end_as_a_clean_rebuild(f"{POSTGRES_URL}?schema={pg_schema}")
+    check_killed_runs_end_as_a_clean_rebuild(f"{postgres_url}?schema={pg_schema}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ class Ignored:
     text: str
 
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REFUSED = "mallory"  # handlers raise on an account opened for this owner
 
 
@@ -191,8 +190,8 @@ class AsyncPostgresOwners(AsyncProjection[psycopg.AsyncConnection[Any]]):
         await conn.execute("INSERT INTO owners VALUES (%s, %s)", (event.stream_id, owner(event)))
 
 
-def postgres_owners(schema: str) -> dict[str, str]:
-    with psycopg.connect(POSTGRES_URL) as conn:
+def postgres_owners(url: str, schema: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
         query = psycopg.sql.SQL("SELECT stream_id, owner FROM {}.owners")
         rows = conn.execute(query.format(psycopg.sql.Identifier(schema))).fetchall()
     return dict(rows)
@@ -200,9 +199,9 @@ def postgres_owners(schema: str) -> dict[str, str]:
 
 @pytest.mark.postgres
 def test_a_postgres_inline_projection_commits_with_the_append_or_not_at_all(
-    pg_schema: str,
+    postgres_url: str, pg_schema: str
 ) -> None:
-    with facta.connect(f"{POSTGRES_URL}?schema={pg_schema}") as store:
+    with facta.connect(f"{postgres_url}?schema={pg_schema}") as store:
         add_inline(store, PostgresOwners())
         store.append("account-1", [Opened("ada"), Ignored("x")])
         with pytest.raises(ProjectionError, match="mallory may not open accounts"):
@@ -216,12 +215,12 @@ def test_a_postgres_inline_projection_commits_with_the_append_or_not_at_all(
             store.append("account-4", [Opened(REFUSED)])
         versions = [store.stream_version(f"account-{n}") for n in range(1, 5)]
         assert versions == [2, 0, 0, 0]
-    assert postgres_owners(pg_schema) == {"account-1": "ada"}
+    assert postgres_owners(postgres_url, pg_schema) == {"account-1": "ada"}
 
 
 @pytest.mark.postgres
 def test_postgres_inline_projections_see_the_events_as_read_all_returns_them(
-    pg_schema: str,
+    postgres_url: str, pg_schema: str
 ) -> None:
     seen: list[tuple[str, int, int, int]] = []
 
@@ -232,7 +231,7 @@ def test_postgres_inline_projections_see_the_events_as_read_all_returns_them(
         def any(self, event: facta.RecordedEvent, conn: psycopg.Connection[Any]) -> None:
             seen.append((event.stream_id, event.version, event.transaction_id, event.position))
 
-    with facta.connect(f"{POSTGRES_URL}?schema={pg_schema}") as store:
+    with facta.connect(f"{postgres_url}?schema={pg_schema}") as store:
         add_inline(store, Places())
         store.append("a", [Opened("ada"), Ignored("x")])
         store.append_many(
@@ -248,21 +247,21 @@ def test_postgres_inline_projections_see_the_events_as_read_all_returns_them(
 
 @pytest.mark.postgres
 async def test_an_async_postgres_inline_projection_commits_with_the_append(
-    pg_schema: str,
+    postgres_url: str, pg_schema: str
 ) -> None:
-    async with facta.connect_async(f"{POSTGRES_URL}?schema={pg_schema}") as store:
+    async with facta.connect_async(f"{postgres_url}?schema={pg_schema}") as store:
         await add_inline_async(store, AsyncPostgresOwners())
         await store.append("account-1", [Opened("ada")])
         with pytest.raises(ProjectionError):
             await store.append("account-2", [Opened(REFUSED)])
         assert await store.stream_version("account-2") == 0
-    assert postgres_owners(pg_schema) == {"account-1": "ada"}
+    assert postgres_owners(postgres_url, pg_schema) == {"account-1": "ada"}
 
 
 @pytest.mark.postgres
 async def test_a_sync_inline_projection_on_the_async_postgres_store_is_refused(
-    pg_schema: str,
+    postgres_url: str, pg_schema: str
 ) -> None:
-    async with facta.connect_async(f"{POSTGRES_URL}?schema={pg_schema}") as store:
+    async with facta.connect_async(f"{postgres_url}?schema={pg_schema}") as store:
         with pytest.raises(TypeError, match="are AsyncProjection subclasses"):
             await add_inline_async(store, PostgresOwners())

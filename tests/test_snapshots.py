@@ -21,7 +21,6 @@ import pytest
 
 import facta
 from facta import AsyncRepository, SnapshotError, Upcasters
-from facta.backends.memory_async import AsyncMemoryEventStore
 from facta.codec import ZLIB
 from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum
 
@@ -93,16 +92,14 @@ async def change_snapshot(
 ) -> None:
     """Change columns of the stored snapshot of stream "t-1" at ``version`` in the database."""
     if url.startswith("memory:"):
-        assert isinstance(store, AsyncMemoryEventStore)
-        by_version = store._snapshots["t-1"]
-        by_version[version] = by_version[version]._replace(**columns)
+        await store.recorder.write_snapshot((await stored(store, version))._replace(**columns))
         return
     sets = ", ".join(f"{name} = %s" for name in columns)
     where = "WHERE stream_id = 't-1' AND version = %s"
     values = (*columns.values(), version)
     if url.startswith("sqlite:"):
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
-            sql = f"UPDATE snapshots SET {sets} {where}".replace("%s", "?")
+            sql = f"UPDATE facta_snapshots SET {sets} {where}".replace("%s", "?")
             assert db.execute(sql, values).rowcount == 1
         return
     import psycopg
@@ -110,7 +107,7 @@ async def change_snapshot(
     parts = urllib.parse.urlsplit(url)
     schema = urllib.parse.parse_qs(parts.query)["schema"][0]
     with psycopg.connect(parts._replace(query="").geturl(), autocommit=True) as conn:
-        sql = f'UPDATE "{schema}".snapshots SET {sets} {where}'
+        sql = f'UPDATE "{schema}".facta_snapshots SET {sets} {where}'
         assert conn.execute(sql.encode(), values).rowcount == 1  # bytes: a query of our making
 
 
@@ -163,7 +160,8 @@ async def test_snapshot_is_taken_from_memory_without_reading_the_stream(
     def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the stream was read")
 
-    monkeypatch.setattr(async_store, "_read_stream_page", no_reading)
+    monkeypatch.setattr(async_store.recorder, "read_stream", no_reading)
+    monkeypatch.setattr(async_store.recorder, "replay_stream", no_reading)
 
     await tally_with(async_store, 10)
 

@@ -14,12 +14,14 @@ from facta.connect import connect, connect_async
 from facta.errors import (
     AggregateNotFound,
     ConcurrencyError,
+    ConfigurationError,
     DecodeError,
     DuplicateEventId,
     EventTooLarge,
     FactaError,
     InvalidEvent,
     InvalidStreamId,
+    NotAFactaStore,
     RetriesExhausted,
     SchemaVersionError,
     SnapshotError,
@@ -39,6 +41,7 @@ from facta.events import (
 from facta.ids import id_from_key, new_id
 from facta.repository import Repository
 from facta.repository_async import AsyncRepository
+from facta.retrying import RetryPolicy
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
 from facta.upcasting import Upcasters, snapshot_upcaster, upcaster
@@ -61,6 +64,7 @@ __all__ = [
     "Checkpoint",
     "Codec",
     "ConcurrencyError",
+    "ConfigurationError",
     "DecodeError",
     "DuplicateEventId",
     "EventRegistry",
@@ -72,9 +76,11 @@ __all__ = [
     "InvalidStreamId",
     "Metadata",
     "NewEvent",
+    "NotAFactaStore",
     "RecordedEvent",
     "Repository",
     "RetriesExhausted",
+    "RetryPolicy",
     "SchemaVersionError",
     "SnapshotError",
     "StoreError",

@@ -73,15 +73,19 @@ class ConcurrencyError(FactaError):
 class RetriesExhausted(FactaError):
     """A command kept meeting concurrent writers and gave up after its last attempt."""
 
-    def __init__(self, stream_id: str, attempts: int, last: ConcurrencyError) -> None:
+    def __init__(
+        self, stream_id: str, attempts: int, last: ConcurrencyError, seconds: float | None = None
+    ) -> None:
         self.stream_id, self.attempts, self.last = stream_id, attempts, last
+        self.seconds = seconds
+        spent = "" if seconds is None else f" in {seconds:.2f} s"
         super().__init__(
-            f"stream {stream_id!r}: gave up after {attempts} attempts, each met a concurrent "
-            f"write (last: {last})"
+            f"stream {stream_id!r}: gave up after {attempts} attempts{spent}, each met a "
+            f"concurrent write (last: {last}); allow more with the repository's RetryPolicy"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.stream_id, self.attempts, self.last)
+        return type(self), (self.stream_id, self.attempts, self.last, self.seconds)
 
 
 class AggregateNotFound(FactaError, LookupError):

@@ -14,11 +14,11 @@ and writes a fresh snapshot.
 
 from __future__ import annotations
 
+import inspect
 import logging
-import random
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult
@@ -31,6 +31,7 @@ from facta.errors import (
 )
 from facta.events import Metadata, NewEvent
 from facta.ids import validate_stream_id
+from facta.retrying import RetryPolicy
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord
 from facta.store import EventStore
 from facta.upcasting import Upcasters
@@ -46,7 +47,8 @@ class Repository(Generic[A]):
     """Loads and saves aggregates of one type in one store.
 
     ``snapshot_upcasters`` migrate snapshots of older snapshot schema versions (default: the
-    ones registered with ``@facta.snapshot_upcaster``).
+    ones registered with ``@facta.snapshot_upcaster``); ``retry`` is how :meth:`update`
+    retries a command that met a concurrent write (:class:`facta.RetryPolicy`).
     """
 
     def __init__(
@@ -55,9 +57,21 @@ class Repository(Generic[A]):
         aggregate_type: type[A],
         *,
         snapshot_upcasters: Upcasters | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        if not isinstance(store, EventStore):
+            raise TypeError(
+                f"this repository works on an EventStore (facta.connect), not a "
+                f"{type(store).__qualname__}"
+            )
+        if not (isinstance(aggregate_type, type) and issubclass(aggregate_type, Aggregate)):
+            raise TypeError(
+                f"the repository's aggregate type must be a facta.Aggregate subclass, got "
+                f"{aggregate_type!r}"
+            )
         self.store = store
         self.aggregate_type = aggregate_type
+        self.retry = RetryPolicy() if retry is None else retry
         self._every = aggregate_type.snapshot_every
         self._snapshots = (
             None if self._every is None else SnapshotCodec(aggregate_type, snapshot_upcasters)
@@ -147,8 +161,9 @@ class Repository(Generic[A]):
     def _write_snapshot(self, aggregate: A) -> None:
         """Snapshot the aggregate as it is in memory; log (never raise) a failure."""
         assert self._snapshots is not None
+        record = self._snapshots.encode(aggregate)  # a wrong state is a bug: it raises
         try:
-            self.store.write_snapshot(self._snapshots.encode(aggregate))
+            self.store.write_snapshot(record)
         except Exception:
             logger.warning(
                 "could not write a snapshot of stream %r at version %d; loads replay the events "
@@ -161,35 +176,51 @@ class Repository(Generic[A]):
     def update(
         self,
         aggregate_id: str,
-        command: Callable[[A], object],
+        command: Callable[[A], None],
         *,
-        attempts: int = 5,
+        attempts: int | None = None,
         create: bool = False,
         metadata: Metadata | None = None,
     ) -> A:
         """Load, run ``command`` on the aggregate, save; on a conflict, do it all again.
 
-        ``command`` must decide from the aggregate's state alone (it is re-run on fresh state).
-        ``create`` runs it on a new aggregate when the stream does not exist yet. After
-        ``attempts`` conflicts in a row, raises ``RetriesExhausted``.
+        ``command`` must decide from the aggregate's state alone (it is re-run on fresh
+        state); on the async repository it may be a coroutine function. ``create`` runs it on
+        a new aggregate when the stream does not exist yet. Conflicts are retried as the
+        repository's ``retry`` policy says (``attempts`` overrides its number of attempts);
+        then ``RetriesExhausted`` is raised.
         """
-        if attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {attempts}")
+        policy = self.retry
+        limit = policy.attempts if attempts is None else attempts
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {limit!r}")
+        started = time.monotonic()
         last_conflict = None
-        for attempt in range(attempts):
+        for attempt in range(limit):
             try:
                 aggregate = self.load(aggregate_id)
             except AggregateNotFound:
                 if not create:
                     raise
                 aggregate = self.aggregate_type(aggregate_id)
-            command(aggregate)
+            _run(command, aggregate)
             try:
                 self.save(aggregate, metadata=metadata)
                 return aggregate
             except ConcurrencyError as conflict:
                 last_conflict = conflict
-                if attempt + 1 < attempts:  # back off a little, with jitter, before retrying
-                    time.sleep(random.uniform(0, 0.002 * 2**attempt))
-        assert last_conflict is not None
-        raise RetriesExhausted(aggregate_id, attempts, last_conflict)
+            spent = time.monotonic() - started
+            if attempt + 1 == limit or (policy.deadline is not None and spent > policy.deadline):
+                raise RetriesExhausted(aggregate_id, attempt + 1, last_conflict, spent)
+            time.sleep(policy.delay(attempt))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _run(command: Callable[[A], None], aggregate: A) -> None:
+    """Run a command on the aggregate, awaiting it if it is async."""
+    outcome = cast("Callable[[A], object]", command)(aggregate)
+    if inspect.iscoroutine(outcome):  # nothing would await it
+        outcome.close()
+        raise TypeError(
+            f"Repository.update got an async command ({command!r}); it would never run: use an AsyncRepository, or make the command a plain function"
+        )

@@ -3,10 +3,40 @@
 The table maps event classes to method names; a runner resolves it against its store's codec
 into the stored type names to read (so the store skips every other event without decoding it)
 and the bound method for each class.
+
+>>> import sqlite3
+>>> from dataclasses import dataclass
+>>> from facta import RecordedEvent, event
+>>> from facta.projections import Projection
+>>> @event("doc.Deposited")
+... @dataclass(frozen=True)
+... class Deposited:
+...     amount: int
+>>> class Balances(Projection[sqlite3.Connection]):
+...     name = "doc-balances"
+...     def setup(self, db: sqlite3.Connection) -> None:
+...         db.execute("CREATE TABLE IF NOT EXISTS balances (id TEXT PRIMARY KEY, amount INT)")
+...     def reset(self, db: sqlite3.Connection) -> None:
+...         db.execute("DELETE FROM balances")
+...     @handles(Deposited)
+...     def deposited(self, event: RecordedEvent, db: sqlite3.Connection) -> None:
+...         db.execute(
+...             "INSERT INTO balances VALUES (?, ?) ON CONFLICT (id)"
+...             " DO UPDATE SET amount = amount + excluded.amount",
+...             (event.stream_id, event.data.amount),
+...         )
+>>> class Broken(Projection[None]):
+...     name = "doc-broken"
+...     @handles(Deposited)
+...     async def deposited(self, event: RecordedEvent, db: None) -> None: ...
+Traceback (most recent call last):
+  ...
+TypeError: Broken.deposited is a coroutine function (async def), but Broken is a sync Projection: nothing would await it; make it a plain def, or subclass AsyncProjection
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,7 +44,7 @@ from typing import Any, TypeVar
 from facta.codec import Codec
 from facta.errors import InvalidEvent
 
-__all__ = ["check_name", "handler_table", "handles", "resolve"]
+__all__ = ["check_methods", "check_name", "handler_table", "handles", "resolve"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +84,20 @@ def handler_table(cls: type) -> dict[type, str]:
                 mine[event_class] = name
         table.update(mine)
     return table
+
+
+def check_methods(cls: type, *, asynchronous: bool) -> None:
+    """Refuse coroutine functions as the handlers or hooks of a sync projection class."""
+    if asynchronous:
+        return
+    names = {"setup", "reset", *handler_table(cls).values()}
+    for name in sorted(names):
+        if inspect.iscoroutinefunction(getattr(cls, name, None)):
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is a coroutine function (async def), but "
+                f"{cls.__qualname__} is a sync Projection: nothing would await it; make it a "
+                "plain def, or subclass AsyncProjection"
+            )
 
 
 def resolve(

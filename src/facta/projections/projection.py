@@ -1,33 +1,16 @@
 # WARNING: generated from src/facta/projections/projection_async.py by tools/gen_sync.py; do not edit.
-"""The projection base class (the sync twin of this module is generated from it).
+"""The projection base class; its sync twin is generated from this module.
 
->>> import sqlite3
->>> from dataclasses import dataclass
->>> from facta.events import RecordedEvent, event
->>> @event("doc.Deposited")
-... @dataclass(frozen=True)
-... class Deposited:
-...     amount: int
->>> class Balances(Projection[sqlite3.Connection]):
-...     name = "doc-balances"
-...     async def setup(self, db: sqlite3.Connection) -> None:
-...         db.execute("CREATE TABLE IF NOT EXISTS balances (id TEXT PRIMARY KEY, amount INT)")
-...     async def reset(self, db: sqlite3.Connection) -> None:
-...         db.execute("DELETE FROM balances")
-...     @handles(Deposited)
-...     async def deposited(self, event: RecordedEvent, db: sqlite3.Connection) -> None:
-...         db.execute(
-...             "INSERT INTO balances VALUES (?, ?) ON CONFLICT (id)"
-...             " DO UPDATE SET amount = amount + excluded.amount",
-...             (event.stream_id, event.data.amount),
-...         )
+A sync projection's methods are plain functions (``def``): coroutine functions on one are
+refused when the class is defined, since nothing would await them. An async projection's may
+be either. The example in :mod:`facta.projections.handlers` shows a whole projection.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
-from facta.projections.handlers import handler_table, handles
+from facta.projections.handlers import check_methods, handler_table, handles
 
 __all__ = ["Projection", "handles"]
 
@@ -51,6 +34,7 @@ class Projection(Generic[C]):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.handler_names = handler_table(cls)
+        check_methods(cls, asynchronous=False)
 
     def setup(self, connection: C) -> None:
         """Create the read model (tables, indexes) if it is missing; runs before any event."""
