@@ -126,7 +126,12 @@ def test_update_gives_up_at_the_deadline_and_says_how_long_it_tried() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [{"attempts": 0}, {"first_delay": -1.0}, {"first_delay": 1.0, "max_delay": 0.5}, {"deadline": 0}],
+    [
+        {"attempts": 0},
+        {"first_delay": -1.0},
+        {"first_delay": 1.0, "max_delay": 0.5},
+        {"deadline": 0},
+    ],
 )
 def test_a_retry_policy_refuses_values_that_make_no_sense(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="attempts|delays|deadline"):

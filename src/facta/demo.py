@@ -242,17 +242,38 @@ def read_models(
 # -- the story -------------------------------------------------------------------------------
 
 
+def _refuse_foreign(url: str, accounts: set[str]) -> None:
+    """Refuse, before writing anything, a file that holds more than an earlier demo's work."""
+    where = url.removeprefix("sqlite:///")
+    try:
+        with facta.connect(url, read_only=True) as store:
+            foreign = [stream_id for stream_id, _ in store.streams() if stream_id not in accounts]
+    except facta.FactaError as e:
+        raise facta.FactaError(
+            f"the demo will not write into {where}: {e}; choose another --db or use --fresh"
+        ) from e
+    if foreign:
+        raise facta.FactaError(
+            f"{where} holds streams the demo did not write ({foreign[0]!r} and "
+            f"{len(foreign) - 1} more): it is not a demo store; choose another --db"
+        )
+
+
 def run(db: str | Path = "facta-demo.db", *, fresh: bool = False, echo: Echo = print) -> None:
     """Tell the bank story on the SQLite file ``db``; ``fresh`` deletes the file first."""
     path = Path(db)
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for lock in path.parent.glob(f"{path.name}-projection-*.lock"):
+            lock.unlink(missing_ok=True)
     url = f"sqlite:///{path}"
+    ada, grace = (facta.id_from_key("account", owner) for owner in ("ada", "grace"))
+    if path.exists():
+        _refuse_foreign(url, {ada, grace})
     echo(f"facta demo: a small bank in the SQLite file {path}\n")
     with facta.connect(url) as store:
         repo = facta.Repository(store, Account)
-        ada, grace = (facta.id_from_key("account", owner) for owner in ("ada", "grace"))
         start = max(_head(store, ada), _head(store, grace))
 
         echo("1. Ada and Grace open accounts (ids derived from their names)")

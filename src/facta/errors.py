@@ -99,6 +99,10 @@ class AggregateNotFound(FactaError, LookupError):
         return type(self), (self.aggregate_type, self.stream_id)
 
 
+class InvalidCheckpoint(FactaError, TypeError):
+    """What was given as a place in the global log is not a ``facta.Checkpoint``."""
+
+
 class StoreError(FactaError):
     """The store's database failed (connection lost, pool exhausted, disk full...)."""
 

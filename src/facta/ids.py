@@ -78,14 +78,32 @@ def id_from_key(kind: str, key: str) -> str:
     return str(uuid.uuid5(FACTA_NAMESPACE, f"{len(kind)}:{kind}:{key}"))
 
 
+# The longest stream id, in UTF-8 bytes, on every backend alike (PostgreSQL's index of stream
+# ids holds keys up to about 2,700 bytes; one limit everywhere keeps code tested on SQLite
+# working in production).
+MAX_STREAM_ID_BYTES = 1000
+
+
 def validate_stream_id(stream_id: object) -> str:
-    """Return ``stream_id`` if it is a usable stream id, else raise ``InvalidStreamId``."""
+    """Return ``stream_id`` if it is a usable stream id, else raise ``InvalidStreamId``.
+
+    A stream id is a non-empty str that is not only whitespace, of at most
+    ``MAX_STREAM_ID_BYTES`` UTF-8 bytes, without NUL or lone surrogates.
+    """
     if not isinstance(stream_id, str):
         raise InvalidStreamId(
             f"stream id must be a str, got {type(stream_id).__name__} {stream_id!r}"
         )
-    if not stream_id:
-        raise InvalidStreamId("stream id must not be empty")
+    if not stream_id or stream_id.isspace():
+        raise InvalidStreamId(f"stream id must not be empty or only whitespace, got {stream_id!r}")
+    if (
+        len(stream_id) > MAX_STREAM_ID_BYTES // 4
+        and len(stream_id.encode("utf-8", "surrogatepass")) > MAX_STREAM_ID_BYTES
+    ):
+        raise InvalidStreamId(
+            f"stream id {stream_id[:40]!r}... is {len(stream_id.encode('utf-8', 'surrogatepass')):,} "
+            f"bytes long; the limit is {MAX_STREAM_ID_BYTES:,} bytes of UTF-8 on every backend"
+        )
     if "\x00" in stream_id:
         raise InvalidStreamId(
             f"stream id {stream_id!r} contains a NUL character, which no backend can store"

@@ -25,7 +25,9 @@ from facta.errors import (
     ConcurrencyError,
     DecodeError,
     DuplicateEventId,
+    InvalidCheckpoint,
     InvalidEvent,
+    StoreError,
     UnknownEventType,
     UpcastError,
 )
@@ -54,6 +56,7 @@ class EventStore:
             )
         self.recorder = recorder
         self.codec = codec or Codec()
+        self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -74,6 +77,7 @@ class EventStore:
 
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all of them are written, or none."""
+        self._check_open()
         prepared = [self._prepare(*append) for append in appends]
         seen: set[str] = set()
         for append in prepared:
@@ -174,6 +178,7 @@ class EventStore:
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
+        self._check_open()
         decode = self.decode
         while to_version is None or from_version <= to_version:
             rows = self.recorder.read_stream(stream_id, from_version, to_version, batch_size)
@@ -198,6 +203,7 @@ class EventStore:
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
+        self._check_open()
         decode = self.codec.decode
         while to_version is None or from_version <= to_version:
             rows = self.recorder.replay_stream(stream_id, from_version, to_version, batch_size)
@@ -228,6 +234,12 @@ class EventStore:
         (others are not decoded at all).
         """
         _check_batch_size(batch_size)
+        self._check_open()
+        if after is not None and not isinstance(after, Checkpoint):
+            raise InvalidCheckpoint(
+                f"read_all(after=...) takes a facta.Checkpoint (an event's .checkpoint, or "
+                f"Checkpoint(transaction_id, position)), got {type(after).__name__} {after!r}"
+            )
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
         decode = self.decode
@@ -283,6 +295,7 @@ class EventStore:
     def streams(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[StreamVersion]:
         """Yield ``(stream_id, version)`` for every stream, ordered by stream id."""
         _check_batch_size(batch_size)
+        self._check_open()
         after = None
         while True:
             page = self.recorder.streams(after, batch_size)
@@ -295,6 +308,7 @@ class EventStore:
     def stream_version(self, stream_id: str) -> int:
         """The stream's current version: the number of events in it, 0 if it has none."""
         validate_stream_id(stream_id)
+        self._check_open()
         return self.recorder.stream_version(stream_id)
 
     # -- snapshots -------------------------------------------------------------------------
@@ -306,18 +320,30 @@ class EventStore:
         deleted, since loads never look further back.
         """
         validate_stream_id(snapshot.stream_id)
+        self._check_open()
         self.recorder.write_snapshot(snapshot)
 
     def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         """The stream's latest snapshots, newest first."""
         validate_stream_id(stream_id)
+        self._check_open()
         return self.recorder.read_snapshots(stream_id, limit)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the store's connections; it cannot be used afterwards."""
-        self.recorder.close()
+        """Release the store's connections; it cannot be used afterwards (closing twice is
+        harmless)."""
+        if not self._closed:
+            self._closed = True
+            self.recorder.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(
+                f"the event store ({self.recorder.location}) is closed; open a new one with "
+                "facta.connect"
+            )
 
     def __enter__(self) -> Self:
         return self

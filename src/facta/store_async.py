@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self  # sync: from typing import Any, Self
 
 from facta.appending import (
     AppendResult,
@@ -24,7 +24,9 @@ from facta.errors import (
     ConcurrencyError,
     DecodeError,
     DuplicateEventId,
+    InvalidCheckpoint,
     InvalidEvent,
+    StoreError,
     UnknownEventType,
     UpcastError,
 )
@@ -54,6 +56,7 @@ class AsyncEventStore:
             )
         self.recorder = recorder
         self.codec = codec or Codec()
+        self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -74,6 +77,7 @@ class AsyncEventStore:
 
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all of them are written, or none."""
+        self._check_open()
         prepared = [self._prepare(*append) for append in appends]
         seen: set[str] = set()
         for append in prepared:
@@ -174,6 +178,7 @@ class AsyncEventStore:
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
+        self._check_open()
         decode = self.decode
         while to_version is None or from_version <= to_version:
             rows = await self.recorder.read_stream(stream_id, from_version, to_version, batch_size)
@@ -198,6 +203,7 @@ class AsyncEventStore:
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
+        self._check_open()
         decode = self.codec.decode
         while to_version is None or from_version <= to_version:
             rows = await self.recorder.replay_stream(
@@ -230,6 +236,12 @@ class AsyncEventStore:
         (others are not decoded at all).
         """
         _check_batch_size(batch_size)
+        self._check_open()
+        if after is not None and not isinstance(after, Checkpoint):
+            raise InvalidCheckpoint(
+                f"read_all(after=...) takes a facta.Checkpoint (an event's .checkpoint, or "
+                f"Checkpoint(transaction_id, position)), got {type(after).__name__} {after!r}"
+            )
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
         decode = self.decode
@@ -287,6 +299,7 @@ class AsyncEventStore:
     ) -> AsyncIterator[StreamVersion]:
         """Yield ``(stream_id, version)`` for every stream, ordered by stream id."""
         _check_batch_size(batch_size)
+        self._check_open()
         after = None
         while True:
             page = await self.recorder.streams(after, batch_size)
@@ -299,6 +312,7 @@ class AsyncEventStore:
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version: the number of events in it, 0 if it has none."""
         validate_stream_id(stream_id)
+        self._check_open()
         return await self.recorder.stream_version(stream_id)
 
     # -- snapshots -------------------------------------------------------------------------
@@ -310,21 +324,42 @@ class AsyncEventStore:
         deleted, since loads never look further back.
         """
         validate_stream_id(snapshot.stream_id)
+        self._check_open()
         await self.recorder.write_snapshot(snapshot)
 
     async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
         """The stream's latest snapshots, newest first."""
         validate_stream_id(stream_id)
+        self._check_open()
         return await self.recorder.read_snapshots(stream_id, limit)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Release the store's connections; it cannot be used afterwards."""
-        await self.recorder.close()
+        """Release the store's connections; it cannot be used afterwards (closing twice is
+        harmless)."""
+        if not self._closed:
+            self._closed = True
+            await self.recorder.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(
+                f"the event store ({self.recorder.location}) is closed; open a new one with "
+                "facta.connect"
+            )
 
     async def __aenter__(self) -> Self:
         return self
+
+    def __enter__(self) -> NoReturn:  # sync: drop
+        raise TypeError(  # sync: drop
+            "an AsyncEventStore is an async context manager: use `async with`"  # sync: drop
+            " (or facta.connect for a sync store)"  # sync: drop
+        )  # sync: drop
+
+    def __exit__(self, *exc_info: object) -> None:  # sync: drop
+        """Never reached: ``__enter__`` refuses."""  # sync: drop
 
     async def __aexit__(
         self,
