@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -46,8 +47,6 @@ class AppendHook(Protocol):
     (``Recorder.sync_transactions``) calls :meth:`call`, others await
     :meth:`call`.
     """
-
-    def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
 
     def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
 

@@ -15,7 +15,7 @@ must pass; ``docs/backends.md`` shows a backend bound to it.
 from __future__ import annotations
 
 import abc
-import asyncio  # sync: import threading
+import asyncio  # sync: import threading, time
 import contextlib  # sync: drop
 import uuid
 from collections.abc import Sequence
@@ -49,7 +49,7 @@ class AppendHook(Protocol):
 
     def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
 
-    async def call_async(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
+    async def call_async(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...  # sync: drop
 
 
 class AsyncRecorder(abc.ABC):
