@@ -3,15 +3,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/_venv.sh
-
-# PostgreSQL: start the local cluster if it is installed but not accepting connections.
-if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
-    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-    pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start within 30 s" >&2; exit 1; }
-fi
+source scripts/_postgres.sh  # start PostgreSQL if it is installed but stopped
 
 python tools/gen_sync.py --check
+python tools/check_imports.py
 ruff format --check
 ruff check
 mypy
