@@ -1,7 +1,12 @@
-"""``facta projections``: list, rebuild (with a progress bar) and run, on a SQLite file."""
+"""``facta projections``: list, rebuild (with a progress bar) and run, on a SQLite file.
+
+That listing never writes, and that run and rebuild refuse a store that does not exist, is in
+test_cli_read_only.py.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -44,6 +49,8 @@ class Revenue(Projection[sqlite3.Connection]):
 
     @handles(Paid)
     def paid(self, event, db):
+        if event.data.amount == 13:
+            raise ValueError("unlucky amount")
         db.execute(
             "INSERT INTO revenue VALUES (?, ?) ON CONFLICT (stream_id)"
             " DO UPDATE SET total = total + excluded.total",
@@ -139,4 +146,83 @@ def test_run_follows_the_log_and_stops_cleanly_on_sigterm(app: str, tmp_path: Pa
     assert process.wait() == 0
     assert process.stderr.read() == "stopped 'revenue' at checkpoint 6\n"
     process.stderr.close()
+    assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-7": 5}
+
+
+def test_rebuild_reads_the_url_from_facta_url(app: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["projections", "rebuild", "revenue", "-p", "shop_read_models:Revenue"],
+        env={"FACTA_URL": app},
+    )
+    assert result.exit_code == 0, result.output
+    assert revenue(tmp_path) == {"order-0": 30, "order-1": 20}
+
+
+def test_rebuild_without_url_or_facta_url_is_a_usage_error(app: str) -> None:
+    result = CliRunner().invoke(
+        main, ["projections", "rebuild", "revenue", "-p", "shop_read_models:Revenue"]
+    )
+    assert result.exit_code == 2
+    assert "set FACTA_URL and give NAME" in result.output
+
+
+def test_a_failing_event_stops_the_rebuild_with_a_one_line_error(app: str) -> None:
+    from shop_read_models import Paid
+
+    with facta.connect(app) as store:
+        store.append("order-3", [Paid(13)])
+    result = CliRunner().invoke(
+        main, ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
+    )
+    assert result.exit_code == 2
+    assert "projection 'revenue' stopped at event 'test.projections_cli.Paid'" in result.output
+    assert "ValueError: unlucky amount" in result.output
+
+
+def test_rebuild_with_dead_letter_parks_the_failing_event_and_goes_on(
+    app: str, tmp_path: Path
+) -> None:
+    from shop_read_models import Paid
+
+    with facta.connect(app) as store:
+        store.append("order-3", [Paid(13)])
+        store.append("order-3", [Paid(7)])
+    rebuild = ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
+    result = CliRunner().invoke(main, [*rebuild, "--dead-letter", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "rebuilt 'revenue' from 7 events, up to checkpoint 7; 1 parked" in result.output
+    assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-3": 7}
+
+
+def test_run_reads_the_url_from_facta_url_and_parks_failing_events_with_dead_letter(
+    app: str, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "facta", "projections", "run", "revenue"]
+    options = ["--poll-interval", "0.05", "--dead-letter", "--batch-size", "2"]
+    process = subprocess.Popen(
+        [*command, "-p", "shop_read_models:Revenue", *options],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FACTA_URL": app},
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline() == "running 'revenue' after checkpoint 0\n"
+    from shop_read_models import Paid
+
+    with facta.connect(app) as store:
+        store.append("order-7", [Paid(13), Paid(5)])
+        for _ in range(1000):
+            (status,) = facta.projections.statuses(store)
+            if status.lag == 0 and status.checkpoint.position == 7:
+                break
+            time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+    parked, stopped = process.stderr.read().splitlines()
+    process.stderr.close()
+    assert parked.startswith("projection 'revenue' parked event 'test.projections_cli.Paid'")
+    assert parked.endswith("ValueError: unlucky amount")
+    assert stopped == "stopped 'revenue' at checkpoint 7"
     assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-7": 5}

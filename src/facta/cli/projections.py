@@ -1,0 +1,174 @@
+"""``facta projections``: list a store's projections, run one, rebuild one.
+
+Projections are user code, so ``run`` and ``rebuild`` find them by an import spec,
+``--projection module:attr`` (a Projection subclass, or an instance): the only place a dotted
+path appears. It is never stored; the store knows a projection by its name alone. Listing
+reads the store only; running and rebuilding write to a store that must exist already.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from facta.cli.checkpoints import checkpoint_text
+from facta.cli.modules import import_attribute
+from facta.cli.progress import progress_bar
+from facta.cli.stores import Access, open_store
+from facta.cli.urls import URL_HELP, url_and, url_argument
+from facta.codec import Codec
+from facta.projections import OnError, Projection, ProjectionRunner, statuses
+
+__all__ = ["projections"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _ListByDefault(click.Group):
+    """``facta projections URL`` lists; ``facta projections rebuild URL NAME`` rebuilds."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ListByDefault, epilog=URL_HELP)
+def projections() -> None:
+    """List the store's projections (facta projections URL), or run or rebuild one."""
+
+
+@projections.command("list", epilog=URL_HELP)
+@url_argument
+def list_projections(url: str) -> None:
+    """Each projection: its checkpoint, its lag (events behind) and its state."""
+    with open_store(url, Access.READ) as store:
+        found = statuses(store)
+    if not found:
+        click.echo("no projection has run on this store yet")
+        return
+    width = max(len(status.name) for status in found)
+    click.echo(f"{'NAME':<{width}}  {'CHECKPOINT':>14}  {'LAG':>8}  STATE")
+    for status in found:
+        checkpoint = checkpoint_text(status.checkpoint)
+        click.echo(f"{status.name:<{width}}  {checkpoint:>14}  {status.lag:>8}  {status.state}")
+        if status.error:
+            click.echo(f"{'':<{width}}  {status.error}")
+
+
+def _runner_options(function: F) -> F:
+    """Where the projections are, and how a runner reads the log and meets failing events."""
+    options = [
+        click.option(
+            "-p",
+            "--projection",
+            "specs",
+            multiple=True,
+            required=True,
+            metavar="MODULE:ATTR",
+            help="Where the projection is: a Projection subclass (made with no arguments) or "
+            "instance, e.g. myapp.read_models:Balances (repeatable; NAME picks one).",
+        ),
+        click.option(
+            "--batch-size",
+            default=500,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Events applied per transaction.",
+        ),
+        click.option(
+            "--dead-letter",
+            is_flag=True,
+            help="Park an event whose handler fails in the projection's dead letters and go on, "
+            "instead of stopping at it.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@projections.command(epilog=URL_HELP)
+@url_and("name")
+@_runner_options
+def rebuild(
+    url: str, name: str, specs: tuple[str, ...], batch_size: int, dead_letter: bool
+) -> None:
+    """Empty projection NAME's read model and replay the whole log into it."""
+    projection = _find(name, specs)
+    with (
+        open_store(url, Access.EXISTING, Codec()) as store,
+        ProjectionRunner(
+            store, projection, batch_size=batch_size, on_error=_on_error(dead_letter)
+        ) as runner,
+        progress_bar(f"rebuilding {name}") as progress,
+    ):
+        count = runner.rebuild(progress)
+        parked = len(runner.dead_letters()) if dead_letter else 0
+    done = f"rebuilt {name!r} from {count} events, up to checkpoint {checkpoint_text(runner.checkpoint)}"
+    click.echo(done + (f"; {parked} parked in its dead letters" if parked else ""))
+
+
+@projections.command(epilog=URL_HELP)
+@url_and("name")
+@_runner_options
+@click.option("--poll-interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--wait", is_flag=True, help="If NAME runs elsewhere, wait for it to stop.")
+def run(
+    url: str,
+    name: str,
+    specs: tuple[str, ...],
+    batch_size: int,
+    dead_letter: bool,
+    poll_interval: float,
+    wait: bool,
+) -> None:
+    """Run projection NAME: catch up, then follow the log until Ctrl-C or SIGTERM."""
+    projection = _find(name, specs)
+    with (
+        open_store(url, Access.EXISTING, Codec()) as store,
+        ProjectionRunner(
+            store,
+            projection,
+            batch_size=batch_size,
+            on_error=_on_error(dead_letter),
+            poll_interval=poll_interval,
+            wait=wait,
+        ) as runner,
+    ):
+        previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        click.echo(
+            f"running {name!r} after checkpoint {checkpoint_text(runner.checkpoint)}", err=True
+        )
+        try:
+            runner.run()
+        except KeyboardInterrupt:  # the batch in hand was rolled back: nothing half-applied
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    click.echo(f"stopped {name!r} at checkpoint {checkpoint_text(runner.checkpoint)}", err=True)
+
+
+def _on_error(dead_letter: bool) -> OnError:
+    return OnError.DEAD_LETTER if dead_letter else OnError.STOP
+
+
+def _find(name: str, specs: tuple[str, ...]) -> Projection[Any]:
+    """The projection called ``name`` among those the specs point at."""
+    found: dict[str, Projection[Any]] = {}
+    for spec in specs:
+        target = import_attribute(spec, "--projection")
+        projection = target() if isinstance(target, type) else target
+        if not isinstance(projection, Projection):
+            raise ValueError(
+                f"--projection {spec!r} is a {type(projection).__qualname__}, not a "
+                "facta.projections.Projection (the command line runs sync projections)"
+            )
+        found[getattr(projection, "name", "")] = projection
+    if name not in found:
+        known = ", ".join(repr(n) for n in sorted(found)) or "none"
+        raise ValueError(f"no projection named {name!r} among the --projection ones ({known})")
+    return found[name]

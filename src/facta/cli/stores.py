@@ -1,0 +1,69 @@
+"""The one way a command opens a store, and the codec that shows any store's events as JSON.
+
+Reading commands open a store read-only: they never create, migrate or write one, so a typo
+in a URL is an error ("not a facta store"), never a new empty store. The commands that write
+either refuse a store that does not exist yet (``projections run`` and ``rebuild``) or bring
+its schema up to date themselves (``migrate``).
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+import facta
+from facta import backends
+from facta.codec import ZLIB, Codec
+from facta.errors import DecodeError
+
+__all__ = ["Access", "StoredJSON", "open_store"]
+
+
+class Access(enum.Enum):
+    """What a command may do to the store it opens: the options it opens it with."""
+
+    READ = "read"  # never create, migrate or write: a place without a store is an error
+    EXISTING = "existing"  # write to a store that exists (migrated if outdated), never create one
+    MIGRATE = "migrate"  # open without migrating: the caller applies them (``facta migrate``)
+
+
+_OPTIONS: dict[Access, dict[str, object]] = {
+    Access.READ: {"read_only": True},
+    Access.EXISTING: {"create": False},
+    Access.MIGRATE: {"migrate": False},
+}
+
+
+@contextmanager
+def open_store(url: str, access: Access, codec: Codec | None = None) -> Iterator[facta.EventStore]:
+    """The store at ``url``, opened for ``access``, decoding events with ``codec`` (plain
+    JSON by default: the command line knows none of the application's event classes).
+
+    ``read_only`` goes to every backend (each one accepts it). ``create`` and ``migrate`` go
+    only to the backends that have them: one without them (memory) has nothing to create or
+    migrate.
+    """
+    options = _OPTIONS[access]
+    if access is not Access.READ:
+        accepted = backends.find(url).options
+        options = {name: value for name, value in options.items() if name in accepted}
+    with facta.connect(url, codec=codec or StoredJSON(), **options) as store:
+        yield store
+
+
+class StoredJSON(Codec):
+    """Decodes stored events into plain JSON values, so the command line shows any store's
+    events as stored, without the application's event classes."""
+
+    def decode(
+        self, type_name: str, schema_version: int, encoding: int, data: bytes, where: str = ""
+    ) -> Any:
+        try:
+            return msgspec.json.decode(zlib.decompress(data) if encoding == ZLIB else data)
+        except (zlib.error, msgspec.DecodeError) as e:
+            raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e
