@@ -144,7 +144,10 @@ class Repository(Generic[A]):
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Raises ``ConcurrencyError`` (and keeps the pending events) if another writer got
-        there first. Returns None when there was nothing to save.
+        there first. Returns None when there was nothing to save. A snapshot that cannot be
+        stored is logged, never raised; but ``snapshot_state()`` returning something other
+        than the ``snapshot_type`` is a bug, raised as ``SnapshotError`` after the events
+        were saved.
         """
         pending = aggregate.pending_events
         if not pending:
