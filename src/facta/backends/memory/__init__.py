@@ -19,7 +19,9 @@ __all__ = ["backend"]
 
 def _check(url: str) -> None:
     if url.split("://", 1)[1]:
-        raise ConfigurationError(f"a memory store's URL is memory:// with nothing after it; got {url!r}")
+        raise ConfigurationError(
+            f"a memory store's URL is memory:// with nothing after it; got {url!r}"
+        )
 
 
 def _recorder(url: str, *, read_only: bool = False) -> MemoryRecorder:
