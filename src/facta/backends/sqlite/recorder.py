@@ -1,0 +1,325 @@
+# WARNING: generated from src/facta/backends/sqlite/recorder_async.py by tools/gen_sync.py; do not edit.
+"""The SQLite recorder: the embedded default, one file in WAL mode.
+
+SQLite has one writer at a time, so insertion order is commit order and the global log is
+simply ordered by position (every ``transaction_id`` is 0). The store's one connection is used
+under a lock; the async recorder makes each call in a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
+from facta.backends.sqlite import schema
+from facta.backends.sqlite.checkpoints import SQLiteCheckpoints, statuses
+from facta.backends.sqlite.database import describe, open_store
+from facta.errors import StoreError
+from facta.events import Checkpoint
+from facta.ids import uuid_from_bytes
+from facta.recorder import Recorder
+from facta.records import EventPlace, ProjectionStatus, ReplayRow, StoredEvent, StreamVersion
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
+
+__all__ = ["SQLiteRecorder"]
+
+T = TypeVar("T")
+
+_COLUMNS = "stream_id, version, position, event_id, type, schema_version, encoding, data, metadata, recorded_at"
+_INSERT = (
+    "INSERT INTO facta_events (stream_id, version, event_id, type, schema_version, encoding,"
+    " data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_VERSION = "SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ?"
+_READ_STREAM = (
+    f"SELECT {_COLUMNS} FROM facta_events WHERE stream_id = ? AND version >= ?"
+    " AND version <= ? ORDER BY version LIMIT ?"
+)
+_REPLAY = (
+    "SELECT version, type, schema_version, encoding, data FROM facta_events"
+    " WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
+)
+_LOCATE = "SELECT stream_id, version, position FROM facta_events WHERE event_id = ?"
+_STREAMS = (
+    "SELECT stream_id, max(version) FROM facta_events WHERE stream_id > ?"
+    " GROUP BY stream_id ORDER BY stream_id LIMIT ?"
+)
+_WRITE_SNAPSHOT = "INSERT OR REPLACE INTO facta_snapshots VALUES (?, ?, ?, ?, ?, ?, ?)"
+_PRUNE_SNAPSHOTS = (
+    "DELETE FROM facta_snapshots WHERE stream_id = ? AND version < (SELECT version FROM"
+    " facta_snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+    f" OFFSET {SNAPSHOT_CANDIDATES - 1})"
+)
+_READ_SNAPSHOTS = (
+    "SELECT stream_id, version, aggregate_type, schema_version, encoding, checksum, state"
+    " FROM facta_snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?"
+)
+_LAST_VERSION = 2**62  # "no upper bound" in a version range
+
+
+class SQLiteRecorder(Recorder):
+    """Records into one SQLite file (``":memory:"`` for a private in-memory database).
+
+    ``facta.connect("sqlite:///file.db")`` makes one (see :mod:`facta.backends.sqlite`
+    for the options). ``migrated`` lists the migrations its opening applied.
+    """
+
+    sync_transactions = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = 30.0,
+        migrate: bool = True,
+        create: bool = True,
+        read_only: bool = False,
+        url: str | None = None,
+    ) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}" if url is None else url
+        self.location = describe(path)
+        self.read_only = read_only
+        self._timeout = timeout
+        self._db, self.migrated = open_store(
+            path, self.url, timeout=timeout, migrate=migrate, create=create, read_only=read_only
+        )
+        # Held for each call, and from BEGIN to COMMIT of a transaction() (in the sync recorder
+        # re-entrant, so that a call inside one fails instead of waiting for ever).
+        self._lock = threading.RLock()
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._locked(fn, *args)
+
+    def _locked(self, function: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            try:
+                return function(*args)
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise StoreError(f"{self.location}: {e}") from e
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.location} was opened read-only; nothing was written")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        self._check_writable()
+        return self._run(self._write, appends)
+
+    def _write(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        db = self._db
+        now = datetime.now(UTC).timestamp()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = []
+            for append in appends:
+                actual = self._stream_version(append.stream_id)
+                check_expected(append.stream_id, append.expected_version, actual)
+                if not append.events:
+                    results.append(AppendResult(append.stream_id, actual, 0))
+                    continue
+                db.executemany(
+                    _INSERT,
+                    [
+                        (
+                            append.stream_id,
+                            actual + offset,
+                            e.event_id.bytes,
+                            e.type,
+                            e.schema_version,
+                            e.encoding,
+                            e.data,
+                            e.metadata,
+                            now,
+                        )
+                        for offset, e in enumerate(append.events, 1)
+                    ],
+                )
+                position = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                version = actual + len(append.events)
+                results.append(AppendResult(append.stream_id, version, position))
+            hook = self.on_append
+            if hook is not None:
+                written = _written(appends, results, now)
+                if written:
+                    hook.call(db, written)
+            db.execute("COMMIT")
+            return results
+        except sqlite3.IntegrityError as e:
+            db.rollback()
+            if "event_id" not in str(e):
+                raise
+            ids = [event.event_id for append in appends for event in append.events]
+            raise duplicate_event_id(appends, self._find(ids)) from None
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
+
+    def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+        return self._run(self._find, event_ids)
+
+    def _find(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+        found = {}
+        for event_id in event_ids:
+            row = self._db.execute(_LOCATE, (event_id.bytes,)).fetchone()
+            if row is not None:
+                found[event_id] = EventPlace(*row)
+        return found
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        return self._run(self._stream_version, stream_id)
+
+    def _stream_version(self, stream_id: str) -> int:
+        version: int = self._db.execute(_VERSION, (stream_id,)).fetchone()[0]
+        return version
+
+    def read_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return self._run(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
+
+    def replay_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[ReplayRow]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return self._run(self._fetch, _REPLAY, (stream_id, from_version, last, limit))
+
+    def read_all(
+        self, after: Checkpoint, types: Sequence[str] | None, limit: int
+    ) -> list[StoredEvent]:
+        params: tuple[object, ...] = (after.position,)
+        if types is None:
+            where = "position > ?"
+        else:
+            marks = ", ".join("?" * len(types))
+            where, params = f"position > ? AND type IN ({marks})", (*params, *types)
+        return self._run(
+            self._select,
+            f"SELECT {_COLUMNS} FROM facta_events WHERE {where} ORDER BY position LIMIT ?",
+            (*params, limit),
+        )
+
+    def _select(self, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
+        row, to_uuid, to_datetime = StoredEvent, uuid_from_bytes, datetime.fromtimestamp
+        return [
+            row(s, v, p, 0, to_uuid(i), t, sv, enc, d, m, to_datetime(at, UTC))
+            for s, v, p, i, t, sv, enc, d, m, at in self._db.execute(sql, params)
+        ]
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
+        rows = self._run(self._fetch, _STREAMS, ("" if after is None else after, limit))
+        return [StreamVersion(stream_id, version) for stream_id, version in rows]
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        self._check_writable()
+        self._run(self._write_snapshot, snapshot)
+
+    def _write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        with self._db:  # one transaction: the new snapshot in, the oldest ones out
+            self._db.execute(_WRITE_SNAPSHOT, snapshot)
+            self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
+
+    def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
+        rows = self._run(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
+        return [SnapshotRecord(*row) for row in rows]
+
+    # -- projections -----------------------------------------------------------------------
+
+    def checkpoints(self, name: str) -> SQLiteCheckpoints:
+        return SQLiteCheckpoints(name, self.path, self._timeout, read_only=self.read_only)
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        return self._run(statuses, self._db, self.path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection, which it yields.
+
+        The store is locked until the transaction ends: use only the connection inside it,
+        not the store (its calls would wait for the transaction's end, in the async store).
+        """
+        self._check_writable()
+        self._begin()
+        try:
+            yield self._db
+        except BaseException:
+            self._end(False)
+            raise
+        self._end(True)
+
+    def _begin(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
+            self._lock.release()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"{self.location}: {e}") from e
+            raise
+
+    def _end(self, commit: bool) -> None:
+        db = self._db
+        try:
+            if commit:
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.location}: {e}; nothing of the transaction was kept") from e
+        finally:
+            if db.in_transaction:
+                db.rollback()
+            self._lock.release()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        if self.read_only:  # opening checked that the schema is the latest
+            return []
+        return self._run(schema.apply, self._db, self.location)
+
+    def close(self) -> None:
+        self._run(self._db.close)
+
+
+def _written(
+    appends: Sequence[PreparedAppend], results: list[AppendResult], now: float
+) -> list[StoredEvent]:
+    """The rows an append wrote, as read_all returns them: what the on_append hook gets."""
+    at = datetime.fromtimestamp(now, UTC)
+    rows = []
+    for append, result in zip(appends, results, strict=True):
+        for offset, e in enumerate(append.events, 1 - len(append.events)):
+            rows.append(
+                StoredEvent(
+                    append.stream_id,
+                    result.version + offset,
+                    result.position + offset,
+                    0,
+                    e.event_id,
+                    e.type,
+                    e.schema_version,
+                    e.encoding,
+                    e.data,
+                    e.metadata,
+                    at,
+                )
+            )
+    return rows
