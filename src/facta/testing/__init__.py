@@ -2,18 +2,31 @@
 
 A backend's test module subclasses the suite and provides the store under test as a fixture:
 ``store`` for :class:`EventStoreContract`, ``async_store`` for
-:class:`AsyncEventStoreContract`. Needs pytest (and pytest-asyncio for the async suite).
+:class:`AsyncEventStoreContract`. Needs pytest (and pytest-asyncio for the async suite);
+the model test needs hypothesis, and is skipped without it.
 """
 
 import pytest
 
 # The suite's assertions report their values, as they would in a test module.
 pytest.register_assert_rewrite(
+    "facta.testing._model",
+    "facta.testing._read_model",
     *(
         f"facta.testing.{module}{flavour}"
-        for module in ("_appending", "_bad_input", "_racing", "_reading", "_support")
+        for module in (
+            "_appending",
+            "_bad_input",
+            "_inline",
+            "_modelling",
+            "_projecting",
+            "_projections",
+            "_racing",
+            "_reading",
+            "_support",
+        )
         for flavour in ("", "_async")
-    )
+    ),
 )
 
 from facta.testing.contract import EventStoreContract  # noqa: E402

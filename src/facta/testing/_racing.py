@@ -9,8 +9,11 @@ import time
 from facta.errors import ConcurrencyError
 from facta.events import RecordedEvent
 from facta.ids import new_id
+from facta.projections import add_inline
 from facta.store import EventStore
 from facta.testing._concurrency import run_concurrently
+from facta.testing._projections import inline_tally
+from facta.testing._read_model import HOLD, PATIENCE, Gate, ReadModel, unique_name
 from facta.testing._support import (
     EVENTS_EACH,
     MAX_CONFLICTS,
@@ -21,7 +24,9 @@ from facta.testing._support import (
     head,
     log_after,
     numbers,
+    projected,
     read,
+    wait_until,
 )
 
 __all__ = ["RaceContract"]
@@ -98,3 +103,69 @@ class RaceContract:
         for stream in streams:
             versions = [e.version for e in ours if e.stream_id == stream]
             assert versions == list(range(1, 2 * EVENTS_EACH + 1))
+
+    def test_a_reader_never_passes_a_writer_that_holds_an_older_position(
+        self, store: EventStore
+    ) -> None:
+        # Writer A is held inside its append's transaction (by an inline projection waiting in
+        # a gate) while writer B appends and a reader tails the log. Where writers commit out
+        # of order, B commits first; a reader that moved past B's event would skip A's. Where
+        # one writer writes at a time, B waits for A. Either way, once A is let go, the reader
+        # must have seen every event exactly once, each stream in order.
+        held, later = new_id(), new_id()
+        gate = Gate(held)
+        model = ReadModel({held, later}, gate=gate)
+        add_inline(store, inline_tally(store, unique_name("gate"), model))
+        start = head(store)
+        seen: list[RecordedEvent] = []
+        finished: list[str] = []
+        polls_after_b: list[int] = []
+
+        def ours() -> list[RecordedEvent]:
+            return [e for e in seen if e.stream_id in (held, later)]
+
+        def writer_a() -> None:
+            try:
+                store.append(held, projected(1, 2))
+            finally:
+                finished.append("a")
+
+        def writer_b() -> None:
+            wait_until(gate.entered.is_set, PATIENCE)  # A has taken its positions
+            try:
+                store.append(later, projected(3))
+            finally:
+                finished.append("b")
+
+        def reader() -> None:
+            wait_until(gate.entered.is_set, PATIENCE)
+            checkpoint, deadline = start, time.monotonic() + PATIENCE
+            while len(ours()) < 3 and time.monotonic() < deadline:
+                b_done = "b" in finished
+                for recorded in store.read_all(checkpoint, batch_size=1):
+                    seen.append(recorded)
+                    checkpoint = recorded.checkpoint
+                if b_done:
+                    polls_after_b.append(len(seen))
+                time.sleep(0.005)
+
+        def releaser() -> None:
+            # Give B the time to commit past A and the reader to poll after it; bounded,
+            # since a backend with one writer at a time keeps B waiting until A is done.
+            try:
+                wait_until(gate.entered.is_set, PATIENCE)
+                wait_until(lambda: bool(polls_after_b), HOLD)
+            finally:
+                gate.release()
+
+        try:
+            run_concurrently([writer_a, writer_b, reader, releaser])
+        finally:
+            gate.release()
+        assert sorted(finished) == ["a", "b"]
+        logged = [e for e in log_after(store, start) if e.stream_id in (held, later)]
+        assert [e.event_id for e in ours()] == [e.event_id for e in logged]
+        assert len({e.event_id for e in ours()}) == len(ours()) == 3
+        assert [e.version for e in ours() if e.stream_id == held] == [1, 2]
+        assert [e.version for e in ours() if e.stream_id == later] == [1]
+        assert [e.checkpoint for e in ours()] == sorted(e.checkpoint for e in ours())

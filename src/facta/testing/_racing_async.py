@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio  # sync: import time
+import asyncio  # sync: drop
 import functools
+import time
 
 from facta.errors import ConcurrencyError
 from facta.events import RecordedEvent
 from facta.ids import new_id
+from facta.projections import add_inline_async
 from facta.store_async import AsyncEventStore
 from facta.testing._concurrency import run_concurrently_async
+from facta.testing._projections_async import inline_tally
+from facta.testing._read_model import HOLD, PATIENCE, Gate, ReadModel, unique_name
 from facta.testing._support_async import (
     EVENTS_EACH,
     MAX_CONFLICTS,
@@ -20,7 +24,9 @@ from facta.testing._support_async import (
     head,
     log_after,
     numbers,
+    projected,
     read,
+    wait_until,
 )
 
 __all__ = ["AsyncRaceContract"]
@@ -101,3 +107,69 @@ class AsyncRaceContract:
         for stream in streams:
             versions = [e.version for e in ours if e.stream_id == stream]
             assert versions == list(range(1, 2 * EVENTS_EACH + 1))
+
+    async def test_a_reader_never_passes_a_writer_that_holds_an_older_position(
+        self, store: AsyncEventStore
+    ) -> None:
+        # Writer A is held inside its append's transaction (by an inline projection waiting in
+        # a gate) while writer B appends and a reader tails the log. Where writers commit out
+        # of order, B commits first; a reader that moved past B's event would skip A's. Where
+        # one writer writes at a time, B waits for A. Either way, once A is let go, the reader
+        # must have seen every event exactly once, each stream in order.
+        held, later = new_id(), new_id()
+        gate = Gate(held)
+        model = ReadModel({held, later}, gate=gate)
+        await add_inline_async(store, inline_tally(store, unique_name("gate"), model))
+        start = await head(store)
+        seen: list[RecordedEvent] = []
+        finished: list[str] = []
+        polls_after_b: list[int] = []
+
+        def ours() -> list[RecordedEvent]:
+            return [e for e in seen if e.stream_id in (held, later)]
+
+        async def writer_a() -> None:
+            try:
+                await store.append(held, projected(1, 2))
+            finally:
+                finished.append("a")
+
+        async def writer_b() -> None:
+            await wait_until(gate.entered.is_set, PATIENCE)  # A has taken its positions
+            try:
+                await store.append(later, projected(3))
+            finally:
+                finished.append("b")
+
+        async def reader() -> None:
+            await wait_until(gate.entered.is_set, PATIENCE)
+            checkpoint, deadline = start, time.monotonic() + PATIENCE
+            while len(ours()) < 3 and time.monotonic() < deadline:
+                b_done = "b" in finished
+                async for recorded in store.read_all(checkpoint, batch_size=1):
+                    seen.append(recorded)
+                    checkpoint = recorded.checkpoint
+                if b_done:
+                    polls_after_b.append(len(seen))
+                await asyncio.sleep(0.005)
+
+        async def releaser() -> None:
+            # Give B the time to commit past A and the reader to poll after it; bounded,
+            # since a backend with one writer at a time keeps B waiting until A is done.
+            try:
+                await wait_until(gate.entered.is_set, PATIENCE)
+                await wait_until(lambda: bool(polls_after_b), HOLD)
+            finally:
+                gate.release()
+
+        try:
+            await run_concurrently_async([writer_a, writer_b, reader, releaser])
+        finally:
+            gate.release()
+        assert sorted(finished) == ["a", "b"]
+        logged = [e for e in await log_after(store, start) if e.stream_id in (held, later)]
+        assert [e.event_id for e in ours()] == [e.event_id for e in logged]
+        assert len({e.event_id for e in ours()}) == len(ours()) == 3
+        assert [e.version for e in ours() if e.stream_id == held] == [1, 2]
+        assert [e.version for e in ours() if e.stream_id == later] == [1]
+        assert [e.checkpoint for e in ours()] == sorted(e.checkpoint for e in ours())

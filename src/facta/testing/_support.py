@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from facta.appending import ExpectedVersion
 from facta.events import Checkpoint, RecordedEvent
 from facta.snapshots import SnapshotRecord, checksum
 from facta.store import EventStore
-from facta.testing.events import Happened
+from facta.testing.events import Happened, Projected
 
 __all__ = [
     "ANY",
@@ -25,8 +27,10 @@ __all__ = [
     "head",
     "log_after",
     "numbers",
+    "projected",
     "read",
     "snapshot",
+    "wait_until",
 ]
 
 ANY, NO_STREAM, STREAM_EXISTS = (
@@ -47,6 +51,11 @@ PATIENCE_POLLS, PATIENCE_SLEEP = 200, 0.01
 def happened(*numbers: int) -> list[Happened]:
     """One ``Happened`` event per number."""
     return [Happened(n) for n in numbers]
+
+
+def projected(*numbers: int) -> list[Projected]:
+    """One ``Projected`` event (what the contract's projections read) per number."""
+    return [Projected(n) for n in numbers]
 
 
 def numbers(events: list[RecordedEvent]) -> list[int]:
@@ -84,3 +93,13 @@ def assert_nothing_written(store: EventStore, start: Checkpoint, *streams: str) 
     assert log_after(store, start) == []
     for stream_id in streams:
         assert store.stream_version(stream_id) == 0
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -10,20 +10,33 @@ A backend's test module subclasses the suite and provides the store under test a
             with MyStore(...) as store:
                 yield store
 
-The tests never assume the store is empty: they write to fresh stream ids and measure the
-global log from a checkpoint taken when they start, so one database may serve every test,
-as long as nothing else writes to it while a test runs.
+The tests never assume the store is empty: they write to fresh stream ids, measure the global
+log from a checkpoint taken when they start and give each projection a name of its own, so
+one database may serve every test, as long as nothing else writes to it while a test runs.
+Inline projections the tests add stay on the store; they only read the ``Projected`` events
+of their own test's streams.
 """
 
 from __future__ import annotations
 
 from facta.testing._appending import AppendContract
 from facta.testing._bad_input import BadInputContract
+from facta.testing._inline import InlineContract
+from facta.testing._modelling import ModelContract
+from facta.testing._projecting import ProjectionContract
 from facta.testing._racing import RaceContract
 from facta.testing._reading import ReadContract
 
 __all__ = ["EventStoreContract"]
 
 
-class EventStoreContract(AppendContract, ReadContract, BadInputContract, RaceContract):
+class EventStoreContract(
+    AppendContract,
+    ReadContract,
+    BadInputContract,
+    RaceContract,
+    ProjectionContract,
+    InlineContract,
+    ModelContract,
+):
     """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""

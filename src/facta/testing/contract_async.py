@@ -9,9 +9,11 @@ A backend's test module subclasses the suite and provides the store under test a
             with MyStore(...) as store:
                 yield store
 
-The tests never assume the store is empty: they write to fresh stream ids and measure the
-global log from a checkpoint taken when they start, so one database may serve every test,
-as long as nothing else writes to it while a test runs.
+The tests never assume the store is empty: they write to fresh stream ids, measure the global
+log from a checkpoint taken when they start and give each projection a name of its own, so
+one database may serve every test, as long as nothing else writes to it while a test runs.
+Inline projections the tests add stay on the store; they only read the ``Projected`` events
+of their own test's streams.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import pytest  # sync: drop
 from facta.store_async import AsyncEventStore  # sync: drop
 from facta.testing._appending_async import AsyncAppendContract
 from facta.testing._bad_input_async import AsyncBadInputContract
+from facta.testing._inline_async import AsyncInlineContract
+from facta.testing._modelling_async import AsyncModelContract
+from facta.testing._projecting_async import AsyncProjectionContract
 from facta.testing._racing_async import AsyncRaceContract
 from facta.testing._reading_async import AsyncReadContract
 
@@ -28,7 +33,13 @@ __all__ = ["AsyncEventStoreContract"]
 
 
 class AsyncEventStoreContract(
-    AsyncAppendContract, AsyncReadContract, AsyncBadInputContract, AsyncRaceContract
+    AsyncAppendContract,
+    AsyncReadContract,
+    AsyncBadInputContract,
+    AsyncRaceContract,
+    AsyncProjectionContract,
+    AsyncInlineContract,
+    AsyncModelContract,
 ):
     """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""
 

@@ -12,7 +12,15 @@ import msgspec
 
 from facta.events import event
 
-__all__ = ["Happened", "Measured", "Mismatched", "Noted", "Opaque", "Unregistered"]
+__all__ = [
+    "Happened",
+    "Measured",
+    "Mismatched",
+    "Noted",
+    "Opaque",
+    "Projected",
+    "Unregistered",
+]
 
 
 @event("facta.testing.Happened")
@@ -21,6 +29,14 @@ class Happened(msgspec.Struct, frozen=True):
 
     n: int
     note: str = ""
+
+
+@event("facta.testing.Projected")
+class Projected(msgspec.Struct, frozen=True):
+    """What the contract's projections read, and no other test writes: a projection on a
+    shared store then reads little besides its own test's events."""
+
+    n: int
 
 
 @event("facta.testing.Noted", version=2)
