@@ -1,0 +1,76 @@
+"""The PostgreSQL backend: a store's events, streams, snapshots and projections in one schema.
+
+``postgresql://user@host/db?schema=NAME`` (or ``postgres://``) opens the store in schema
+``NAME``, ``public`` by default. Every table facta keeps there is named ``facta_*``, so a
+store can share a schema with an application's own tables. Needs psycopg and psycopg_pool
+(``pip install 'facta[postgres]'``), imported when a store is opened, not before.
+
+Options (keywords of ``facta.connect``):
+
+- ``schema``: the schema, winning over the URL's ``?schema=``.
+- ``pool_size`` (10) and ``pool_timeout`` (30 seconds): the connection pool; a call that waits
+  longer for a connection raises :class:`PoolExhausted`.
+- ``migrate`` (True): apply pending migrations at first use; False raises
+  ``SchemaVersionError`` for an outdated schema (``facta migrate URL`` upgrades it).
+- ``create`` (True): make the store if the schema holds none; False raises
+  ``NotAFactaStore`` instead, creating nothing.
+- ``read_only`` (False): True opens an existing, current store and never writes (sessions are
+  read-only, nothing is created or migrated).
+
+The store's recorder (``store.recorder``, an :class:`~facta.backends.postgres.recorder.PostgresRecorder`)
+also offers ``reader_lag()``, ``wait_until_readable()``, ``wait_for_events()``, ``connection()``
+and its ``pool``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict, Unpack
+
+from facta.backends import Backend
+from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.reader_lag import ReaderLag
+from facta.errors import StoreError
+
+if TYPE_CHECKING:
+    from facta.backends.postgres.recorder import PostgresRecorder
+    from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
+
+__all__ = ["Options", "PoolExhausted", "ReaderLag", "backend"]
+
+
+class Options(TypedDict, total=False):
+    """The options of a PostgreSQL store (see above); ``Settings.parse`` checks their values."""
+
+    schema: str | None
+    pool_size: int
+    pool_timeout: float
+    migrate: bool | None
+    create: bool | None
+    read_only: bool
+
+
+def _need_driver() -> None:
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as e:
+        raise StoreError(
+            "the PostgreSQL backend needs psycopg and psycopg_pool: pip install 'facta[postgres]'"
+        ) from e
+
+
+def _recorder(url: str, **options: Unpack[Options]) -> PostgresRecorder:
+    _need_driver()
+    from facta.backends.postgres.recorder import PostgresRecorder
+
+    return PostgresRecorder(url, **options)
+
+
+def _async_recorder(url: str, **options: Unpack[Options]) -> AsyncPostgresRecorder:
+    _need_driver()
+    from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
+
+    return AsyncPostgresRecorder(url, **options)
+
+
+backend = Backend(_recorder, _async_recorder, options=tuple(Options.__optional_keys__))

@@ -1,0 +1,253 @@
+# WARNING: generated from src/facta/backends/postgres/checkpoints_async.py by tools/gen_sync.py; do not edit.
+"""Projection checkpoints on PostgreSQL: tables in the store's schema, beside the read model.
+
+A runner has its own connection (outside the store's pool, so it never starves it), with
+``search_path`` set to the store's schema: handlers' unqualified table names live beside the
+events. Each batch of events is applied and the checkpoint moved in one transaction, so an
+event's effect happens exactly once whenever the process dies. A session advisory lock keeps
+each projection to one runner; the server drops it when the runner's connection ends. The
+tables, ``facta_projections`` and ``facta_dead_letters``, come from the store's migrations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import psycopg
+from psycopg import Connection, sql
+from psycopg.rows import TupleRow
+
+from facta.errors import ProjectionLocked, StoreError
+from facta.events import Checkpoint, RecordedEvent
+from facta.recorder import Checkpoints
+from facta.records import DeadLetter, ProjectionStatus, shown_state
+
+if TYPE_CHECKING:
+    from facta.backends.postgres.recorder import PostgresRecorder
+
+__all__ = ["PostgresCheckpoints", "lock_key", "statuses"]
+
+_START = """
+INSERT INTO {schema}.facta_projections (name, transaction_id, position, state, types)
+VALUES (%(name)s, 0, 0, %(state)s, %(types)s)
+ON CONFLICT (name) DO UPDATE SET state = excluded.state, types = excluded.types, error = NULL,
+    updated_at = now()
+RETURNING transaction_id, position"""
+_SAVE = """
+UPDATE {schema}.facta_projections SET transaction_id = %s, position = %s, updated_at = now()
+WHERE name = %s AND transaction_id = %s AND position = %s"""
+_RESET = """
+UPDATE {schema}.facta_projections SET transaction_id = 0, position = 0, updated_at = now()
+WHERE name = %s"""
+_FORGET = "DELETE FROM {schema}.facta_dead_letters WHERE projection = %s"
+_PARK = """
+INSERT INTO {schema}.facta_dead_letters
+    (projection, transaction_id, position, stream_id, version, event_id, type, error)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (projection, transaction_id, position) DO UPDATE SET error = excluded.error,
+    failed_at = now()"""
+_DEAD_LETTERS = """
+SELECT stream_id, version, position, transaction_id, event_id, type, error, failed_at
+FROM {schema}.facta_dead_letters WHERE projection = %s ORDER BY transaction_id, position"""
+_FINISH = """
+UPDATE {schema}.facta_projections SET state = %s, error = %s, updated_at = now()
+WHERE name = %s"""
+_LAG = """
+SELECT count(*) FROM {schema}.facta_events
+WHERE (transaction_id, position) > (%s, %s) AND type = ANY(%s)"""
+_STATUSES = """
+SELECT c.name, c.transaction_id, c.position, c.state, c.error, (
+    SELECT count(*) FROM {schema}.facta_events e
+    WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
+    AND e.type = ANY(c.types)
+)
+FROM {schema}.facta_projections c ORDER BY c.name"""
+# The bigint advisory locks held in this database, as pg_locks shows them: high, low 32 bits.
+_HELD = """
+SELECT classid::bigint, objid::bigint FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+
+
+class _Queries(NamedTuple):
+    start: str
+    save: str
+    reset: str
+    forget: str
+    park: str
+    dead_letters: str
+    finish: str
+    lag: str
+    statuses: str
+    use_schema: str
+
+
+@cache
+def _queries(schema: str) -> _Queries:
+    """The checkpoint statements of one store, rendered for its schema."""
+    schema_id = sql.Identifier(schema)
+
+    def text(template: str) -> str:
+        return sql.SQL(template).format(schema=schema_id).as_string()
+
+    return _Queries(
+        start=text(_START),
+        save=text(_SAVE),
+        reset=text(_RESET),
+        forget=text(_FORGET),
+        park=text(_PARK),
+        dead_letters=text(_DEAD_LETTERS),
+        finish=text(_FINISH),
+        lag=text(_LAG),
+        statuses=text(_STATUSES),
+        use_schema=text("SET search_path TO {schema}, public"),
+    )
+
+
+class PostgresCheckpoints(Checkpoints):
+    """Checkpoints in the ``facta_projections`` table of the store's schema."""
+
+    def __init__(self, recorder: PostgresRecorder, name: str) -> None:
+        super().__init__(name)
+        self._recorder = recorder
+        self._sql = _queries(recorder.schema)
+        self._key = lock_key(recorder.schema, name)
+        self._conn: Connection[TupleRow] | None = None
+
+    def open(self, wait: bool, poll_interval: float) -> None:
+        recorder = self._recorder
+        recorder._check_writable()  # a runner writes its checkpoint
+        try:
+            recorder._ensure_open()  # the schema is checked (and migrated) first
+            self._conn = conn = recorder._connect()
+            conn.execute(self._sql.use_schema)
+            while True:
+                cur = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
+                row = cur.fetchone()
+                if row is not None and row[0]:
+                    return
+                if not wait:
+                    raise ProjectionLocked(
+                        self.name, f"another session holds its advisory lock {self._key}"
+                    )
+                time.sleep(poll_interval)
+        except psycopg.Error as e:
+            self.close()
+            raise StoreError(f"projection {self.name!r} cannot open its checkpoints: {e}") from e
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:  # unlock before closing: the server drops a closed session's locks a bit later
+                if not conn.broken:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except psycopg.Error:
+                pass  # closing ends the session, and its lock with it
+            finally:
+                conn.close()
+
+    def _connection(self) -> Connection[TupleRow]:
+        if self._conn is None:
+            raise StoreError(f"projection {self.name!r}: its checkpoints are not open")
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection[TupleRow]]:
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                yield conn
+        except psycopg.Error as e:
+            raise StoreError(f"projection {self.name!r}: {e}") from e
+
+    def _execute(self, query: str, params: Any) -> psycopg.Cursor[TupleRow]:
+        try:
+            return self._connection().execute(query, params)
+        except psycopg.Error as e:
+            raise StoreError(f"projection {self.name!r}: {e}") from e
+
+    def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
+        params = {"name": self.name, "state": state, "types": list(types)}
+        cur = self._execute(self._sql.start, params)
+        row = cur.fetchone()
+        assert row is not None
+        return Checkpoint(row[0], row[1])
+
+    def save(self, connection: Any, before: Checkpoint, after: Checkpoint) -> None:
+        cur = self._execute(self._sql.save, (*after, self.name, *before))
+        if cur.rowcount != 1:
+            raise StoreError(
+                f"projection {self.name!r}: its checkpoint is no longer {before}; another runner "
+                "moved it; nothing of this batch was kept"
+            )
+
+    def reset(self, connection: Any) -> None:
+        self._execute(self._sql.reset, (self.name,))
+        self._execute(self._sql.forget, (self.name,))
+
+    def park(self, connection: Any, event: RecordedEvent, error: str) -> None:
+        self._execute(
+            self._sql.park,
+            (
+                self.name,
+                event.transaction_id,
+                event.position,
+                event.stream_id,
+                event.version,
+                event.event_id,
+                event.type,
+                error,
+            ),
+        )
+
+    def dead_letters(self) -> list[DeadLetter]:
+        cur = self._execute(self._sql.dead_letters, (self.name,))
+        return [DeadLetter(*row) for row in cur.fetchall()]
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        self._execute(self._sql.finish, (state, error, self.name))
+
+    def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
+        if not types:
+            return 0
+        cur = self._execute(self._sql.lag, (*after, list(types)))
+        row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def wait(self, seconds: float, stopping: threading.Event) -> None:
+        if not stopping.is_set():
+            self._recorder.wait_for_events(seconds)
+
+
+def statuses(recorder: PostgresRecorder) -> list[ProjectionStatus]:
+    """Every projection with a checkpoint in the recorder's store, by name."""
+    try:
+        with recorder.connection() as conn:
+            cur = conn.execute(_queries(recorder.schema).statuses)
+            rows = cur.fetchall()
+            cur = conn.execute(_HELD)
+            held = {(high << 32) | low for high, low in cur.fetchall()}
+    except psycopg.Error as e:
+        raise StoreError(f"PostgreSQL store at {recorder.location}: projections: {e}") from e
+    result = []
+    for name, transaction_id, position, state, error, lag in rows:
+        running = (lock_key(recorder.schema, name) & 0xFFFF_FFFF_FFFF_FFFF) in held
+        checkpoint = Checkpoint(transaction_id, position)
+        result.append(ProjectionStatus(name, checkpoint, lag, shown_state(state, running), error))
+    return result
+
+
+def lock_key(schema: str, name: str) -> int:
+    """The advisory lock (a signed 64-bit key) of projection ``name`` in ``schema``."""
+    digest = hashlib.blake2b(f"facta.projection\0{schema}\0{name}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)

@@ -1,0 +1,190 @@
+# WARNING: generated from src/facta/backends/postgres/migrations_async.py by tools/gen_sync.py; do not edit.
+"""The PostgreSQL store's schema: versioned SQL files, applied in order under an advisory lock.
+
+Each ``sql/NNNN_name.sql`` file is one migration; ``facta_migrations`` in the store's schema
+records which ones ran, and is the only proof that a schema holds a facta store: facta never
+takes a table for its own by its name alone. Two processes migrating one schema queue on an
+advisory lock, so each migration runs once. A store refuses a schema newer than the files it
+ships.
+
+Migrations are history and never change: 0001 is facta 0.1's layout (``streams``, ``events``,
+``snapshots``), 0002 renames it to ``facta_*`` names. A new store in a new or empty schema runs
+them there. In a schema already holding other objects (``public``, beside an application's own
+``events`` table) they run in a scratch schema of the same transaction, whose tables then move
+in: the 0.1 names never meet the application's. That needs the right to create a schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from psycopg import Connection, sql
+
+from facta.backends.postgres.settings import Settings
+from facta.errors import NotAFactaStore, SchemaVersionError, StoreError
+
+__all__ = ["apply_migrations", "check_schema", "latest_version", "migrations", "stored_version"]
+
+# Every table of facta's: one of them without facta_migrations means the schema is not facta's.
+_TABLES = (
+    "facta_migrations",
+    "facta_events",
+    "facta_streams",
+    "facta_snapshots",
+    "facta_projections",
+    "facta_dead_letters",
+)
+
+# The advisory lock's first key: "fact" in ASCII; the second is a hash of the schema name.
+_LOCK_CLASS = 0x66616374
+
+
+def _lock_key(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(schema.encode()).digest()[:4], "big", signed=True)
+
+
+@cache
+def migrations() -> tuple[tuple[int, str], ...]:
+    """``(number, SQL template)`` for every shipped migration, in order."""
+    folder = resources.files("facta.backends.postgres") / "sql"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    return tuple((int(f.name.split("_", 1)[0]), f.read_text(encoding="utf-8")) for f in files)
+
+
+def latest_version() -> int:
+    """The newest schema version this facta knows."""
+    return migrations()[-1][0]
+
+
+def stored_version(conn: Connection[Any], schema: str, location: str) -> int:
+    """The facta version of ``schema``: 0 when it holds no facta store (or does not exist).
+
+    Raises ``StoreError`` for a schema holding a table of facta's names (``facta_events``...)
+    but no ``facta_migrations``: someone else's table, which facta must not use.
+    """
+    cur = conn.execute(
+        "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(%s || '.' || name) IS NOT NULL",
+        [list(_TABLES), sql.Identifier(schema).as_string()],
+    )
+    found = {row[0] for row in cur.fetchall()}
+    version = 0
+    if "facta_migrations" in found:
+        table = sql.Identifier(schema, "facta_migrations")
+        cur = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(table))
+        row = cur.fetchone()
+        version = int(row[0]) if row else 0
+    foreign = sorted(found - {"facta_migrations"})
+    if version == 0 and foreign:
+        raise StoreError(
+            f"schema {schema!r} at {location} holds a {', '.join(foreign)} table that facta did "
+            "not make (it has no facta_migrations): it is not a facta store, and facta leaves "
+            "it alone. Choose another schema for the store (?schema=NAME in the URL)"
+        )
+    return version
+
+
+def check_schema(conn: Connection[Any], settings: Settings) -> None:
+    """Make sure the store's schema holds a facta store at the latest version.
+
+    Creates or migrates it as ``settings`` allow; raises ``NotAFactaStore`` where there is no
+    store and ``create`` is false, ``SchemaVersionError`` for a schema newer than this facta
+    or an old one when ``migrate`` is false.
+    """
+    schema, location = settings.schema, settings.location
+    version = stored_version(conn, schema, location)
+    _refuse_newer(schema, location, version)
+    if version == latest_version():
+        return
+    if version == 0 and not settings.create:
+        raise _not_a_store(schema, location)
+    if not settings.migrate:
+        now = "holds no facta store yet" if version == 0 else f"is at version {version}"
+        raise SchemaVersionError(
+            f"schema {schema!r} at {location} {now}, but this facta needs facta schema version "
+            f"{latest_version()}; run `facta migrate URL` (or open it with migrate=True)"
+        )
+    apply_migrations(conn, settings)
+
+
+def apply_migrations(conn: Connection[Any], settings: Settings) -> list[int]:
+    """Apply the pending migrations in one transaction; the numbers applied, in order.
+
+    ``conn`` must be in autocommit mode (no transaction open). A schema without a store gets
+    one only if ``settings.create``; otherwise ``NotAFactaStore``.
+    """
+    schema, location = settings.schema, settings.location
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, _lock_key(schema)])
+        cur = conn.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_class WHERE relnamespace = n.oid)"
+            " AND NOT EXISTS (SELECT FROM pg_type WHERE typnamespace = n.oid)"
+            " FROM pg_namespace n WHERE n.nspname = %s",
+            [schema],
+        )
+        found = cur.fetchone()
+        version = 0 if found is None else stored_version(conn, schema, location)
+        _refuse_newer(schema, location, version)
+        pending = [(number, text) for number, text in migrations() if number > version]
+        if not pending:
+            return []
+        build_in = schema
+        if version == 0:
+            if not settings.create:
+                raise _not_a_store(schema, location)
+            if found is None:  # CREATE SCHEMA IF NOT EXISTS would need CREATE rights anyway
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            elif not found[0]:  # other objects live there: build beside them, then move in
+                build_in = f"facta_scratch_{uuid.uuid4().hex}"
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build_in)))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (version integer PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(sql.Identifier(schema, "facta_migrations"))
+            )
+        record = sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(
+            sql.Identifier(schema, "facta_migrations")
+        )
+        for number, template in pending:
+            conn.execute(sql.SQL(template).format(schema=sql.Identifier(build_in)))
+            conn.execute(record, [number])
+        if build_in != schema:
+            _move_tables(conn, build_in, schema)
+    return [number for number, _ in pending]
+
+
+def _move_tables(conn: Connection[Any], source: str, target: str) -> None:
+    """Move every table of schema ``source`` (with its indexes and sequences) into ``target``,
+    then drop ``source``, which must be left empty."""
+    cur = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+        [source],
+    )
+    for (table,) in cur.fetchall():
+        conn.execute(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(source, table), sql.Identifier(target)
+            )
+        )
+    conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(source)))
+
+
+def _refuse_newer(schema: str, location: str, version: int) -> None:
+    latest = latest_version()
+    if version > latest:
+        raise SchemaVersionError(
+            f"schema {schema!r} at {location} is at facta schema version {version}, but this "
+            f"facta knows versions up to {latest}; upgrade facta"
+        )
+
+
+def _not_a_store(schema: str, location: str) -> NotAFactaStore:
+    return NotAFactaStore(
+        f"not a facta store: schema {schema!r} at {location} holds no facta store; nothing was "
+        "created. To make one there, run `facta migrate URL` (or open it with create=True)"
+    )

@@ -1,0 +1,533 @@
+# WARNING: generated from src/facta/backends/postgres/recorder_async.py by tools/gen_sync.py; do not edit.
+"""The PostgreSQL recorder: psycopg 3, a connection pool, and a global log that never skips.
+
+- An append is one autocommitted statement (several streams: one transaction): it locks its
+  stream's row in ``facta_streams``, checks the expected version and inserts the events. The
+  loser of a race writes nothing and burns no position.
+- Each event row records its writer's transaction id. ``read_all`` returns only rows of
+  transactions older than every transaction still open, in (transaction id, position) order,
+  so a writer that took its position early and committed late is never skipped. The price:
+  one long transaction anywhere in the cluster delays readers (never writers); see
+  :meth:`PostgresRecorder.reader_lag`.
+- Each append NOTIFYs the store's channel on commit; :meth:`~PostgresRecorder.wait_for_events`
+  wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Unpack
+
+import psycopg
+from psycopg import Connection
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
+
+from facta.appending import (
+    AppendResult,
+    ExpectedVersion,
+    PreparedAppend,
+    check_expected,
+    duplicate_event_id,
+)
+from facta.backends.postgres import Options
+from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
+from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.migrations import apply_migrations, check_schema
+from facta.backends.postgres.queries import Queries
+from facta.backends.postgres.reader_lag import ReaderLag
+from facta.backends.postgres.settings import Settings
+from facta.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    InvalidEvent,
+    InvalidStreamId,
+    StoreError,
+)
+from facta.events import Checkpoint
+from facta.recorder import Recorder
+from facta.records import EventPlace, ProjectionStatus, ReplayRow, StoredEvent, StreamVersion
+from facta.snapshots import SnapshotRecord
+
+__all__ = ["PostgresRecorder"]
+
+_LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
+_CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
+_stored = StoredEvent._make
+
+
+class PostgresRecorder(Recorder):
+    """Records a store in one schema of a PostgreSQL database.
+
+    ``url`` is a libpq URL; a ``?schema=NAME`` parameter (or ``schema=``, which wins) picks
+    the schema, ``public`` by default, so several stores can share a database. Nothing
+    connects until the first call, which checks (and as allowed creates or migrates) the
+    schema and opens a pool of up to ``pool_size`` connections; a call that waits longer
+    than ``pool_timeout`` seconds for one raises :class:`PoolExhausted`. See
+    :mod:`facta.backends.postgres` for ``migrate``, ``create`` and ``read_only``.
+    """
+
+    # Inline projection handlers are awaited inside the append's transaction.
+    sync_transactions = True
+
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        self.settings = settings = Settings.parse(url, **options)
+        self.schema, self.location = settings.schema, settings.location
+        self.read_only = settings.read_only
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in conninfo_to_dict(settings.conninfo):  # fail as fast as the pool
+            self._kwargs["connect_timeout"] = max(2, math.ceil(settings.pool_timeout))
+        self._sql = sql = Queries.render(self.schema)
+        self._write_one = (sql.write_one_any, sql.write_one_new, sql.write_one_existing)
+        self._write_many = (sql.write_any, sql.write_new, sql.write_existing)
+        self._claims = (sql.claim_any, sql.claim_new, sql.claim_existing)
+        self.pool = ConnectionPool(
+            settings.conninfo,
+            min_size=1,
+            max_size=settings.pool_size,
+            timeout=settings.pool_timeout,
+            kwargs=self._kwargs,
+            configure=self._configure,
+            open=False,
+            name=f"facta:{self.schema}",
+        )
+        self._ready = False
+        self._closed = False
+        self._open_lock = threading.Lock()
+        self._listen_lock = threading.Lock()
+        self._listener: Connection[TupleRow] | None = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _configure(self, conn: Connection[TupleRow]) -> None:
+        """Set up a new session: UTC times (as every backend returns), and read-only if asked."""
+        conn.execute("SET timezone = 'UTC'")
+        if self.read_only:
+            conn.execute("SET default_transaction_read_only = on")
+
+    def _connect(self) -> Connection[TupleRow]:
+        """A session of its own, outside the pool, set up as the pool's are (autocommit)."""
+        conn = Connection.connect(self.settings.conninfo, **self._kwargs)
+        try:
+            self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open(self) -> None:
+        """Check (create, migrate) the schema and open the pool, once."""
+        with self._open_lock:
+            if self._ready:
+                return
+            self._check_open()
+            try:
+                with self._connect() as conn:
+                    check_schema(conn, self.settings)
+                self.pool.open(wait=True)
+            except psycopg.Error as e:
+                raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {e}") from e
+            self._ready = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the PostgreSQL store at {self.location} is closed")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only; nothing was written"
+            )
+
+    def _ensure_open(self) -> None:
+        if not self._ready:
+            self._open()
+
+    def _getconn(self) -> Connection[TupleRow]:
+        if not self._ready:
+            self._open()
+        try:
+            return self.pool.getconn()
+        except (PoolTimeout, TooManyRequests) as e:
+            raise self._exhausted() from e
+        except psycopg.Error as e:  # the pool was closed meanwhile
+            raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
+
+    def _exhausted(self) -> PoolExhausted:
+        size, timeout = self.pool.max_size, self.pool.timeout
+        opened = self.pool.get_stats().get("pool_size", size)
+        why = (
+            f"all {size} connections of the pool are in use"
+            if opened >= size
+            else f"the pool holds {opened} and could not open another (is the server reachable?)"
+        )
+        return PoolExhausted(
+            f"no connection to PostgreSQL ({self.location}) within pool_timeout={timeout:g}s: "
+            f"{why} (pool_size={size}). Raise pool_size or pool_timeout, or hold connections "
+            "for less time"
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection[TupleRow]]:
+        """A connection from the store's pool, for work in the same database as the events.
+
+        It is in autocommit mode: use ``conn.transaction()`` to write atomically. Note that a
+        transaction holding a transaction id delays every reader of the global log until it
+        ends: keep transactions short.
+        """
+        conn = self._getconn()
+        try:
+            yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection[TupleRow]]:
+        """A pooled connection in a transaction, ``search_path`` set to the store's schema
+        (then ``public``): read models live beside the events. Commits on success."""
+        self._check_writable()
+        with self.connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(self._sql.use_schema)
+                    yield conn
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
+
+    def _query(self, query: str, params: Sequence[Any], *, fetch: bool = True) -> list[Any]:
+        """Run one statement on a pooled connection; its rows (binary: no text parsing)."""
+        conn = self._getconn()
+        try:
+            cur = conn.execute(query, params, prepare=True, binary=True)
+            return cur.fetchall() if fetch else []
+        except UnicodeEncodeError as e:
+            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
+        except psycopg.Error as e:
+            raise self._failed(e, params) from e
+        finally:
+            self.pool.putconn(conn)
+
+    def _failed(self, e: psycopg.Error, params: Sequence[Any]) -> Exception:
+        if isinstance(e, pg_errors.ProgramLimitExceeded) and params and isinstance(params[0], str):
+            stream_id = params[0]
+            return InvalidStreamId(
+                f"stream id {stream_id[:80]!r}... ({len(stream_id.encode()):,} bytes) is too long "
+                f"for PostgreSQL's index of stream ids; nothing was written: {e}"
+            )
+        if isinstance(e, pg_errors.ReadOnlySqlTransaction):
+            return StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only; nothing was "
+                f"written: {e}"
+            )
+        return StoreError(f"PostgreSQL store at {self.location}: {e}")
+
+    def close(self) -> None:
+        self._closed, self._ready = True, False
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self.pool.close()
+
+    def migrate(self) -> list[int]:
+        """Apply the pending schema migrations now; the numbers applied ([] when up to date).
+
+        Runs on a connection of its own; other processes migrating the same schema wait their
+        turn. With ``create=False`` a schema holding no store raises ``NotAFactaStore``.
+        """
+        self._check_open()
+        if self.read_only:
+            raise StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only: it cannot be "
+                "migrated; open it without read_only (or run `facta migrate URL`)"
+            )
+        try:
+            with self._connect() as conn:
+                return apply_migrations(conn, self.settings)
+        except psycopg.Error as e:
+            raise StoreError(
+                f"migrating the PostgreSQL store at {self.location} failed: {e}"
+            ) from e
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        self._check_writable()
+        hook = self.on_append
+        conn = self._getconn()
+        try:
+            if len(appends) == 1 and hook is None:
+                return [self._write(conn, appends[0])]
+            with conn.transaction():
+                if len(appends) == 1:
+                    results = [self._write(conn, appends[0])]
+                else:
+                    results = self._write_several(conn, appends)
+                if hook is not None:  # inline projections commit with the events
+                    cur = conn.execute(self._sql.written, prepare=True, binary=True)
+                    events = [_stored(row) for row in cur.fetchall()]
+                    if events:
+                        conn.execute(self._sql.use_schema)
+                        hook.call(conn, events)
+            return results
+        except UnicodeEncodeError as e:
+            raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
+        except pg_errors.UniqueViolation as e:
+            if e.diag.constraint_name != "facta_events_event_id_key":
+                raise self._failed(e, ()) from e
+            raise self._duplicate(conn, appends) from None
+        except pg_errors.ProgramLimitExceeded as e:
+            stream_id = max((a.stream_id for a in appends), key=len)
+            raise self._failed(e, (stream_id,)) from e
+        except psycopg.Error as e:
+            if not conn.broken:
+                raise self._failed(e, ()) from e
+            raise StoreError(
+                f"PostgreSQL store at {self.location}: the connection failed while appending "
+                f"to {_names(appends)} ({e}). Nothing is ever half-written, but the append may "
+                "have committed: retry it with the same event ids (NewEvent); a retry of a stored "
+                "append reports already_appended"
+            ) from e
+        finally:
+            self.pool.putconn(conn)
+
+    def _write(self, conn: Connection[TupleRow], append: PreparedAppend) -> AppendResult:
+        """Claim the stream at its expected version and insert the events, in one statement."""
+        stream_id, expected, events = append
+        if not events:
+            actual = _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+            return AppendResult(stream_id, actual, 0)
+        kind = _claim_kind(expected)
+        params: dict[str, Any]
+        if len(events) == 1:  # plain values: psycopg adapts them several times faster than arrays
+            event_id, type_name, version, encoding, data, metadata = events[0]
+            params = {
+                "stream": stream_id,
+                "n": 1,
+                "expected": expected,
+                "id": event_id,
+                "type": type_name,
+                "sv": version,
+                "enc": encoding,
+                "data": data,
+                "meta": metadata,
+            }
+            row = self._claim(conn, self._write_one[kind], params, stream_id, expected)
+        else:
+            params = {"stream": stream_id, "n": len(events), "expected": expected}
+            params.update(_arrays(append))
+            row = self._claim(conn, self._write_many[kind], params, stream_id, expected)
+        return AppendResult(stream_id, row[0], row[1])
+
+    def _write_several(
+        self, conn: Connection[TupleRow], appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """Claim every stream, in stream id order (writers never deadlock), then insert the
+        events in the order of ``appends``, which is the order of the global log."""
+        versions = {}
+        for append in sorted(appends, key=lambda a: a.stream_id):
+            stream_id, expected, events = append
+            if events:
+                params = {"stream": stream_id, "n": len(events), "expected": expected}
+                claim = self._claims[_claim_kind(expected)]
+                row = self._claim(conn, claim, params, stream_id, expected)
+                versions[stream_id] = row[1]
+            else:
+                actual = _version(conn, self._sql.stream_version, stream_id)
+                check_expected(stream_id, expected, actual)
+                versions[stream_id] = actual
+        results = []
+        for append in appends:
+            stream_id, version = append.stream_id, versions[append.stream_id]
+            position = 0
+            if append.events:
+                params = {"stream": stream_id, "n": len(append.events), "version": version}
+                params.update(_arrays(append))
+                cur = conn.execute(self._sql.insert, params, prepare=True)
+                inserted = cur.fetchone()
+                assert inserted is not None
+                position = inserted[0]
+            results.append(AppendResult(stream_id, version, position))
+        return results
+
+    def _claim(
+        self,
+        conn: Connection[TupleRow],
+        query: str,
+        params: dict[str, Any],
+        stream_id: str,
+        expected: int,
+    ) -> TupleRow:
+        """Run a statement that claims the stream at its expected version; its row."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            cur = conn.execute(query, params, prepare=True)
+            row = cur.fetchone()
+            if row is not None:
+                return row
+            # The stream is elsewhere: ConcurrencyError, unless it has moved to where the
+            # append expects it since the statement looked (then the claim is tried again).
+            actual = _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+        stated = ExpectedVersion(expected) if expected <= 0 else expected
+        raise ConcurrencyError(stream_id, stated, actual)
+
+    def _duplicate(
+        self, conn: Connection[TupleRow], appends: Sequence[PreparedAppend]
+    ) -> DuplicateEventId:
+        """The error for an append that repeats an event id, naming it if it can."""
+        ids = [event.event_id for append in appends for event in append.events]
+        try:
+            cur = conn.execute(self._sql.locate, (ids,), prepare=True)
+            stored = {row[0] for row in cur.fetchall()}
+        except psycopg.Error:  # the append's error says enough
+            stored = set()
+        return duplicate_event_id(appends, stored)
+
+    def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+        rows = self._query(self._sql.locate, (list(event_ids),))
+        return {row[0]: EventPlace(row[1], row[2], row[3]) for row in rows}
+
+    def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        self._check_writable()
+        self._query(self._sql.write_snapshot, snapshot, fetch=False)
+        stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
+        self._query(self._sql.prune_snapshots, stream_twice, fetch=False)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        rows = self._query(self._sql.stream_version, (stream_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def read_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        last = _LAST_VERSION if to_version is None else to_version
+        rows = self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
+        return [_stored(row) for row in rows]
+
+    def replay_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[ReplayRow]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
+
+    def read_all(
+        self, after: Checkpoint, types: Sequence[str] | None, limit: int
+    ) -> list[StoredEvent]:
+        if types is None:
+            params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
+            rows = self._query(self._sql.read_all, params)
+        else:
+            params = (after.transaction_id, after.position, list(types), limit)
+            rows = self._query(self._sql.read_all_types, params)
+        return [_stored(row) for row in rows]
+
+    def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
+        rows = self._query(self._sql.streams, ("" if after is None else after, limit))
+        return [StreamVersion(row[0], row[1]) for row in rows]
+
+    def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
+        rows = self._query(self._sql.read_snapshots, (stream_id, limit))
+        return [SnapshotRecord(*row) for row in rows]
+
+    # -- projections -----------------------------------------------------------------------
+
+    def checkpoints(self, name: str) -> PostgresCheckpoints:
+        return PostgresCheckpoints(self, name)
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        return statuses(self)
+
+    # -- tailing the global log ------------------------------------------------------------
+
+    def reader_lag(self) -> ReaderLag:
+        """How many committed events ``read_all`` cannot return yet, and which transaction
+        holds them back (see :class:`ReaderLag`)."""
+        ((held_back, pid, age),) = self._query(self._sql.reader_lag, ())
+        return ReaderLag(held_back, pid, age)
+
+    def wait_until_readable(self, seconds: float) -> bool:
+        """Wait until ``read_all`` can return every event committed before this call.
+
+        Read-your-writes for the global log: an event is readable once every transaction
+        older than its own has ended, anywhere in the cluster. Returns False if that takes
+        longer than ``seconds`` (see :meth:`reader_lag` for who holds it back).
+        """
+        ((newest,),) = self._query(self._sql.newest_transaction, ())
+        deadline = time.monotonic() + seconds
+        while newest:  # 0: nothing is held back
+            ((horizon,),) = self._query(self._sql.horizon, ())
+            if horizon > newest:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def wait_for_events(self, seconds: float) -> bool:
+        """Wait until an append to this store commits (True) or ``seconds`` pass (False).
+
+        A hint for tailing readers, not a guarantee: an event can arrive without a wake-up
+        (it was held back behind an older transaction) and a wake-up without a new event, so
+        read with ``read_all`` after every return. The first call starts listening and returns
+        True at once, since events may have been appended before it listened. Listening uses
+        one connection of its own, outside the pool; concurrent callers take turns.
+        """
+        with self._listen_lock:
+            self._check_open()
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._ensure_open()
+                    listener = self._connect()
+                    listener.execute(self._sql.listen)
+                    self._listener = listener
+                    return True
+                woke = False
+                for _ in self._listener.notifies(timeout=seconds, stop_after=1):
+                    woke = True
+                return woke
+            except psycopg.Error as e:
+                raise StoreError(
+                    f"PostgreSQL store at {self.location}: listening for appends failed: {e}"
+                ) from e
+
+
+def _version(conn: Connection[TupleRow], query: str, stream_id: str) -> int:
+    cur = conn.execute(query, (stream_id,), prepare=True)
+    row = cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _claim_kind(expected: int) -> int:
+    """Which claim an append makes: 0 (ANY) upserts its stream, 1 (NO_STREAM) creates it,
+    2 (an exact version, or STREAM_EXISTS) updates it."""
+    return 0 if expected == ExpectedVersion.ANY else 1 if expected == 0 else 2
+
+
+def _arrays(append: PreparedAppend) -> dict[str, list[Any]]:
+    """The columns of an append's events, one array each: a batch travels in one statement."""
+    ids, types, versions, encodings, datas, metadatas = zip(*append.events, strict=True)
+    return {
+        "ids": list(ids),
+        "types": list(types),
+        "svs": list(versions),
+        "encs": list(encodings),
+        "data": list(datas),
+        "meta": list(metadatas),
+    }
+
+
+def _names(appends: Sequence[PreparedAppend]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b', 'c' and 2 more``: for messages."""
+    shown = ", ".join(repr(append.stream_id) for append in appends[:3])
+    more = f" and {len(appends) - 3} more" if len(appends) > 3 else ""
+    return f"stream{'s' if len(appends) > 1 else ''} {shown}{more}"

@@ -1,0 +1,532 @@
+"""The PostgreSQL recorder: psycopg 3, a connection pool, and a global log that never skips.
+
+- An append is one autocommitted statement (several streams: one transaction): it locks its
+  stream's row in ``facta_streams``, checks the expected version and inserts the events. The
+  loser of a race writes nothing and burns no position.
+- Each event row records its writer's transaction id. ``read_all`` returns only rows of
+  transactions older than every transaction still open, in (transaction id, position) order,
+  so a writer that took its position early and committed late is never skipped. The price:
+  one long transaction anywhere in the cluster delays readers (never writers); see
+  :meth:`AsyncPostgresRecorder.reader_lag`.
+- Each append NOTIFYs the store's channel on commit; :meth:`~AsyncPostgresRecorder.wait_for_events`
+  wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio  # sync: import threading
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Unpack
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
+
+from facta.appending import (
+    AppendResult,
+    ExpectedVersion,
+    PreparedAppend,
+    check_expected,
+    duplicate_event_id,
+)
+from facta.backends.postgres import Options
+from facta.backends.postgres.checkpoints_async import AsyncPostgresCheckpoints, statuses
+from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.migrations_async import apply_migrations, check_schema
+from facta.backends.postgres.queries import Queries
+from facta.backends.postgres.reader_lag import ReaderLag
+from facta.backends.postgres.settings import Settings
+from facta.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    InvalidEvent,
+    InvalidStreamId,
+    StoreError,
+)
+from facta.events import Checkpoint
+from facta.recorder_async import AsyncRecorder
+from facta.records import EventPlace, ProjectionStatus, ReplayRow, StoredEvent, StreamVersion
+from facta.snapshots import SnapshotRecord
+
+__all__ = ["AsyncPostgresRecorder"]
+
+_LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
+_CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
+_stored = StoredEvent._make
+
+
+class AsyncPostgresRecorder(AsyncRecorder):
+    """Records a store in one schema of a PostgreSQL database.
+
+    ``url`` is a libpq URL; a ``?schema=NAME`` parameter (or ``schema=``, which wins) picks
+    the schema, ``public`` by default, so several stores can share a database. Nothing
+    connects until the first call, which checks (and as allowed creates or migrates) the
+    schema and opens a pool of up to ``pool_size`` connections; a call that waits longer
+    than ``pool_timeout`` seconds for one raises :class:`PoolExhausted`. See
+    :mod:`facta.backends.postgres` for ``migrate``, ``create`` and ``read_only``.
+    """
+
+    # Inline projection handlers are awaited inside the append's transaction.
+    sync_transactions = False  # sync: sync_transactions = True
+
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        self.settings = settings = Settings.parse(url, **options)
+        self.schema, self.location = settings.schema, settings.location
+        self.read_only = settings.read_only
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in conninfo_to_dict(settings.conninfo):  # fail as fast as the pool
+            self._kwargs["connect_timeout"] = max(2, math.ceil(settings.pool_timeout))
+        self._sql = sql = Queries.render(self.schema)
+        self._write_one = (sql.write_one_any, sql.write_one_new, sql.write_one_existing)
+        self._write_many = (sql.write_any, sql.write_new, sql.write_existing)
+        self._claims = (sql.claim_any, sql.claim_new, sql.claim_existing)
+        self.pool = AsyncConnectionPool(
+            settings.conninfo,
+            min_size=1,
+            max_size=settings.pool_size,
+            timeout=settings.pool_timeout,
+            kwargs=self._kwargs,
+            configure=self._configure,
+            open=False,
+            name=f"facta:{self.schema}",
+        )
+        self._ready = False
+        self._closed = False
+        self._open_lock = asyncio.Lock()
+        self._listen_lock = asyncio.Lock()
+        self._listener: AsyncConnection[TupleRow] | None = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _configure(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Set up a new session: UTC times (as every backend returns), and read-only if asked."""
+        await conn.execute("SET timezone = 'UTC'")
+        if self.read_only:
+            await conn.execute("SET default_transaction_read_only = on")
+
+    async def _connect(self) -> AsyncConnection[TupleRow]:
+        """A session of its own, outside the pool, set up as the pool's are (autocommit)."""
+        conn = await AsyncConnection.connect(self.settings.conninfo, **self._kwargs)
+        try:
+            await self._configure(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _open(self) -> None:
+        """Check (create, migrate) the schema and open the pool, once."""
+        async with self._open_lock:
+            if self._ready:
+                return
+            self._check_open()
+            try:
+                async with await self._connect() as conn:
+                    await check_schema(conn, self.settings)
+                await self.pool.open(wait=True)
+            except psycopg.Error as e:
+                raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {e}") from e
+            self._ready = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the PostgreSQL store at {self.location} is closed")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only; nothing was written"
+            )
+
+    async def _ensure_open(self) -> None:
+        if not self._ready:
+            await self._open()
+
+    async def _getconn(self) -> AsyncConnection[TupleRow]:
+        if not self._ready:
+            await self._open()
+        try:
+            return await self.pool.getconn()
+        except (PoolTimeout, TooManyRequests) as e:
+            raise self._exhausted() from e
+        except psycopg.Error as e:  # the pool was closed meanwhile
+            raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
+
+    def _exhausted(self) -> PoolExhausted:
+        size, timeout = self.pool.max_size, self.pool.timeout
+        opened = self.pool.get_stats().get("pool_size", size)
+        why = (
+            f"all {size} connections of the pool are in use"
+            if opened >= size
+            else f"the pool holds {opened} and could not open another (is the server reachable?)"
+        )
+        return PoolExhausted(
+            f"no connection to PostgreSQL ({self.location}) within pool_timeout={timeout:g}s: "
+            f"{why} (pool_size={size}). Raise pool_size or pool_timeout, or hold connections "
+            "for less time"
+        )
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A connection from the store's pool, for work in the same database as the events.
+
+        It is in autocommit mode: use ``conn.transaction()`` to write atomically. Note that a
+        transaction holding a transaction id delays every reader of the global log until it
+        ends: keep transactions short.
+        """
+        conn = await self._getconn()
+        try:
+            yield conn
+        finally:
+            await self.pool.putconn(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A pooled connection in a transaction, ``search_path`` set to the store's schema
+        (then ``public``): read models live beside the events. Commits on success."""
+        self._check_writable()
+        async with self.connection() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.execute(self._sql.use_schema)
+                    yield conn
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
+
+    async def _query(self, query: str, params: Sequence[Any], *, fetch: bool = True) -> list[Any]:
+        """Run one statement on a pooled connection; its rows (binary: no text parsing)."""
+        conn = await self._getconn()
+        try:
+            cur = await conn.execute(query, params, prepare=True, binary=True)
+            return await cur.fetchall() if fetch else []
+        except UnicodeEncodeError as e:
+            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
+        except psycopg.Error as e:
+            raise self._failed(e, params) from e
+        finally:
+            await self.pool.putconn(conn)
+
+    def _failed(self, e: psycopg.Error, params: Sequence[Any]) -> Exception:
+        if isinstance(e, pg_errors.ProgramLimitExceeded) and params and isinstance(params[0], str):
+            stream_id = params[0]
+            return InvalidStreamId(
+                f"stream id {stream_id[:80]!r}... ({len(stream_id.encode()):,} bytes) is too long "
+                f"for PostgreSQL's index of stream ids; nothing was written: {e}"
+            )
+        if isinstance(e, pg_errors.ReadOnlySqlTransaction):
+            return StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only; nothing was "
+                f"written: {e}"
+            )
+        return StoreError(f"PostgreSQL store at {self.location}: {e}")
+
+    async def close(self) -> None:
+        self._closed, self._ready = True, False
+        async with self._listen_lock:
+            if self._listener is not None:
+                await self._listener.close()
+                self._listener = None
+        await self.pool.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply the pending schema migrations now; the numbers applied ([] when up to date).
+
+        Runs on a connection of its own; other processes migrating the same schema wait their
+        turn. With ``create=False`` a schema holding no store raises ``NotAFactaStore``.
+        """
+        self._check_open()
+        if self.read_only:
+            raise StoreError(
+                f"the PostgreSQL store at {self.location} was opened read-only: it cannot be "
+                "migrated; open it without read_only (or run `facta migrate URL`)"
+            )
+        try:
+            async with await self._connect() as conn:
+                return await apply_migrations(conn, self.settings)
+        except psycopg.Error as e:
+            raise StoreError(
+                f"migrating the PostgreSQL store at {self.location} failed: {e}"
+            ) from e
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
+        self._check_writable()
+        hook = self.on_append
+        conn = await self._getconn()
+        try:
+            if len(appends) == 1 and hook is None:
+                return [await self._write(conn, appends[0])]
+            async with conn.transaction():
+                if len(appends) == 1:
+                    results = [await self._write(conn, appends[0])]
+                else:
+                    results = await self._write_several(conn, appends)
+                if hook is not None:  # inline projections commit with the events
+                    cur = await conn.execute(self._sql.written, prepare=True, binary=True)
+                    events = [_stored(row) for row in await cur.fetchall()]
+                    if events:
+                        await conn.execute(self._sql.use_schema)
+                        await hook.call_async(conn, events)
+            return results
+        except UnicodeEncodeError as e:
+            raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
+        except pg_errors.UniqueViolation as e:
+            if e.diag.constraint_name != "facta_events_event_id_key":
+                raise self._failed(e, ()) from e
+            raise await self._duplicate(conn, appends) from None
+        except pg_errors.ProgramLimitExceeded as e:
+            stream_id = max((a.stream_id for a in appends), key=len)
+            raise self._failed(e, (stream_id,)) from e
+        except psycopg.Error as e:
+            if not conn.broken:
+                raise self._failed(e, ()) from e
+            raise StoreError(
+                f"PostgreSQL store at {self.location}: the connection failed while appending "
+                f"to {_names(appends)} ({e}). Nothing is ever half-written, but the append may "
+                "have committed: retry it with the same event ids (NewEvent); a retry of a stored "
+                "append reports already_appended"
+            ) from e
+        finally:
+            await self.pool.putconn(conn)
+
+    async def _write(self, conn: AsyncConnection[TupleRow], append: PreparedAppend) -> AppendResult:
+        """Claim the stream at its expected version and insert the events, in one statement."""
+        stream_id, expected, events = append
+        if not events:
+            actual = await _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+            return AppendResult(stream_id, actual, 0)
+        kind = _claim_kind(expected)
+        params: dict[str, Any]
+        if len(events) == 1:  # plain values: psycopg adapts them several times faster than arrays
+            event_id, type_name, version, encoding, data, metadata = events[0]
+            params = {
+                "stream": stream_id,
+                "n": 1,
+                "expected": expected,
+                "id": event_id,
+                "type": type_name,
+                "sv": version,
+                "enc": encoding,
+                "data": data,
+                "meta": metadata,
+            }
+            row = await self._claim(conn, self._write_one[kind], params, stream_id, expected)
+        else:
+            params = {"stream": stream_id, "n": len(events), "expected": expected}
+            params.update(_arrays(append))
+            row = await self._claim(conn, self._write_many[kind], params, stream_id, expected)
+        return AppendResult(stream_id, row[0], row[1])
+
+    async def _write_several(
+        self, conn: AsyncConnection[TupleRow], appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """Claim every stream, in stream id order (writers never deadlock), then insert the
+        events in the order of ``appends``, which is the order of the global log."""
+        versions = {}
+        for append in sorted(appends, key=lambda a: a.stream_id):
+            stream_id, expected, events = append
+            if events:
+                params = {"stream": stream_id, "n": len(events), "expected": expected}
+                claim = self._claims[_claim_kind(expected)]
+                row = await self._claim(conn, claim, params, stream_id, expected)
+                versions[stream_id] = row[1]
+            else:
+                actual = await _version(conn, self._sql.stream_version, stream_id)
+                check_expected(stream_id, expected, actual)
+                versions[stream_id] = actual
+        results = []
+        for append in appends:
+            stream_id, version = append.stream_id, versions[append.stream_id]
+            position = 0
+            if append.events:
+                params = {"stream": stream_id, "n": len(append.events), "version": version}
+                params.update(_arrays(append))
+                cur = await conn.execute(self._sql.insert, params, prepare=True)
+                inserted = await cur.fetchone()
+                assert inserted is not None
+                position = inserted[0]
+            results.append(AppendResult(stream_id, version, position))
+        return results
+
+    async def _claim(
+        self,
+        conn: AsyncConnection[TupleRow],
+        query: str,
+        params: dict[str, Any],
+        stream_id: str,
+        expected: int,
+    ) -> TupleRow:
+        """Run a statement that claims the stream at its expected version; its row."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            cur = await conn.execute(query, params, prepare=True)
+            row = await cur.fetchone()
+            if row is not None:
+                return row
+            # The stream is elsewhere: ConcurrencyError, unless it has moved to where the
+            # append expects it since the statement looked (then the claim is tried again).
+            actual = await _version(conn, self._sql.stream_version, stream_id)
+            check_expected(stream_id, expected, actual)
+        stated = ExpectedVersion(expected) if expected <= 0 else expected
+        raise ConcurrencyError(stream_id, stated, actual)
+
+    async def _duplicate(
+        self, conn: AsyncConnection[TupleRow], appends: Sequence[PreparedAppend]
+    ) -> DuplicateEventId:
+        """The error for an append that repeats an event id, naming it if it can."""
+        ids = [event.event_id for append in appends for event in append.events]
+        try:
+            cur = await conn.execute(self._sql.locate, (ids,), prepare=True)
+            stored = {row[0] for row in await cur.fetchall()}
+        except psycopg.Error:  # the append's error says enough
+            stored = set()
+        return duplicate_event_id(appends, stored)
+
+    async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+        rows = await self._query(self._sql.locate, (list(event_ids),))
+        return {row[0]: EventPlace(row[1], row[2], row[3]) for row in rows}
+
+    async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        self._check_writable()
+        await self._query(self._sql.write_snapshot, snapshot, fetch=False)
+        stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
+        await self._query(self._sql.prune_snapshots, stream_twice, fetch=False)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def stream_version(self, stream_id: str) -> int:
+        rows = await self._query(self._sql.stream_version, (stream_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def read_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        last = _LAST_VERSION if to_version is None else to_version
+        rows = await self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
+        return [_stored(row) for row in rows]
+
+    async def replay_stream(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[ReplayRow]:
+        last = _LAST_VERSION if to_version is None else to_version
+        return await self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
+
+    async def read_all(
+        self, after: Checkpoint, types: Sequence[str] | None, limit: int
+    ) -> list[StoredEvent]:
+        if types is None:
+            params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
+            rows = await self._query(self._sql.read_all, params)
+        else:
+            params = (after.transaction_id, after.position, list(types), limit)
+            rows = await self._query(self._sql.read_all_types, params)
+        return [_stored(row) for row in rows]
+
+    async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
+        rows = await self._query(self._sql.streams, ("" if after is None else after, limit))
+        return [StreamVersion(row[0], row[1]) for row in rows]
+
+    async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
+        rows = await self._query(self._sql.read_snapshots, (stream_id, limit))
+        return [SnapshotRecord(*row) for row in rows]
+
+    # -- projections -----------------------------------------------------------------------
+
+    def checkpoints(self, name: str) -> AsyncPostgresCheckpoints:
+        return AsyncPostgresCheckpoints(self, name)
+
+    async def projection_statuses(self) -> list[ProjectionStatus]:
+        return await statuses(self)
+
+    # -- tailing the global log ------------------------------------------------------------
+
+    async def reader_lag(self) -> ReaderLag:
+        """How many committed events ``read_all`` cannot return yet, and which transaction
+        holds them back (see :class:`ReaderLag`)."""
+        ((held_back, pid, age),) = await self._query(self._sql.reader_lag, ())
+        return ReaderLag(held_back, pid, age)
+
+    async def wait_until_readable(self, seconds: float) -> bool:
+        """Wait until ``read_all`` can return every event committed before this call.
+
+        Read-your-writes for the global log: an event is readable once every transaction
+        older than its own has ended, anywhere in the cluster. Returns False if that takes
+        longer than ``seconds`` (see :meth:`reader_lag` for who holds it back).
+        """
+        ((newest,),) = await self._query(self._sql.newest_transaction, ())
+        deadline = time.monotonic() + seconds
+        while newest:  # 0: nothing is held back
+            ((horizon,),) = await self._query(self._sql.horizon, ())
+            if horizon > newest:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
+
+    async def wait_for_events(self, seconds: float) -> bool:
+        """Wait until an append to this store commits (True) or ``seconds`` pass (False).
+
+        A hint for tailing readers, not a guarantee: an event can arrive without a wake-up
+        (it was held back behind an older transaction) and a wake-up without a new event, so
+        read with ``read_all`` after every return. The first call starts listening and returns
+        True at once, since events may have been appended before it listened. Listening uses
+        one connection of its own, outside the pool; concurrent callers take turns.
+        """
+        async with self._listen_lock:
+            self._check_open()
+            try:
+                if self._listener is None or self._listener.closed:
+                    await self._ensure_open()
+                    listener = await self._connect()
+                    await listener.execute(self._sql.listen)
+                    self._listener = listener
+                    return True
+                woke = False
+                async for _ in self._listener.notifies(timeout=seconds, stop_after=1):
+                    woke = True
+                return woke
+            except psycopg.Error as e:
+                raise StoreError(
+                    f"PostgreSQL store at {self.location}: listening for appends failed: {e}"
+                ) from e
+
+
+async def _version(conn: AsyncConnection[TupleRow], query: str, stream_id: str) -> int:
+    cur = await conn.execute(query, (stream_id,), prepare=True)
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _claim_kind(expected: int) -> int:
+    """Which claim an append makes: 0 (ANY) upserts its stream, 1 (NO_STREAM) creates it,
+    2 (an exact version, or STREAM_EXISTS) updates it."""
+    return 0 if expected == ExpectedVersion.ANY else 1 if expected == 0 else 2
+
+
+def _arrays(append: PreparedAppend) -> dict[str, list[Any]]:
+    """The columns of an append's events, one array each: a batch travels in one statement."""
+    ids, types, versions, encodings, datas, metadatas = zip(*append.events, strict=True)
+    return {
+        "ids": list(ids),
+        "types": list(types),
+        "svs": list(versions),
+        "encs": list(encodings),
+        "data": list(datas),
+        "meta": list(metadatas),
+    }
+
+
+def _names(appends: Sequence[PreparedAppend]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b', 'c' and 2 more``: for messages."""
+    shown = ", ".join(repr(append.stream_id) for append in appends[:3])
+    more = f" and {len(appends) - 3} more" if len(appends) > 3 else ""
+    return f"stream{'s' if len(appends) > 1 else ''} {shown}{more}"
