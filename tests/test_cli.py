@@ -323,14 +323,17 @@ def test_an_unreachable_postgres_server_gives_a_one_line_error() -> None:
 def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are not the bytes of a database" * 100)
-    assert_fails_cleanly(facta_cli("streams", f"sqlite:///{path}"), "cannot open SQLite")
+    result = facta_cli("streams", f"sqlite:///{path}")
+    assert_fails_cleanly(result, "not a facta store (it is not a SQLite database)")
 
 
 def test_a_store_newer_than_this_facta_gives_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    with closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA user_version = 999")
-    assert_fails_cleanly(facta_cli("show", f"sqlite:///{path}", "a"), "upgrade facta")
+    url = f"sqlite:///{tmp_path / 'future.db'}"
+    with facta.connect(url):
+        pass
+    with closing(sqlite3.connect(tmp_path / "future.db")) as db, db:
+        db.execute("INSERT INTO facta_migrations (version, applied_at) VALUES (999, 0)")
+    assert_fails_cleanly(facta_cli("show", url, "a"), "upgrade facta")
 
 
 # -- migrate ----------------------------------------------------------------------------------

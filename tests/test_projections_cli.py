@@ -191,7 +191,10 @@ def test_rebuild_with_dead_letter_parks_the_failing_event_and_goes_on(
     rebuild = ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
     result = CliRunner().invoke(main, [*rebuild, "--dead-letter", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
-    assert "rebuilt 'revenue' from 7 events, up to checkpoint 7; 1 parked" in result.output
+    assert (
+        "rebuilt 'revenue' from 7 events, up to checkpoint 7; its dead letters hold 1 event"
+        in result.output
+    )
     assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-3": 7}
 
 
@@ -224,5 +227,5 @@ def test_run_reads_the_url_from_facta_url_and_parks_failing_events_with_dead_let
     process.stderr.close()
     assert parked.startswith("projection 'revenue' parked event 'test.projections_cli.Paid'")
     assert parked.endswith("ValueError: unlucky amount")
-    assert stopped == "stopped 'revenue' at checkpoint 7"
+    assert stopped == "stopped 'revenue' at checkpoint 7; its dead letters hold 1 event"
     assert revenue(tmp_path) == {"order-0": 30, "order-1": 20, "order-7": 5}

@@ -47,7 +47,7 @@ def show(url: str, stream: str, metadata: bool) -> None:
     table = _Table(("VERSION", "POSITION"), metadata)
     with open_store(url, Access.READ) as store:
         for row in _stream_rows(store, stream):
-            table.print(store, row, row.version, row.position)
+            table.echo(store, row, row.version, row.position)
     if table.shown == 0:
         raise Failed(f"stream {stream!r} holds no events in {url}")
     table.finish()
@@ -77,7 +77,7 @@ def log(url: str, after: str, limit: int | None, metadata: bool) -> None:
     with open_store(url, Access.READ) as store:
         for row in _log_rows(store, start, limit):
             last = row.checkpoint
-            table.print(store, row, checkpoint_text(last), row.stream_id, row.version)
+            table.echo(store, row, checkpoint_text(last), row.stream_id, row.version)
     if limit is not None and table.shown == limit:
         click.echo(f"(limit reached; continue with --after {checkpoint_text(last)})", err=True)
     table.finish()
@@ -122,7 +122,7 @@ class _Table:
         self.columns, self.metadata = columns, metadata
         self.shown = self.corrupt = 0
 
-    def print(self, store: EventStore, row: StoredEvent, *lead: object) -> None:
+    def echo(self, store: EventStore, row: StoredEvent, *lead: object) -> None:
         if self.shown == 0:
             click.echo(self._header())
         self.shown += 1

@@ -1,4 +1,4 @@
-"""``facta migrate``: bring a store's schema up to date, ahead of time."""
+"""``facta migrate``: bring a store's schema up to date, ahead of time (creating it if need be)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ __all__ = ["migrate"]
 def migrate(url: str) -> None:
     """Bring the store's database schema up to date (safe to run at any time)."""
     with open_store(url, Access.MIGRATE) as store:
-        applied = store.recorder.migrate()
+        # A SQLite file is created with its schema when it is opened, even with migrate=False:
+        # its recorder lists what opening it applied.
+        applied = list(getattr(store.recorder, "migrated", []))
+        applied += store.recorder.migrate()
     if applied:
         numbers = ", ".join(map(str, applied))
         click.echo(f"applied migration{'s' if len(applied) > 1 else ''} {numbers}")

@@ -107,9 +107,11 @@ def rebuild(
         progress_bar(f"rebuilding {name}") as progress,
     ):
         count = runner.rebuild(progress)
-        parked = len(runner.dead_letters()) if dead_letter else 0
-    done = f"rebuilt {name!r} from {count} events, up to checkpoint {checkpoint_text(runner.checkpoint)}"
-    click.echo(done + (f"; {parked} parked in its dead letters" if parked else ""))
+        parked = _parked(runner, dead_letter)
+    click.echo(
+        f"rebuilt {name!r} from {count} events, up to checkpoint "
+        f"{checkpoint_text(runner.checkpoint)}{parked}"
+    )
 
 
 @projections.command(epilog=URL_HELP)
@@ -149,11 +151,22 @@ def run(
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
-    click.echo(f"stopped {name!r} at checkpoint {checkpoint_text(runner.checkpoint)}", err=True)
+        parked = _parked(runner, dead_letter)
+    click.echo(
+        f"stopped {name!r} at checkpoint {checkpoint_text(runner.checkpoint)}{parked}", err=True
+    )
 
 
 def _on_error(dead_letter: bool) -> OnError:
     return OnError.DEAD_LETTER if dead_letter else OnError.STOP
+
+
+def _parked(runner: ProjectionRunner[Any], dead_letter: bool) -> str:
+    """How many events the projection's dead letters hold, to end a message; "" if none."""
+    count = len(runner.dead_letters()) if dead_letter else 0
+    if not count:
+        return ""
+    return f"; its dead letters hold {count} event{'s' if count > 1 else ''}"
 
 
 def _find(name: str, specs: tuple[str, ...]) -> Projection[Any]:
