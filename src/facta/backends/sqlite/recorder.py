@@ -214,9 +214,12 @@ class SQLiteRecorder(Recorder):
         )
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
-        row, to_uuid, to_datetime = StoredEvent, uuid_from_bytes, datetime.fromtimestamp
+        # tuple.__new__ makes the StoredEvent without the call of its generated __new__:
+        # reads build one per event, and this halves what that costs.
+        new, row = tuple.__new__, StoredEvent
+        to_uuid, to_datetime = uuid_from_bytes, datetime.fromtimestamp
         return [
-            row(s, v, p, 0, to_uuid(i), t, sv, enc, d, m, to_datetime(at, UTC))
+            new(row, (s, v, p, 0, to_uuid(i), t, sv, enc, d, m, to_datetime(at, UTC)))
             for s, v, p, i, t, sv, enc, d, m, at in self._db.execute(sql, params)
         ]
 
@@ -275,6 +278,9 @@ class SQLiteRecorder(Recorder):
             if isinstance(e, sqlite3.Error):
                 raise StoreError(f"{self.location}: {e}") from e
             raise
+
+    def _rollback(self) -> None:
+        self._end(False)
 
     def _end(self, commit: bool) -> None:
         db = self._db

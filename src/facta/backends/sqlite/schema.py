@@ -20,7 +20,7 @@ import time
 from importlib import resources
 from typing import NamedTuple
 
-from facta.errors import NotAFactaStore, SchemaVersionError, StoreError
+from facta.errors import NotAFactaStore, SchemaVersionError
 
 __all__ = [
     "TABLES",
@@ -94,7 +94,7 @@ _LEGACY = {
 _LEGACY_INDEX = "events_type"
 _LEGACY_USER_VERSION = 1
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
-_CREATES = re.compile(r"^\s*CREATE\s+(?:TABLE|INDEX)\s+(\w+)", re.IGNORECASE | re.MULTILINE)
+_CREATES_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(\w+)", re.IGNORECASE | re.MULTILINE)
 
 
 class Migration(NamedTuple):
@@ -140,7 +140,8 @@ def latest_version() -> int:
 
 
 def survey(db: sqlite3.Connection, location: str) -> Found:
-    """What ``db`` holds, by reading it only; ``StoreError`` if it holds a foreign facta_ table."""
+    """What ``db`` holds, by reading it only; ``NotAFactaStore`` (a ``StoreError``) if it
+    holds a table named like one of facta's that is not facta's."""
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "facta_migrations" in tables:
         version: int = db.execute(
@@ -149,10 +150,10 @@ def survey(db: sqlite3.Connection, location: str) -> Found:
         return Found(True, version)
     taken = sorted(tables.intersection(TABLES))
     if taken:
-        raise StoreError(
-            f"{location} holds a table named {taken[0]!r} but no facta_migrations table, so it is "
-            "not facta's (another program's?) and facta will not touch it; choose another file "
-            "for the event store"
+        raise NotAFactaStore(
+            f"{location} is not a facta store: it holds a table named {taken[0]!r} but no "
+            "facta_migrations table, so that table is not facta's (another program's?) and "
+            "facta leaves the file alone; choose another file for the event store"
         )
     if _is_legacy(db, tables):
         return Found(True, 0, legacy=True)
@@ -182,7 +183,7 @@ def prepare(
         held = "a facta 0.1 store" if found.legacy else f"facta schema version {found.version}"
         raise SchemaVersionError(
             f"{location} holds {held}, but this facta needs version {latest_version()}; run "
-            f"`facta migrate {url}` (or open it with migrate=True)"
+            f"`facta migrate {url}`"
         )
     return apply(db, location)
 
@@ -197,13 +198,10 @@ def apply(db: sqlite3.Connection, location: str) -> list[int]:
         for migration in migrations():
             if migration.number <= found.version:
                 continue
-            legacy = found.legacy and migration.number == 1
-            if legacy:
-                _rename_legacy_tables(db)
+            renamed = _rename_legacy_tables(db) if found.legacy and migration.number == 1 else ()
             for statement in migration.statements:
-                if legacy and _creates_existing(db, statement):
-                    continue
-                db.execute(statement)
+                if _creates_table(statement) not in renamed:
+                    db.execute(statement)
             db.execute(
                 "INSERT INTO facta_migrations (version, applied_at) VALUES (?, ?)",
                 (migration.number, time.time()),
@@ -240,21 +238,22 @@ def _is_legacy(db: sqlite3.Connection, tables: set[str]) -> bool:
     return all(_columns(db, old) == _LEGACY[old][1] for old in ("events", "snapshots"))
 
 
-def _rename_legacy_tables(db: sqlite3.Connection) -> None:
-    """Give facta 0.1's tables their new names (those of its projection tables it has)."""
+def _rename_legacy_tables(db: sqlite3.Connection) -> set[str]:
+    """Give facta 0.1's tables their new names (those of its projection tables it has); the
+    new names given, whose ``CREATE TABLE`` migration 1 then skips."""
     db.execute(f"DROP INDEX IF EXISTS {_LEGACY_INDEX}")  # migration 1 makes facta_events_type
+    renamed = set()
     for old, (new, columns) in _LEGACY.items():
         if _columns(db, old) == columns:
             db.execute(f"ALTER TABLE {old} RENAME TO {new}")
+            renamed.add(new)
+    return renamed
 
 
-def _creates_existing(db: sqlite3.Connection, statement: str) -> bool:
-    """Whether ``statement`` creates a table or index that ``db`` already has."""
-    match = _CREATES.search(statement)
-    if match is None:
-        return False
-    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (match[1],)).fetchone()
-    return found is not None
+def _creates_table(statement: str) -> str | None:
+    """The table ``statement`` creates, if it creates one."""
+    match = _CREATES_TABLE.search(statement)
+    return None if match is None else match[1]
 
 
 def _code(text: str) -> bool:
