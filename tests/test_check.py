@@ -223,12 +223,18 @@ def test_report_counts_every_failure_but_keeps_only_the_first_ones() -> None:
     assert [f.version for f in report.failures] == list(range(1, KEPT_FAILURES + 1))
 
 
-def test_checker_refuses_two_aggregate_classes_of_one_type_name() -> None:
+def test_two_aggregate_classes_of_one_type_name_fail_only_their_own_snapshots() -> None:
     class Twin(Counter):
         type_name = "test_check.Counter"
 
-    with pytest.raises(ValueError, match=r"both named 'test_check\.Counter'"):
-        SnapshotChecker([Counter, Twin])
+    checker = SnapshotChecker([Counter, Twin])
+    record = SnapshotRecord("c-1", 3, "test_check.Counter", 1, 0, 0, b"{}")
+
+    checked, failure = checker.check(record)
+
+    assert not checked
+    assert failure is not None
+    assert "both named 'test_check.Counter'" in failure.message
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -333,7 +333,7 @@ def test_rebuild_without_a_reset_hook_says_so_and_changes_nothing(tmp_path: Path
             with pytest.raises(NotImplementedError, match="has no reset"):
                 runner.rebuild()
             assert runner.lag() == 0
-        assert Model(store).read() == expected(store)
+        assert Model(store, "sqlite").read() == expected(store)
 
 
 def test_run_follows_new_events_until_stopped(store: facta.EventStore, model: Model) -> None:

@@ -28,5 +28,5 @@ def test_the_demo_read_models_are_checkpointed_in_the_file(tmp_path: Path) -> No
     db = tmp_path / "bank.db"
     run(db, echo=lambda line: None)
     with closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute("SELECT name, position FROM projection_checkpoints ORDER BY name")
+        rows = conn.execute("SELECT name, position FROM facta_projections ORDER BY name")
         assert rows.fetchall() == [("account_balances", 8), ("transactions_per_day", 8)]

@@ -103,10 +103,12 @@ class SnapshotChecker:
         self.upcasters = default_snapshot_upcasters if upcasters is None else upcasters
         found = _snapshotted() if aggregates is None else list(aggregates)
         self._codecs: dict[str, SnapshotCodec[Any]] = {}
+        # Type names claimed by two classes: their snapshots are reported, not guessed at.
+        self._ambiguous: dict[str, str] = {}
         for cls in found:
             other = self._codecs.get(cls.type_name)
             if other is not None and other.aggregate_type is not cls:
-                raise ValueError(
+                self._ambiguous[cls.type_name] = (
                     f"aggregate classes {other.aggregate_type.__qualname__} and {cls.__qualname__}"
                     f" are both named {cls.type_name!r}; give the ones to check explicitly"
                 )
@@ -116,6 +118,10 @@ class SnapshotChecker:
         """``(checked, failure)``: ``checked`` is False when no given aggregate class reads the
         snapshot, so only its checksum was checked."""
         name = self.upcasters.destination(record.aggregate_type, record.schema_version)
+        if name in self._ambiguous:
+            where = f"snapshot of stream {record.stream_id!r} at version {record.version}"
+            message = f"{where}: cannot be checked: {self._ambiguous[name]}"
+            return False, CheckFailure("snapshot", record.stream_id, record.version, None, message)
         codec = self._codecs.get(name)
         try:
             if codec is not None:
