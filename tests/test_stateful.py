@@ -9,12 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 
 import facta
-from facta.testing._model import MODEL_SETTINGS, check_against_a_model
-
-LONGER = settings(MODEL_SETTINGS, max_examples=100, stateful_step_count=40)
+from facta.testing._model import check_against_a_model
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -26,4 +23,4 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_random_appends_and_reads_agree_with_a_model_over_longer_runs(
     store: facta.EventStore,
 ) -> None:
-    check_against_a_model(store, LONGER)
+    check_against_a_model(store, examples=100, steps=40)

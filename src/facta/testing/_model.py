@@ -46,13 +46,8 @@ ANY, NO_STREAM, STREAM_EXISTS = (
     ExpectedVersion.NO_STREAM,
     ExpectedVersion.STREAM_EXISTS,
 )
-# How hard the contract tries: examples, and steps in each.
-MODEL_SETTINGS = settings(
-    max_examples=25,
-    stateful_step_count=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+# What every run shares; how many examples, and steps in each, the caller says.
+MODEL_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 STREAMS = 3
 streams = st.integers(min_value=0, max_value=STREAMS - 1)
@@ -257,8 +252,8 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.store.stream_version(stream) == len(events)
 
 
-def check_against_a_model(store: ModelStore, examples: settings = MODEL_SETTINGS) -> None:
-    """Run the machine on ``store``; each example starts at the end of the log."""
+def check_against_a_model(store: ModelStore, examples: int, steps: int) -> None:
+    """Run ``examples`` runs of up to ``steps`` steps on ``store``, each from the log's end."""
     end = Checkpoint()
 
     class OnThisStore(StoreMachine):
@@ -268,12 +263,11 @@ def check_against_a_model(store: ModelStore, examples: settings = MODEL_SETTINGS
                 end = recorded.checkpoint
             super().__init__(store, end)
 
-    run_state_machine_as_test(OnThisStore, settings=examples)
+    run = settings(MODEL_SETTINGS, max_examples=examples, stateful_step_count=steps)
+    run_state_machine_as_test(OnThisStore, settings=run)
 
 
-async def check_against_a_model_async(
-    store: AsyncEventStore, examples: settings = MODEL_SETTINGS
-) -> None:
-    """Run the machine on an async store: in a worker thread, the store's calls on this loop."""
+async def check_against_a_model_async(store: AsyncEventStore, examples: int, steps: int) -> None:
+    """The same on an async store: the machine in a worker thread, the store's calls here."""
     blocking = Blocking(store, asyncio.get_running_loop())
-    await asyncio.to_thread(check_against_a_model, blocking, examples)
+    await asyncio.to_thread(check_against_a_model, blocking, examples, steps)

@@ -10,7 +10,14 @@ __all__ = ["AsyncModelContract"]
 
 
 class AsyncModelContract:
-    """Random appends and reads agree with a plain model (needs hypothesis, else skipped)."""
+    """Random appends and reads agree with a plain model (needs hypothesis, else skipped).
+
+    A binding may change how many runs (``model_examples``) of how many steps
+    (``model_steps``) it makes, e.g. fewer where every read waits for other sessions.
+    """
+
+    model_examples = 20
+    model_steps = 20
 
     async def test_random_appends_and_reads_agree_with_a_model(
         self, store: AsyncEventStore
@@ -18,4 +25,4 @@ class AsyncModelContract:
         pytest.importorskip("hypothesis")
         from facta.testing._model import check_against_a_model_async
 
-        await check_against_a_model_async(store)
+        await check_against_a_model_async(store, self.model_examples, self.model_steps)

@@ -139,15 +139,19 @@ class RaceContract:
 
         def reader() -> None:
             wait_until(gate.entered.is_set, PATIENCE)
-            checkpoint, deadline = start, time.monotonic() + PATIENCE
-            while len(ours()) < 3 and time.monotonic() < deadline:
-                b_done = "b" in finished
+            checkpoint, deadline, idle = start, time.monotonic() + PATIENCE, 0
+            while len(ours()) < 3 and time.monotonic() < deadline and idle < PATIENCE_POLLS:
+                b_done, both_done = "b" in finished, len(finished) == 2
                 for recorded in store.read_all(checkpoint, batch_size=1):
                     seen.append(recorded)
                     checkpoint = recorded.checkpoint
                 if b_done:
                     polls_after_b.append(len(seen))
-                time.sleep(0.005)
+                if both_done:  # only the last events can be missing now
+                    idle += 1
+                    time.sleep(PATIENCE_SLEEP)
+                else:
+                    time.sleep(0.005)
 
         def releaser() -> None:
             # Give B the time to commit past A and the reader to poll after it; bounded,

@@ -143,15 +143,19 @@ class AsyncRaceContract:
 
         async def reader() -> None:
             await wait_until(gate.entered.is_set, PATIENCE)
-            checkpoint, deadline = start, time.monotonic() + PATIENCE
-            while len(ours()) < 3 and time.monotonic() < deadline:
-                b_done = "b" in finished
+            checkpoint, deadline, idle = start, time.monotonic() + PATIENCE, 0
+            while len(ours()) < 3 and time.monotonic() < deadline and idle < PATIENCE_POLLS:
+                b_done, both_done = "b" in finished, len(finished) == 2
                 async for recorded in store.read_all(checkpoint, batch_size=1):
                     seen.append(recorded)
                     checkpoint = recorded.checkpoint
                 if b_done:
                     polls_after_b.append(len(seen))
-                await asyncio.sleep(0.005)
+                if both_done:  # only the last events can be missing now
+                    idle += 1
+                    await asyncio.sleep(PATIENCE_SLEEP)
+                else:
+                    await asyncio.sleep(0.005)
 
         async def releaser() -> None:
             # Give B the time to commit past A and the reader to poll after it; bounded,
