@@ -8,6 +8,7 @@ whole contract suite, sync and async, runs projections and ``facta check``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     finally:
         for path in added:
             sys.path.remove(path)
+        shutil.rmtree(info)
 
 
 @pytest.fixture(scope="module")
