@@ -75,7 +75,7 @@ def _url(backend: str, base: Any, schema: str) -> str:
 
 def backend_support(backend: str) -> None:
     """Raise ``Unavailable`` when this facta has no such backend (detected, not assumed)."""
-    if backend == "postgres" and importlib.util.find_spec("facta.backends.postgres_async") is None:
+    if backend == "postgres" and importlib.util.find_spec("facta.backends.postgres") is None:
         raise Unavailable("facta has no PostgreSQL backend yet")
 
 
@@ -155,15 +155,19 @@ def projection(backend: str, is_async: bool) -> Any:
 
 def _wait_for_horizon(store: Any, seconds: float = 120) -> None:
     """Wait until ``read_all`` can see every event: on PostgreSQL it returns only events of
-    transactions older than every open one in the cluster, and this server is shared."""
-    if not store.wait_until_readable(seconds):
-        raise RuntimeError(f"read_all is held back by an open transaction: {store.reader_lag()}")
+    transactions older than every open one in the cluster, and this server is shared. The
+    PostgreSQL extras (``wait_until_readable``, ``reader_lag``) are on the store's recorder."""
+    recorder = store.recorder
+    if not recorder.wait_until_readable(seconds):
+        lag = recorder.reader_lag()
+        raise RuntimeError(f"read_all is held back by an open transaction: {lag}")
 
 
 async def _wait_for_horizon_async(store: Any, seconds: float = 120) -> None:
     """The async twin of :func:`_wait_for_horizon`."""
-    if not await store.wait_until_readable(seconds):
-        lag = await store.reader_lag()
+    recorder = store.recorder
+    if not await recorder.wait_until_readable(seconds):
+        lag = await recorder.reader_lag()
         raise RuntimeError(f"read_all is held back by an open transaction: {lag}")
 
 

@@ -3,7 +3,7 @@
 This is the physical limit the libraries are measured against. Payloads are encoded once,
 before timing; writes are a plain INSERT per event (``executemany`` per save) and a COMMIT;
 reads fetch the rows and decode nothing. The tables copy facta's columns, keys and indexes
-(``src/facta/backends/sql/*/0001_events.sql``); the SQLite connection uses facta's pragmas.
+(the migrations under ``src/facta/backends/*/sql/``); the SQLite connection uses facta's pragmas.
 """
 
 from __future__ import annotations

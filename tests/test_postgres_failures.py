@@ -10,41 +10,63 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+import facta
 from facta.appending import ExpectedVersion, StreamAppend
-from facta.backends.postgres import PoolExhausted, PostgresEventStore
-from facta.backends.postgres_async import AsyncPostgresEventStore
+from facta.backends.postgres import PoolExhausted
+from facta.backends.postgres.recorder import PostgresRecorder
+from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 from facta.errors import ConcurrencyError, DuplicateEventId, StoreError
 from facta.events import Checkpoint, NewEvent
 from facta.testing.events import Happened
 
 pytestmark = pytest.mark.postgres
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PATIENCE = 60.0  # seconds a read waits for other sessions' transactions to end
 
 
 @pytest.fixture
-def store(pg_schema: str) -> Iterator[PostgresEventStore]:
-    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=4) as opened:
+def url(postgres_url: str, pg_schema: str) -> str:
+    return f"{postgres_url}?schema={pg_schema}"
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[facta.EventStore]:
+    with facta.connect(url, pool_size=4) as opened:
         yield opened
 
 
 @pytest.fixture
-async def async_store(pg_schema: str) -> AsyncIterator[AsyncPostgresEventStore]:
-    async with AsyncPostgresEventStore(
-        POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=0.2
-    ) as opened:
+async def async_store(url: str) -> AsyncIterator[facta.AsyncEventStore]:
+    async with facta.connect_async(url, pool_size=1, pool_timeout=0.2) as opened:
         yield opened
 
 
-def positions(schema: str) -> list[int]:
-    with psycopg.connect(POSTGRES_URL) as conn:
-        rows = conn.execute(f'SELECT position FROM "{schema}".events ORDER BY position')
+def pg(store: facta.EventStore) -> PostgresRecorder:
+    """The store's PostgreSQL recorder, for its extras (pool, connection, waits)."""
+    assert isinstance(store.recorder, PostgresRecorder)
+    return store.recorder
+
+
+def async_pg(store: facta.AsyncEventStore) -> AsyncPostgresRecorder:
+    assert isinstance(store.recorder, AsyncPostgresRecorder)
+    return store.recorder
+
+
+def readable(store: facta.EventStore) -> facta.EventStore:
+    """``store``, once its global log shows every committed event (see wait_until_readable)."""
+    assert pg(store).wait_until_readable(PATIENCE), pg(store).reader_lag()
+    return store
+
+
+def positions(postgres_url: str, schema: str) -> list[int]:
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(f'SELECT position FROM "{schema}".facta_events ORDER BY position')
         return [row[0] for row in rows]
 
 
-def test_an_exhausted_pool_raises_an_error_naming_its_size_and_timeout(pg_schema: str) -> None:
-    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=0.2) as store:
-        with store.connection(), pytest.raises(PoolExhausted) as raised:
+def test_an_exhausted_pool_raises_an_error_naming_its_size_and_timeout(url: str) -> None:
+    with facta.connect(url, pool_size=1, pool_timeout=0.2) as store:
+        with pg(store).connection(), pytest.raises(PoolExhausted) as raised:
             store.stream_version("s")
         assert "pool_size=1" in str(raised.value)
         assert "pool_timeout=0.2s" in str(raised.value)
@@ -52,9 +74,9 @@ def test_an_exhausted_pool_raises_an_error_naming_its_size_and_timeout(pg_schema
 
 
 async def test_an_exhausted_async_pool_raises_an_error_naming_its_size(
-    async_store: AsyncPostgresEventStore,
+    async_store: facta.AsyncEventStore,
 ) -> None:
-    async with async_store.connection():
+    async with async_pg(async_store).connection():
         with pytest.raises(PoolExhausted, match="pool_size=1"):
             await async_store.append("s", [Happened(1)])
     assert await async_store.stream_version("s") == 0
@@ -65,19 +87,20 @@ def test_an_exhausted_pool_is_a_store_error() -> None:
 
 
 def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
-    store: PostgresEventStore,
+    store: facta.EventStore, postgres_url: str
 ) -> None:
     store.append("second", [Happened(0)])
-    with psycopg.connect(POSTGRES_URL) as blocker, ThreadPoolExecutor(1) as pool:
-        # Lock the second stream, so the append stops after writing the first one's event.
+    with psycopg.connect(postgres_url) as blocker, ThreadPoolExecutor(1) as pool:
+        # Lock the second stream, so the append stops after claiming the first one.
         blocker.execute(
-            f'SELECT 1 FROM "{store.schema}".streams WHERE stream_id = %s FOR UPDATE', ["second"]
+            f'SELECT 1 FROM "{pg(store).schema}".facta_streams WHERE stream_id = %s FOR UPDATE',
+            ["second"],
         )
         append = pool.submit(
             store.append_many,
             [StreamAppend("first", [Happened(1)]), StreamAppend("second", [Happened(2)])],
         )
-        appender = wait_for_backend_blocked_by(blocker)
+        appender = wait_for_backend_blocked_by(postgres_url, blocker)
         blocker.execute("SELECT pg_terminate_backend(%s)", [appender])
         blocker.rollback()
         with pytest.raises(StoreError, match="connection failed while appending"):
@@ -87,11 +110,13 @@ def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
     assert store.append("first", [Happened(3)]).version == 1  # the pool recovered
 
 
-def wait_for_backend_blocked_by(blocker: psycopg.Connection[tuple[object, ...]]) -> int:
+def wait_for_backend_blocked_by(
+    postgres_url: str, blocker: psycopg.Connection[tuple[object, ...]]
+) -> int:
     """The pid of the server process waiting on ``blocker``'s lock."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
-        with psycopg.connect(POSTGRES_URL) as watcher:
+        with psycopg.connect(postgres_url) as watcher:
             row = watcher.execute(
                 "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                 [blocker.info.backend_pid],
@@ -105,7 +130,7 @@ def wait_for_backend_blocked_by(blocker: psycopg.Connection[tuple[object, ...]])
 
 
 def test_a_conflict_in_one_stream_of_a_multi_stream_append_writes_no_stream(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
     store.append("b", [Happened(0)])
     with pytest.raises(ConcurrencyError) as raised:
@@ -118,11 +143,11 @@ def test_a_conflict_in_one_stream_of_a_multi_stream_append_writes_no_stream(
         )
     assert (raised.value.stream_id, raised.value.actual) == ("b", 1)
     assert list(store.streams()) == [("b", 1)]
-    assert [e.data.n for e in store.read_all()] == [0]
+    assert [e.data.n for e in readable(store).read_all()] == [0]
 
 
 def test_a_duplicate_event_id_in_a_multi_stream_append_writes_no_stream(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
     stored = NewEvent(Happened(0))
     store.append("x", [stored])
@@ -134,7 +159,7 @@ def test_a_duplicate_event_id_in_a_multi_stream_append_writes_no_stream(
 
 
 def test_racing_appends_to_one_stream_with_any_version_all_land_without_gaps(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
     start = threading.Barrier(4)
 
@@ -148,7 +173,9 @@ def test_racing_appends_to_one_stream_with_any_version_all_land_without_gaps(
     assert [e.version for e in store.read_stream("hot")] == list(range(1, 41))
 
 
-def test_losers_of_a_race_for_a_new_stream_burn_no_positions(store: PostgresEventStore) -> None:
+def test_losers_of_a_race_for_a_new_stream_burn_no_positions(
+    store: facta.EventStore, postgres_url: str
+) -> None:
     start = threading.Barrier(4)
 
     def create(n: int) -> bool:
@@ -163,23 +190,23 @@ def test_losers_of_a_race_for_a_new_stream_burn_no_positions(store: PostgresEven
         won = list(pool.map(create, range(4)))
     store.append("after", [Happened(9)])
     assert won.count(True) == 1
-    assert positions(store.schema) == [1, 2]
+    assert positions(postgres_url, pg(store).schema) == [1, 2]
 
 
-def test_a_stale_expected_version_burns_no_position(store: PostgresEventStore) -> None:
+def test_a_stale_expected_version_burns_no_position(
+    store: facta.EventStore, postgres_url: str
+) -> None:
     store.append("s", [Happened(1)])
     with pytest.raises(ConcurrencyError):
         store.append("s", [Happened(2)], ExpectedVersion.NO_STREAM)
     with pytest.raises(ConcurrencyError):
         store.append("t", [Happened(2)], ExpectedVersion.STREAM_EXISTS)
     store.append("s", [Happened(3)], 1)
-    assert positions(store.schema) == [1, 2]
+    assert positions(postgres_url, pg(store).schema) == [1, 2]
 
 
-def test_interleaved_readers_of_many_streams_share_a_one_connection_pool(
-    pg_schema: str,
-) -> None:
-    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=1, pool_timeout=1) as store:
+def test_interleaved_readers_of_many_streams_share_a_one_connection_pool(url: str) -> None:
+    with facta.connect(url, pool_size=1, pool_timeout=1) as store:
         for n in range(5):
             store.append(f"s{n}", [Happened(i) for i in range(10)])
         readers = [store.read_stream(f"s{n}", batch_size=3) for n in range(5)]
@@ -188,48 +215,75 @@ def test_interleaved_readers_of_many_streams_share_a_one_connection_pool(
 
 
 def test_the_first_wait_for_events_returns_at_once_since_events_may_have_come_before(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
-    assert store.wait_for_events(30) is True
+    assert pg(store).wait_for_events(30) is True
 
 
-def test_wait_for_events_times_out_when_nothing_is_appended(store: PostgresEventStore) -> None:
-    store.wait_for_events(0)
-    assert store.wait_for_events(0.05) is False
+def test_wait_for_events_times_out_when_nothing_is_appended(store: facta.EventStore) -> None:
+    pg(store).wait_for_events(0)
+    assert pg(store).wait_for_events(0.05) is False
 
 
 def test_wait_for_events_wakes_when_another_store_appends(
-    store: PostgresEventStore, pg_schema: str
+    store: facta.EventStore, url: str
 ) -> None:
-    store.wait_for_events(0)
-    with PostgresEventStore(POSTGRES_URL, schema=pg_schema) as other:
+    pg(store).wait_for_events(0)
+    with facta.connect(url) as other:
         other.append("s", [Happened(1)])
-    assert store.wait_for_events(30) is True
+    assert pg(store).wait_for_events(30) is True
 
 
 async def test_async_wait_for_events_wakes_on_an_append(
-    async_store: AsyncPostgresEventStore,
+    async_store: facta.AsyncEventStore,
 ) -> None:
-    await async_store.wait_for_events(0)
+    await async_pg(async_store).wait_for_events(0)
     await async_store.append("s", [Happened(1)])
-    assert await async_store.wait_for_events(30) is True
+    assert await async_pg(async_store).wait_for_events(30) is True
 
 
 def test_connection_gives_a_pooled_connection_to_the_stores_database(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
     store.append("s", [Happened(1)])
-    with store.connection() as conn, conn.transaction():
-        row = conn.execute(f'SELECT count(*) FROM "{store.schema}".events').fetchone()
+    with pg(store).connection() as conn, conn.transaction():
+        row = conn.execute(f'SELECT count(*) FROM "{pg(store).schema}".facta_events').fetchone()
     assert row == (1,)
 
 
-def test_a_closed_store_refuses_calls(pg_schema: str) -> None:
-    store = PostgresEventStore(POSTGRES_URL, schema=pg_schema)
+def test_a_closed_store_refuses_calls(url: str) -> None:
+    store = facta.connect(url)
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.stream_version("s")
 
 
-def test_read_all_of_an_empty_store_yields_nothing(store: PostgresEventStore) -> None:
+def test_read_all_of_an_empty_store_yields_nothing(store: facta.EventStore) -> None:
     assert list(store.read_all(Checkpoint())) == []
+
+
+def test_appends_naming_the_same_streams_in_opposite_orders_never_deadlock(
+    store: facta.EventStore,
+) -> None:
+    start = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        names = ["left", "right", f"new-{n}"] if n % 2 else [f"new-{n}", "right", "left"]
+        start.wait()
+        for i in range(15):
+            store.append_many([StreamAppend(name, [Happened(n * 100 + i)]) for name in names])
+            names = [f"{name}-{i}" if name.startswith("new") else name for name in names]
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert store.stream_version("left") == store.stream_version("right") == 60
+
+
+def test_an_append_to_several_streams_takes_positions_in_the_order_it_names_them(
+    store: facta.EventStore,
+) -> None:
+    results = store.append_many(
+        [StreamAppend("zulu", [Happened(1), Happened(2)]), StreamAppend("alpha", [Happened(3)])]
+    )
+    assert [(r.stream_id, r.position) for r in results] == [("zulu", 2), ("alpha", 3)]
+    assert [e.data.n for e in readable(store).read_all()] == [1, 2, 3]

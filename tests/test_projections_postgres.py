@@ -10,15 +10,22 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 import facta
-from facta.backends.postgres import PostgresEventStore
-from facta.projections import Projection, ProjectionRunner, handles
+from facta.backends.postgres.recorder import PostgresRecorder
+from facta.projections import (
+    AsyncProjection,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    add_inline,
+    add_inline_async,
+    handles,
+)
 
 pytestmark = pytest.mark.postgres
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PATIENCE = 60.0  # seconds a read waits for other sessions' transactions to end
 HELD = 4242  # the advisory lock a late writer's trigger waits for
 
 
@@ -56,53 +63,61 @@ class Totals(Projection[psycopg.Connection[Any]]):
 
 
 @pytest.fixture
-def store(pg_schema: str) -> Iterator[PostgresEventStore]:
-    with PostgresEventStore(POSTGRES_URL, schema=pg_schema, pool_size=6) as opened:
+def url(postgres_url: str, pg_schema: str) -> str:
+    return f"{postgres_url}?schema={pg_schema}"
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[facta.EventStore]:
+    with facta.connect(url, pool_size=6) as opened:
         opened.stream_version("migrate-now")
         yield opened
 
 
-def run_sql(store: PostgresEventStore, statement: str) -> list[tuple[Any, ...]]:
-    with store.connection() as conn, conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(store.schema)))
+def pg(store: facta.EventStore) -> PostgresRecorder:
+    assert isinstance(store.recorder, PostgresRecorder)
+    return store.recorder
+
+
+def run_sql(store: facta.EventStore, statement: str) -> list[tuple[Any, ...]]:
+    """Run SQL in the store's schema (``search_path``), in one transaction; its rows."""
+    with pg(store).transaction() as conn:
         cur = conn.execute(statement.encode())
         return cur.fetchall() if cur.description else []
 
 
-def applied(store: PostgresEventStore) -> list[int]:
+def applied(store: facta.EventStore) -> list[int]:
     return [row[0] for row in run_sql(store, "SELECT position FROM applied ORDER BY position")]
 
 
-def settle(store: PostgresEventStore) -> None:
+def settle(store: facta.EventStore) -> None:
     """Wait until readers see every committed event (other sessions may hold them back)."""
-    for _ in range(3000):
-        if not store.reader_lag().held_back:
-            return
-        threading.Event().wait(0.01)
+    assert pg(store).wait_until_readable(PATIENCE), held_back(store)
 
 
-def held_back(store: PostgresEventStore) -> str:
+def held_back(store: facta.EventStore) -> str:
     """Why read_all may not see everything yet: an old open transaction anywhere on the server."""
-    return f"readers are held back: {store.reader_lag()}"
+    return f"readers are held back: {pg(store).reader_lag()}"
 
 
-def positions(store: PostgresEventStore) -> list[int]:
+def positions(store: facta.EventStore) -> list[int]:
+    settle(store)
     return sorted(event.position for event in store.read_all())
 
 
 def test_a_runner_never_skips_an_event_whose_writer_commits_late(
-    store: PostgresEventStore,
+    store: facta.EventStore, postgres_url: str
 ) -> None:
     # A trigger makes the writer of a Late event wait, after its insert, for a lock we hold.
     run_sql(
         store,
         f"""CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN PERFORM pg_advisory_xact_lock_shared({HELD}); RETURN NEW; END $$;
-        CREATE TRIGGER hold AFTER INSERT ON events FOR EACH ROW
+        CREATE TRIGGER hold AFTER INSERT ON facta_events FOR EACH ROW
         WHEN (NEW.type = 'test.projections_postgres.Late') EXECUTE FUNCTION hold()""",
     )
     store.append("early", [Deposited(1)])
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as holder:
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (HELD,))
         late = threading.Thread(target=store.append, args=("late", [Late(10)]))
         late.start()
@@ -125,14 +140,15 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
 
 
 def test_concurrent_writers_committing_out_of_order_leave_no_gap_in_a_running_projection(
-    store: PostgresEventStore,
+    store: facta.EventStore,
 ) -> None:
     # Every writer sleeps a random moment after its insert: commits come out of order.
     run_sql(
         store,
         """CREATE FUNCTION dawdle() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN PERFORM pg_sleep(random() * 0.005); RETURN NEW; END $$;
-        CREATE TRIGGER dawdle AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION dawdle()""",
+        CREATE TRIGGER dawdle AFTER INSERT ON facta_events FOR EACH ROW
+        EXECUTE FUNCTION dawdle()""",
     )
 
     def write(writer: int) -> None:
@@ -158,14 +174,71 @@ def test_concurrent_writers_committing_out_of_order_leave_no_gap_in_a_running_pr
     assert applied(store) == positions(store), held_back(store)
 
 
-def test_read_models_live_in_the_stores_schema(store: PostgresEventStore) -> None:
+def test_read_models_live_in_the_stores_schema(store: facta.EventStore) -> None:
     store.append("a", [Deposited(5)])
     with ProjectionRunner(store, Totals()) as runner:
         runner.catch_up()
-    with store.connection() as conn:
+    with pg(store).connection() as conn:
         found = conn.execute(
             "SELECT table_schema FROM information_schema.tables WHERE table_name = 'totals'"
             " AND table_schema = %s",
-            (store.schema,),
+            (pg(store).schema,),
         ).fetchall()
-    assert found == [(store.schema,)]
+    assert found == [(pg(store).schema,)]
+
+
+LEDGER = "CREATE TABLE IF NOT EXISTS ledger (stream_id text, amount bigint, position bigint)"
+RECORD = "INSERT INTO ledger VALUES (%s, %s, %s)"
+
+
+class Ledger(Projection[psycopg.Connection[Any]]):
+    """An inline projection: one row per deposit, in the store's schema (search_path)."""
+
+    name = "ledger"
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(LEDGER)
+
+    @handles(Deposited)
+    def deposited(self, event: facta.RecordedEvent, conn: psycopg.Connection[Any]) -> None:
+        if event.data.amount < 0:
+            raise ValueError("a deposit is never negative")
+        conn.execute(RECORD, (event.stream_id, event.data.amount, event.position))
+
+
+class AsyncLedger(AsyncProjection[psycopg.AsyncConnection[Any]]):
+    name = "ledger"
+
+    async def setup(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(LEDGER)
+
+    @handles(Deposited)
+    async def deposited(
+        self, event: facta.RecordedEvent, conn: psycopg.AsyncConnection[Any]
+    ) -> None:
+        await conn.execute(RECORD, (event.stream_id, event.data.amount, event.position))
+
+
+def test_an_inline_projection_writes_beside_the_events_in_the_appends_transaction(
+    store: facta.EventStore,
+) -> None:
+    add_inline(store, Ledger())
+    store.append_many(
+        [facta.StreamAppend("b", [Deposited(2)]), facta.StreamAppend("a", [Deposited(1)])]
+    )
+    rows = run_sql(store, "SELECT stream_id, amount, position FROM ledger ORDER BY position")
+    assert rows == [("b", 2, 1), ("a", 1, 2)]
+    with pytest.raises(ProjectionError, match="never negative"):
+        store.append("a", [Deposited(5), Deposited(-1)])
+    assert store.stream_version("a") == 1
+    assert run_sql(store, "SELECT count(*) FROM ledger") == [(2,)]
+
+
+async def test_an_async_inline_projection_is_awaited_in_the_appends_transaction(url: str) -> None:
+    async with facta.connect_async(url) as store:
+        await add_inline_async(store, AsyncLedger())
+        await store.append("a", [Deposited(1), Deposited(2)])
+        async with store.recorder.transaction() as conn:
+            cur = await conn.execute("SELECT stream_id, amount FROM ledger ORDER BY position")
+            rows = await cur.fetchall()
+    assert rows == [("a", 1), ("a", 2)]

@@ -24,10 +24,11 @@ and its ``pool``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from facta.backends import Backend
 from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.options import Options
 from facta.backends.postgres.reader_lag import ReaderLag
 from facta.errors import StoreError
 
@@ -36,17 +37,6 @@ if TYPE_CHECKING:
     from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 
 __all__ = ["Options", "PoolExhausted", "ReaderLag", "backend"]
-
-
-class Options(TypedDict, total=False):
-    """The options of a PostgreSQL store (see above); ``Settings.parse`` checks their values."""
-
-    schema: str | None
-    pool_size: int
-    pool_timeout: float
-    migrate: bool | None
-    create: bool | None
-    read_only: bool
 
 
 def _need_driver() -> None:

@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from psycopg import Connection, sql
+from psycopg import Connection, errors, sql
 
 from facta.backends.postgres.settings import Settings
 from facta.errors import NotAFactaStore, SchemaVersionError, StoreError
@@ -63,8 +63,8 @@ def latest_version() -> int:
 def stored_version(conn: Connection[Any], schema: str, location: str) -> int:
     """The facta version of ``schema``: 0 when it holds no facta store (or does not exist).
 
-    Raises ``StoreError`` for a schema holding a table of facta's names (``facta_events``...)
-    but no ``facta_migrations``: someone else's table, which facta must not use.
+    Raises ``NotAFactaStore`` for a schema holding a table of facta's names
+    (``facta_events``...) but no ``facta_migrations``: someone else's, which facta must not use.
     """
     cur = conn.execute(
         "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(%s || '.' || name) IS NOT NULL",
@@ -79,10 +79,11 @@ def stored_version(conn: Connection[Any], schema: str, location: str) -> int:
         version = int(row[0]) if row else 0
     foreign = sorted(found - {"facta_migrations"})
     if version == 0 and foreign:
-        raise StoreError(
-            f"schema {schema!r} at {location} holds a {', '.join(foreign)} table that facta did "
-            "not make (it has no facta_migrations): it is not a facta store, and facta leaves "
-            "it alone. Choose another schema for the store (?schema=NAME in the URL)"
+        raise NotAFactaStore(
+            f"not a facta store: schema {schema!r} at {location} holds a "
+            f"{', '.join(foreign)} table that facta did not make (there is no "
+            "facta_migrations), so it is not facta's and facta leaves it alone. Choose another "
+            "schema for the store (?schema=NAME in the URL)"
         )
     return version
 
@@ -138,11 +139,10 @@ def apply_migrations(conn: Connection[Any], settings: Settings) -> list[int]:
             if found is None:  # CREATE SCHEMA IF NOT EXISTS would need CREATE rights anyway
                 conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             elif not found[0]:  # other objects live there: build beside them, then move in
-                build_in = f"facta_scratch_{uuid.uuid4().hex}"
-                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build_in)))
+                build_in = _scratch_schema(conn, schema, location)
             conn.execute(
                 sql.SQL(
-                    "CREATE TABLE {} (version integer PRIMARY KEY,"
+                    "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY,"
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 ).format(sql.Identifier(schema, "facta_migrations"))
             )
@@ -155,6 +155,21 @@ def apply_migrations(conn: Connection[Any], settings: Settings) -> list[int]:
         if build_in != schema:
             _move_tables(conn, build_in, schema)
     return [number for number, _ in pending]
+
+
+def _scratch_schema(conn: Connection[Any], schema: str, location: str) -> str:
+    """A new, empty schema to run the migrations in (dropped by the same transaction)."""
+    name = f"facta_scratch_{uuid.uuid4().hex}"
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    except errors.InsufficientPrivilege as e:
+        raise StoreError(
+            f"cannot create a facta store in schema {schema!r} at {location}: it holds other "
+            "tables, so facta builds its own in a scratch schema and moves them in, which needs "
+            f"the right to create a schema in the database ({e}). Grant it (GRANT CREATE ON "
+            "DATABASE), or give the store an empty schema (?schema=NAME in the URL)"
+        ) from e
+    return name
 
 
 def _move_tables(conn: Connection[Any], source: str, target: str) -> None:

@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, errors, sql
 
 from facta.backends.postgres.settings import Settings
 from facta.errors import NotAFactaStore, SchemaVersionError, StoreError
@@ -62,8 +62,8 @@ def latest_version() -> int:
 async def stored_version(conn: AsyncConnection[Any], schema: str, location: str) -> int:
     """The facta version of ``schema``: 0 when it holds no facta store (or does not exist).
 
-    Raises ``StoreError`` for a schema holding a table of facta's names (``facta_events``...)
-    but no ``facta_migrations``: someone else's table, which facta must not use.
+    Raises ``NotAFactaStore`` for a schema holding a table of facta's names
+    (``facta_events``...) but no ``facta_migrations``: someone else's, which facta must not use.
     """
     cur = await conn.execute(
         "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(%s || '.' || name) IS NOT NULL",
@@ -78,10 +78,11 @@ async def stored_version(conn: AsyncConnection[Any], schema: str, location: str)
         version = int(row[0]) if row else 0
     foreign = sorted(found - {"facta_migrations"})
     if version == 0 and foreign:
-        raise StoreError(
-            f"schema {schema!r} at {location} holds a {', '.join(foreign)} table that facta did "
-            "not make (it has no facta_migrations): it is not a facta store, and facta leaves "
-            "it alone. Choose another schema for the store (?schema=NAME in the URL)"
+        raise NotAFactaStore(
+            f"not a facta store: schema {schema!r} at {location} holds a "
+            f"{', '.join(foreign)} table that facta did not make (there is no "
+            "facta_migrations), so it is not facta's and facta leaves it alone. Choose another "
+            "schema for the store (?schema=NAME in the URL)"
         )
     return version
 
@@ -137,11 +138,10 @@ async def apply_migrations(conn: AsyncConnection[Any], settings: Settings) -> li
             if found is None:  # CREATE SCHEMA IF NOT EXISTS would need CREATE rights anyway
                 await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             elif not found[0]:  # other objects live there: build beside them, then move in
-                build_in = f"facta_scratch_{uuid.uuid4().hex}"
-                await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build_in)))
+                build_in = await _scratch_schema(conn, schema, location)
             await conn.execute(
                 sql.SQL(
-                    "CREATE TABLE {} (version integer PRIMARY KEY,"
+                    "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY,"
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 ).format(sql.Identifier(schema, "facta_migrations"))
             )
@@ -154,6 +154,21 @@ async def apply_migrations(conn: AsyncConnection[Any], settings: Settings) -> li
         if build_in != schema:
             await _move_tables(conn, build_in, schema)
     return [number for number, _ in pending]
+
+
+async def _scratch_schema(conn: AsyncConnection[Any], schema: str, location: str) -> str:
+    """A new, empty schema to run the migrations in (dropped by the same transaction)."""
+    name = f"facta_scratch_{uuid.uuid4().hex}"
+    try:
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    except errors.InsufficientPrivilege as e:
+        raise StoreError(
+            f"cannot create a facta store in schema {schema!r} at {location}: it holds other "
+            "tables, so facta builds its own in a scratch schema and moves them in, which needs "
+            f"the right to create a schema in the database ({e}). Grant it (GRANT CREATE ON "
+            "DATABASE), or give the store an empty schema (?schema=NAME in the URL)"
+        ) from e
+    return name
 
 
 async def _move_tables(conn: AsyncConnection[Any], source: str, target: str) -> None:

@@ -1,9 +1,10 @@
 # WARNING: generated from src/facta/backends/postgres/recorder_async.py by tools/gen_sync.py; do not edit.
 """The PostgreSQL recorder: psycopg 3, a connection pool, and a global log that never skips.
 
-- An append is one autocommitted statement (several streams: one transaction): it locks its
-  stream's row in ``facta_streams``, checks the expected version and inserts the events. The
-  loser of a race writes nothing and burns no position.
+- An append is one autocommitted statement: it locks its stream's row in ``facta_streams``,
+  checks the expected version and inserts the events. The loser of a race writes nothing and
+  burns no position. An append to several streams is one transaction that claims them in
+  stream id order (writers never deadlock), then inserts their events in the order given.
 - Each event row records its writer's transaction id. ``read_all`` returns only rows of
   transactions older than every transaction still open, in (transaction id, position) order,
   so a writer that took its position early and committed late is never skipped. The price:
@@ -21,13 +22,14 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Unpack
+from functools import partial
+from typing import Any, Unpack, cast
 
 import psycopg
 from psycopg import Connection
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import TupleRow
+from psycopg.rows import RowMaker, TupleRow, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from facta.appending import (
@@ -37,10 +39,10 @@ from facta.appending import (
     check_expected,
     duplicate_event_id,
 )
-from facta.backends.postgres import Options
 from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
 from facta.backends.postgres.errors import PoolExhausted
 from facta.backends.postgres.migrations import apply_migrations, check_schema
+from facta.backends.postgres.options import Options
 from facta.backends.postgres.queries import Queries
 from facta.backends.postgres.reader_lag import ReaderLag
 from facta.backends.postgres.settings import Settings
@@ -60,7 +62,14 @@ __all__ = ["PostgresRecorder"]
 
 _LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
 _CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
-_stored = StoredEvent._make
+# Rows of read_stream and read_all become StoredEvent as psycopg reads them; the query has
+# exactly its fields, so the tuple is made without StoredEvent._make's checks.
+_make_stored = cast("RowMaker[StoredEvent]", partial(tuple.__new__, StoredEvent))
+
+
+def _stored(cursor: Any) -> RowMaker[StoredEvent]:
+    """A psycopg row factory: each row as a :class:`StoredEvent`."""
+    return _make_stored
 
 
 class PostgresRecorder(Recorder):
@@ -201,11 +210,15 @@ class PostgresRecorder(Recorder):
             except psycopg.Error as e:
                 raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
 
-    def _query(self, query: str, params: Sequence[Any], *, fetch: bool = True) -> list[Any]:
-        """Run one statement on a pooled connection; its rows (binary: no text parsing)."""
+    def _query(
+        self, query: str, params: Sequence[Any], *, fetch: bool = True, rows: Any = tuple_row
+    ) -> list[Any]:
+        """Run one statement on a pooled connection; its rows (binary: no text parsing), made
+        by the row factory ``rows``."""
         conn = self._getconn()
         try:
-            cur = conn.execute(query, params, prepare=True, binary=True)
+            cur = conn.cursor(row_factory=rows)
+            cur.execute(query, params, prepare=True, binary=True)
             return cur.fetchall() if fetch else []
         except UnicodeEncodeError as e:
             raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
@@ -271,8 +284,9 @@ class PostgresRecorder(Recorder):
                 else:
                     results = self._write_several(conn, appends)
                 if hook is not None:  # inline projections commit with the events
-                    cur = conn.execute(self._sql.written, prepare=True, binary=True)
-                    events = [_stored(row) for row in cur.fetchall()]
+                    written = conn.cursor(row_factory=_stored)
+                    written.execute(self._sql.written, prepare=True, binary=True)
+                    events = written.fetchall()
                     if events:
                         conn.execute(self._sql.use_schema)
                         hook.call(conn, events)
@@ -411,8 +425,8 @@ class PostgresRecorder(Recorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         last = _LAST_VERSION if to_version is None else to_version
-        rows = self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
-        return [_stored(row) for row in rows]
+        params = (stream_id, from_version, last, limit)
+        return self._query(self._sql.read_stream, params, rows=_stored)
 
     def replay_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -425,11 +439,9 @@ class PostgresRecorder(Recorder):
     ) -> list[StoredEvent]:
         if types is None:
             params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
-            rows = self._query(self._sql.read_all, params)
-        else:
-            params = (after.transaction_id, after.position, list(types), limit)
-            rows = self._query(self._sql.read_all_types, params)
-        return [_stored(row) for row in rows]
+            return self._query(self._sql.read_all, params, rows=_stored)
+        params = (after.transaction_id, after.position, list(types), limit)
+        return self._query(self._sql.read_all_types, params, rows=_stored)
 
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         rows = self._query(self._sql.streams, ("" if after is None else after, limit))

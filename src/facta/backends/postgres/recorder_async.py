@@ -1,8 +1,9 @@
 """The PostgreSQL recorder: psycopg 3, a connection pool, and a global log that never skips.
 
-- An append is one autocommitted statement (several streams: one transaction): it locks its
-  stream's row in ``facta_streams``, checks the expected version and inserts the events. The
-  loser of a race writes nothing and burns no position.
+- An append is one autocommitted statement: it locks its stream's row in ``facta_streams``,
+  checks the expected version and inserts the events. The loser of a race writes nothing and
+  burns no position. An append to several streams is one transaction that claims them in
+  stream id order (writers never deadlock), then inserts their events in the order given.
 - Each event row records its writer's transaction id. ``read_all`` returns only rows of
   transactions older than every transaction still open, in (transaction id, position) order,
   so a writer that took its position early and committed late is never skipped. The price:
@@ -20,13 +21,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Unpack
+from functools import partial
+from typing import Any, Unpack, cast
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import TupleRow
+from psycopg.rows import RowMaker, TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from facta.appending import (
@@ -36,10 +38,10 @@ from facta.appending import (
     check_expected,
     duplicate_event_id,
 )
-from facta.backends.postgres import Options
 from facta.backends.postgres.checkpoints_async import AsyncPostgresCheckpoints, statuses
 from facta.backends.postgres.errors import PoolExhausted
 from facta.backends.postgres.migrations_async import apply_migrations, check_schema
+from facta.backends.postgres.options import Options
 from facta.backends.postgres.queries import Queries
 from facta.backends.postgres.reader_lag import ReaderLag
 from facta.backends.postgres.settings import Settings
@@ -59,7 +61,14 @@ __all__ = ["AsyncPostgresRecorder"]
 
 _LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
 _CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
-_stored = StoredEvent._make
+# Rows of read_stream and read_all become StoredEvent as psycopg reads them; the query has
+# exactly its fields, so the tuple is made without StoredEvent._make's checks.
+_make_stored = cast("RowMaker[StoredEvent]", partial(tuple.__new__, StoredEvent))
+
+
+def _stored(cursor: Any) -> RowMaker[StoredEvent]:
+    """A psycopg row factory: each row as a :class:`StoredEvent`."""
+    return _make_stored
 
 
 class AsyncPostgresRecorder(AsyncRecorder):
@@ -200,11 +209,15 @@ class AsyncPostgresRecorder(AsyncRecorder):
             except psycopg.Error as e:
                 raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
 
-    async def _query(self, query: str, params: Sequence[Any], *, fetch: bool = True) -> list[Any]:
-        """Run one statement on a pooled connection; its rows (binary: no text parsing)."""
+    async def _query(
+        self, query: str, params: Sequence[Any], *, fetch: bool = True, rows: Any = tuple_row
+    ) -> list[Any]:
+        """Run one statement on a pooled connection; its rows (binary: no text parsing), made
+        by the row factory ``rows``."""
         conn = await self._getconn()
         try:
-            cur = await conn.execute(query, params, prepare=True, binary=True)
+            cur = conn.cursor(row_factory=rows)
+            await cur.execute(query, params, prepare=True, binary=True)
             return await cur.fetchall() if fetch else []
         except UnicodeEncodeError as e:
             raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
@@ -270,8 +283,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 else:
                     results = await self._write_several(conn, appends)
                 if hook is not None:  # inline projections commit with the events
-                    cur = await conn.execute(self._sql.written, prepare=True, binary=True)
-                    events = [_stored(row) for row in await cur.fetchall()]
+                    written = conn.cursor(row_factory=_stored)
+                    await written.execute(self._sql.written, prepare=True, binary=True)
+                    events = await written.fetchall()
                     if events:
                         await conn.execute(self._sql.use_schema)
                         await hook.call_async(conn, events)
@@ -410,8 +424,8 @@ class AsyncPostgresRecorder(AsyncRecorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         last = _LAST_VERSION if to_version is None else to_version
-        rows = await self._query(self._sql.read_stream, (stream_id, from_version, last, limit))
-        return [_stored(row) for row in rows]
+        params = (stream_id, from_version, last, limit)
+        return await self._query(self._sql.read_stream, params, rows=_stored)
 
     async def replay_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -424,11 +438,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
     ) -> list[StoredEvent]:
         if types is None:
             params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
-            rows = await self._query(self._sql.read_all, params)
-        else:
-            params = (after.transaction_id, after.position, list(types), limit)
-            rows = await self._query(self._sql.read_all_types, params)
-        return [_stored(row) for row in rows]
+            return await self._query(self._sql.read_all, params, rows=_stored)
+        params = (after.transaction_id, after.position, list(types), limit)
+        return await self._query(self._sql.read_all_types, params, rows=_stored)
 
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         rows = await self._query(self._sql.streams, ("" if after is None else after, limit))

@@ -29,11 +29,11 @@ class Settings:
     conninfo: str
     schema: str
     location: str
-    pool_size: int = 10
-    pool_timeout: float = 30.0
-    migrate: bool = True
-    create: bool = True
-    read_only: bool = False
+    pool_size: int
+    pool_timeout: float
+    migrate: bool
+    create: bool
+    read_only: bool
 
     @classmethod
     def parse(
@@ -64,7 +64,9 @@ class Settings:
             raise ConfigurationError(
                 f"pool_timeout must be a number of seconds > 0, got {pool_timeout!r}"
             )
-        for option, value in (("migrate", migrate), ("create", create), ("read_only", read_only)):
+        if not isinstance(read_only, bool):
+            raise ConfigurationError(f"read_only must be True or False, got {read_only!r}")
+        for option, value in (("migrate", migrate), ("create", create)):  # None: the default
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{option} must be True or False, got {value!r}")
         if read_only and create:
