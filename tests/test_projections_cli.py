@@ -104,8 +104,8 @@ def test_the_list_shows_checkpoint_lag_and_state(app: str) -> None:
     result = CliRunner().invoke(main, ["projections", app])
     assert result.exit_code == 0, result.output
     assert [line.split() for line in result.output.splitlines()] == [
-        ["NAME", "CHECKPOINT", "LAG", "STATE"],
-        ["revenue", "5", "2", "stopped"],
+        ["NAME", "CHECKPOINT", "LAG", "PARKED", "STATE"],
+        ["revenue", "5", "2", "0", "stopped"],
     ]
 
 

@@ -87,13 +87,15 @@ FAILED = "failed"
 
 
 class ProjectionStatus(NamedTuple):
-    """One projection: where it is, how many of its events it is behind, and its state."""
+    """One projection: where it is, how many of its events it is behind, its state, and how
+    many events it parked (``OnError.DEAD_LETTER``)."""
 
     name: str
     checkpoint: Checkpoint
     lag: int
     state: str
     error: str | None = None
+    dead_letters: int = 0
 
 
 class DeadLetter(NamedTuple):

@@ -44,17 +44,20 @@ def projections() -> None:
 @projections.command("list", epilog=URL_HELP)
 @url_argument
 def list_projections(url: str) -> None:
-    """Each projection: its checkpoint, its lag (events behind) and its state."""
+    """Each projection: its checkpoint, its lag (events behind), its dead letters and state."""
     with open_store(url, Access.READ) as store:
         found = statuses(store)
     if not found:
         click.echo("no projection has run on this store yet")
         return
     width = max(len(status.name) for status in found)
-    click.echo(f"{'NAME':<{width}}  {'CHECKPOINT':>14}  {'LAG':>8}  STATE")
+    click.echo(f"{'NAME':<{width}}  {'CHECKPOINT':>14}  {'LAG':>8}  {'PARKED':>6}  STATE")
     for status in found:
         checkpoint = checkpoint_text(status.checkpoint)
-        click.echo(f"{status.name:<{width}}  {checkpoint:>14}  {status.lag:>8}  {status.state}")
+        click.echo(
+            f"{status.name:<{width}}  {checkpoint:>14}  {status.lag:>8}  "
+            f"{status.dead_letters:>6}  {status.state}"
+        )
         if status.error:
             click.echo(f"{'':<{width}}  {status.error}")
 

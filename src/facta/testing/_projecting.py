@@ -139,6 +139,7 @@ class ProjectionContract:
             ]
             assert "refused event 2" in letters[0].error
             assert model.applied == {(stream, 1): 1, (stream, 3): 3}
+            assert (status_of(store, tally.name)).dead_letters == 1
             model.refuse.clear()
             runner.rebuild()
             assert runner.dead_letters() == []

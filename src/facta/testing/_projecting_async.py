@@ -142,6 +142,7 @@ class AsyncProjectionContract:
             ]
             assert "refused event 2" in letters[0].error
             assert model.applied == {(stream, 1): 1, (stream, 3): 3}
+            assert (await status_of(store, tally.name)).dead_letters == 1
             model.refuse.clear()
             await runner.rebuild()
             assert await runner.dead_letters() == []

@@ -43,11 +43,15 @@ class Book:
         with self.lock:
             rows = sorted(self.rows.items())
             held = set(self.held)
+            parked = {name: len(letters) for name, letters in self.dead_letters.items()}
         result = []
         for name, row in rows:
             lag = _lag(recorder, row.checkpoint, row.types)
             state = shown_state(row.state, name in held)
-            result.append(ProjectionStatus(name, row.checkpoint, lag, state, row.error))
+            shown = ProjectionStatus(
+                name, row.checkpoint, lag, state, row.error, parked.get(name, 0)
+            )
+            result.append(shown)
         return result
 
 

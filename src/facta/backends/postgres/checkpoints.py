@@ -66,7 +66,7 @@ SELECT c.name, c.transaction_id, c.position, c.state, c.error, (
     SELECT count(*) FROM {schema}.facta_events e
     WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
     AND e.type = ANY(c.types)
-)
+), (SELECT count(*) FROM {schema}.facta_dead_letters d WHERE d.projection = c.name)
 FROM {schema}.facta_projections c ORDER BY c.name"""
 # The bigint advisory locks held in this database, as pg_locks shows them: high, low 32 bits.
 _HELD = """
@@ -240,10 +240,11 @@ def statuses(recorder: PostgresRecorder) -> list[ProjectionStatus]:
     except psycopg.Error as e:
         raise StoreError(f"PostgreSQL store at {recorder.location}: projections: {e}") from e
     result = []
-    for name, transaction_id, position, state, error, lag in rows:
+    for name, transaction_id, position, state, error, lag, parked in rows:
         running = (lock_key(recorder.schema, name) & 0xFFFF_FFFF_FFFF_FFFF) in held
         checkpoint = Checkpoint(transaction_id, position)
-        result.append(ProjectionStatus(name, checkpoint, lag, shown_state(state, running), error))
+        shown = shown_state(state, running)
+        result.append(ProjectionStatus(name, checkpoint, lag, shown, error, parked))
     return result
 
 

@@ -183,15 +183,17 @@ class SQLiteCheckpoints(Checkpoints):
 def statuses(db: sqlite3.Connection, path: str) -> list[ProjectionStatus]:
     """Every projection with a checkpoint in the store ``db`` (the file at ``path``) holds."""
     rows = db.execute(
-        "SELECT name, transaction_id, position, types, state, error FROM facta_projections"
+        "SELECT name, transaction_id, position, types, state, error, (SELECT count(*) FROM"
+        " facta_dead_letters d WHERE d.projection = p.name) FROM facta_projections p"
         " ORDER BY name"
     ).fetchall()
     result = []
-    for name, transaction_id, position, types, state, error in rows:
+    for name, transaction_id, position, types, state, error, parked in rows:
         checkpoint = Checkpoint(transaction_id, position)
         lag = _lag(db, checkpoint, msgspec.json.decode(types, type=tuple[str, ...]))
         held = path != MEMORY and _file_lock(path, name).held_elsewhere()
-        result.append(ProjectionStatus(name, checkpoint, lag, shown_state(state, held), error))
+        shown = shown_state(state, held)
+        result.append(ProjectionStatus(name, checkpoint, lag, shown, error, parked))
     return result
 
 
