@@ -139,9 +139,7 @@ def test_id_from_key_differs_by_kind_and_by_key() -> None:
     assert len(ids_made) == 3
 
 
-@given(
-    st.text(min_size=1, max_size=250).filter(lambda s: "\x00" not in s and not s.isspace())
-)
+@given(st.text(min_size=1, max_size=250).filter(lambda s: "\x00" not in s and not s.isspace()))
 def test_any_short_string_without_nul_that_is_not_only_whitespace_is_a_stream_id(
     stream_id: str,
 ) -> None:

@@ -359,8 +359,8 @@ def test_statuses_show_checkpoint_lag_and_state(store: facta.EventStore, model: 
         fill(store, 1)
         (running,) = statuses(store)
     (stopped,) = statuses(store)
-    assert running == ("totals", checkpoint, 2, "running", None)
-    assert stopped == ("totals", checkpoint, 2, "stopped", None)
+    assert running == ("totals", checkpoint, 2, "running", None, 0)
+    assert stopped == ("totals", checkpoint, 2, "stopped", None, 0)
 
 
 def test_a_store_without_projections_has_no_statuses(store: facta.EventStore) -> None:

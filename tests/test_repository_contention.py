@@ -141,7 +141,7 @@ def test_a_retry_policy_refuses_values_that_make_no_sense(settings: dict[str, fl
 def test_a_repository_needs_an_aggregate_class_and_a_store_of_its_flavour() -> None:
     with facta.connect("memory://") as store:
         with pytest.raises(TypeError, match="Aggregate subclass"):
-            facta.Repository(store, "Counter")  # type: ignore[type-var]
+            facta.Repository(store, "Counter")  # type: ignore[arg-type]
     async_store = facta.connect_async("memory://")
     with pytest.raises(TypeError, match="works on an EventStore"):
         facta.Repository(async_store, Counter)  # type: ignore[arg-type]

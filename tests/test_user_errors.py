@@ -70,7 +70,7 @@ def test_read_all_after_a_plain_int_is_refused_clearly() -> None:
 
 def test_a_sync_with_on_an_async_store_says_to_use_async_with() -> None:
     store = facta.connect_async("memory://")
-    with pytest.raises(TypeError, match="async with"), store:  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="async with"), store:
         pass
 
 

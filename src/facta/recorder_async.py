@@ -49,7 +49,7 @@ class AppendHook(Protocol):
 
     def call(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...
 
-    async def call_async(self, connection: Any, events: Sequence[StoredEvent]) -> None: ...  # sync: drop
+    async def call_async(self, conn: Any, events: Sequence[StoredEvent]) -> None: ...  # sync: drop
 
 
 class AsyncRecorder(abc.ABC):

@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult
@@ -39,6 +39,12 @@ from facta.upcasting import Upcasters
 __all__ = ["Repository"]
 
 A = TypeVar("A", bound=Aggregate)
+# What update() runs on the aggregate; the sync repository refuses coroutine functions.
+Command = Callable[[A], None]
+_ASYNC_COMMAND = (
+    "Repository.update got an async command ({!r}); it would never run: use an "
+    "Repository, or make the command a plain function"
+)
 
 logger = logging.getLogger("facta.snapshots")
 
@@ -179,7 +185,7 @@ class Repository(Generic[A]):
     def update(
         self,
         aggregate_id: str,
-        command: Callable[[A], None],
+        command: Command[A],
         *,
         attempts: int | None = None,
         create: bool = False,
@@ -219,11 +225,9 @@ class Repository(Generic[A]):
         raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def _run(command: Callable[[A], None], aggregate: A) -> None:
+def _run(command: Command[A], aggregate: A) -> None:
     """Run a command on the aggregate, awaiting it if it is async."""
-    outcome = cast("Callable[[A], object]", command)(aggregate)
-    if inspect.iscoroutine(outcome):  # nothing would await it
-        outcome.close()
-        raise TypeError(
-            f"Repository.update got an async command ({command!r}); it would never run: use an AsyncRepository, or make the command a plain function"
-        )
+    outcome = cast(Any, command)(aggregate)
+    if inspect.iscoroutine(outcome):
+        outcome.close()  # nothing would await it
+        raise TypeError(_ASYNC_COMMAND.format(command))

@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable  # sync: from collections.abc import Callable
-from typing import Generic, TypeVar  # sync: from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar  # sync: from typing import Any, Generic, TypeVar, cast
 
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult
@@ -39,6 +39,12 @@ from facta.upcasting import Upcasters
 __all__ = ["AsyncRepository"]
 
 A = TypeVar("A", bound=Aggregate)
+# What update() runs on the aggregate; the sync repository refuses coroutine functions.
+Command = Callable[[A], Awaitable[None] | None]  # sync: Command = Callable[[A], None]
+_ASYNC_COMMAND = (
+    "Repository.update got an async command ({!r}); it would never run: use an "
+    "AsyncRepository, or make the command a plain function"
+)
 
 logger = logging.getLogger("facta.snapshots")
 
@@ -179,7 +185,7 @@ class AsyncRepository(Generic[A]):
     async def update(
         self,
         aggregate_id: str,
-        command: Callable[[A], Awaitable[None] | None],  # sync: command: Callable[[A], None],
+        command: Command[A],
         *,
         attempts: int | None = None,
         create: bool = False,
@@ -219,9 +225,9 @@ class AsyncRepository(Generic[A]):
         raise AssertionError("unreachable")  # the loop returns or raises
 
 
-async def _run(command: Callable[[A], Awaitable[None] | None], aggregate: A) -> None:  # sync: def _run(command: Callable[[A], None], aggregate: A) -> None:
+async def _run(command: Command[A], aggregate: A) -> None:
     """Run a command on the aggregate, awaiting it if it is async."""
-    outcome = command(aggregate)  # sync: outcome = cast("Callable[[A], object]", command)(aggregate)
-    if inspect.isawaitable(outcome):  # sync: if inspect.iscoroutine(outcome):  # nothing would await it
-        await outcome  # sync: outcome.close()
-        return  # sync: raise TypeError(f"Repository.update got an async command ({command!r}); it would never run: use an AsyncRepository, or make the command a plain function")
+    outcome = command(aggregate)  # sync: outcome = cast(Any, command)(aggregate)
+    if inspect.isawaitable(outcome):  # sync: if inspect.iscoroutine(outcome):
+        await outcome  # sync: outcome.close()  # nothing would await it
+        return  # sync: raise TypeError(_ASYNC_COMMAND.format(command))
