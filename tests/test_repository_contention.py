@@ -48,21 +48,29 @@ def test_twenty_concurrent_updates_from_threads_all_succeed(url: str) -> None:
             repo.save(counter)
             start = threading.Barrier(COMMANDS)
             failures: list[BaseException] = []
-
-            def command(counter_id: str = counter.id) -> None:
-                start.wait()
-                try:
-                    repo.update(counter_id, lambda c: c.count())
-                except BaseException as e:
-                    failures.append(e)
-
-            threads = [threading.Thread(target=command) for _ in range(COMMANDS)]
+            threads = [
+                threading.Thread(target=count_once, args=(repo, counter.id, start, failures))
+                for _ in range(COMMANDS)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             assert failures == [], f"round {round_}"
             assert repo.load(counter.id).total == COMMANDS + 1
+
+
+def count_once(
+    repo: facta.Repository[Counter],
+    counter_id: str,
+    start: threading.Barrier,
+    failures: list[BaseException],
+) -> None:
+    start.wait()
+    try:
+        repo.update(counter_id, lambda c: c.count())
+    except BaseException as e:
+        failures.append(e)
 
 
 async def test_twenty_concurrent_updates_from_tasks_all_succeed(url: str) -> None:
@@ -134,14 +142,13 @@ def test_update_gives_up_at_the_deadline_and_says_how_long_it_tried() -> None:
     ],
 )
 def test_a_retry_policy_refuses_values_that_make_no_sense(settings: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="attempts|delays|deadline"):
+    with pytest.raises(ValueError, match=r"attempts|delays|deadline"):
         facta.RetryPolicy(**settings)  # type: ignore[arg-type]
 
 
 def test_a_repository_needs_an_aggregate_class_and_a_store_of_its_flavour() -> None:
-    with facta.connect("memory://") as store:
-        with pytest.raises(TypeError, match="Aggregate subclass"):
-            facta.Repository(store, "Counter")  # type: ignore[arg-type]
+    with facta.connect("memory://") as store, pytest.raises(TypeError, match="Aggregate subclass"):
+        facta.Repository(store, "Counter")  # type: ignore[arg-type]
     async_store = facta.connect_async("memory://")
     with pytest.raises(TypeError, match="works on an EventStore"):
         facta.Repository(async_store, Counter)  # type: ignore[arg-type]

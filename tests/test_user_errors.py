@@ -39,14 +39,14 @@ async def test_a_closed_async_store_says_it_is_closed(url: str) -> None:
 
 
 def test_an_unknown_scheme_is_a_facta_error_listing_the_known_ones() -> None:
-    with pytest.raises(facta.ConfigurationError, match="known schemes: .*memory.*sqlite"):
+    with pytest.raises(facta.ConfigurationError, match=r"known schemes: .*memory.*sqlite"):
         facta.connect("mysql://x/y")
     with pytest.raises(facta.ConfigurationError, match="SCHEME://"):
         facta.connect("events.db")
 
 
 def test_an_unknown_option_is_refused_with_the_options_that_exist() -> None:
-    with pytest.raises(facta.ConfigurationError, match="unknown option pool_sise.*read_only"):
+    with pytest.raises(facta.ConfigurationError, match=r"unknown option pool_sise.*read_only"):
         facta.connect("memory://", pool_sise=3)
 
 
@@ -63,9 +63,8 @@ def test_a_memory_url_with_anything_after_the_scheme_is_refused() -> None:
 
 
 def test_read_all_after_a_plain_int_is_refused_clearly() -> None:
-    with facta.connect("memory://") as store:
-        with pytest.raises(facta.FactaError, match="takes a facta.Checkpoint"):
-            list(store.read_all(after=5))  # type: ignore[arg-type]
+    with facta.connect("memory://") as store, pytest.raises(facta.FactaError, match="Checkpoint"):
+        list(store.read_all(after=5))  # type: ignore[arg-type]
 
 
 def test_a_sync_with_on_an_async_store_says_to_use_async_with() -> None:
@@ -76,9 +75,8 @@ def test_a_sync_with_on_an_async_store_says_to_use_async_with() -> None:
 
 @pytest.mark.parametrize("stream_id", [" ", "\t\n", "x" * 1001, "é" * 501])
 def test_stream_ids_are_limited_alike_on_every_backend(url: str, stream_id: str) -> None:
-    with facta.connect(url) as store:
-        with pytest.raises(facta.InvalidStreamId):
-            store.append(stream_id, [Noted("a")], facta.ANY)
+    with facta.connect(url) as store, pytest.raises(facta.InvalidStreamId):
+        store.append(stream_id, [Noted("a")], facta.ANY)
 
 
 def test_the_longest_stream_id_is_stored_on_every_backend(url: str) -> None:
