@@ -153,6 +153,7 @@ class ToyRecorder(Recorder):
                     self.lag(place.checkpoint, place.types),
                     shown_state(place.state, name in self.running),
                     place.error,
+                    len(place.dead_letters),
                 )
                 for name, place in sorted(self.places.items())
             ]
