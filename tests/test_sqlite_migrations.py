@@ -232,7 +232,7 @@ def test_a_legacy_file_is_migrated_with_its_data_intact(tmp_path: Path) -> None:
         assert store.read_snapshots("a") == [legacy_snapshot()]
         (status,) = facta.projections.statuses(store)
         assert status == facta.projections.ProjectionStatus(
-            "totals", Checkpoint(0, 3), 2, "stopped", None
+            "totals", Checkpoint(0, 3), 2, "stopped", None, dead_letters=1
         )
         result = store.append("a", [Happened(6)], expected_version=3)
         assert (result.version, result.position) == (4, 6)
