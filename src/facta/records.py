@@ -7,6 +7,7 @@ since a load decodes tens of thousands of them and a tuple costs nothing to make
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -26,6 +27,7 @@ __all__ = [
     "ReplayRow",
     "StoredEvent",
     "StreamVersion",
+    "check_name",
     "shown_state",
 ]
 
@@ -118,3 +120,16 @@ def shown_state(stored: str, held: bool) -> str:
     if held:
         return stored if stored == REBUILDING else RUNNING
     return STOPPED
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def check_name(name: object) -> str:
+    """A projection's (or durable subscription's) name: its checkpoint's key, stable and short."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"a projection's (or durable subscription's) name must be 1-100 letters, digits, "
+            f"'_', '.' or '-', got {name!r}; set `name = 'balances'` on the projection class"
+        )
+    return name

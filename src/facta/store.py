@@ -36,6 +36,7 @@ from facta.ids import uuid7, validate_stream_id
 from facta.recorder import Recorder
 from facta.records import StoredEvent, StreamVersion
 from facta.snapshots import SnapshotRecord
+from facta.subscriptions import Subscription
 
 __all__ = ["DEFAULT_BATCH_SIZE", "EventStore"]
 
@@ -254,6 +255,36 @@ class EventStore:
             checkpoint = rows[-1].checkpoint
             if remaining is not None:
                 remaining -= len(rows)
+
+    def subscribe(
+        self,
+        after: Checkpoint | None = None,
+        *,
+        name: str | None = None,
+        types: Collection[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        poll_interval: float = 1.0,
+        wait: bool = False,
+    ) -> Subscription:
+        """Follow the global log: the events after ``after``, then each new one as it commits.
+
+        Use the subscription as a context manager and iterate over it; it never ends on its
+        own (close it, or break). ``name`` makes it durable: it resumes after the checkpoint
+        stored under that name, which :meth:`Subscription.ack` moves (one subscription
+        per name at a time: another raises ``ProjectionLocked``, or waits with ``wait=True``).
+        ``types`` keeps only those type names; ``poll_interval`` bounds the wait when a
+        wake-up is missed.
+        """
+        self._check_open()
+        return Subscription(
+            self,
+            after=after,
+            types=types,
+            batch_size=batch_size,
+            name=name,
+            poll_interval=poll_interval,
+            wait=wait,
+        )
 
     def decode(self, row: StoredEvent) -> RecordedEvent:
         """A stored event, decoded with the store's codec (upcast, typed): as every read does.

@@ -37,19 +37,18 @@ TypeError: Broken.deposited is a coroutine function (async def), but Broken is a
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from facta.codec import Codec
 from facta.errors import InvalidEvent
+from facta.records import check_name
 
 __all__ = ["check_methods", "check_name", "handler_table", "handles", "resolve"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__facta_handles__"
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 def handles(*event_classes: type) -> Callable[[F], F]:
@@ -123,13 +122,3 @@ def resolve(
         types.add(type_name)
         types |= codec.upcasters.renamed_into(type_name)
     return handlers, tuple(sorted(types))
-
-
-def check_name(name: object) -> str:
-    """A projection's name: the key of its checkpoint, so stable and short."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(
-            f"a projection name must be 1-100 letters, digits, '_', '.' or '-', got {name!r}; "
-            "set `name = 'balances'` on the projection class"
-        )
-    return name

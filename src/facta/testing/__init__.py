@@ -23,6 +23,7 @@ pytest.register_assert_rewrite(
             "_projections",
             "_racing",
             "_reading",
+            "_subscribing",
             "_support",
         )
         for flavour in ("", "_async")

@@ -26,6 +26,7 @@ from facta.testing._modelling import ModelContract
 from facta.testing._projecting import ProjectionContract
 from facta.testing._racing import RaceContract
 from facta.testing._reading import ReadContract
+from facta.testing._subscribing import SubscriptionContract
 
 __all__ = ["EventStoreContract"]
 
@@ -37,6 +38,7 @@ class EventStoreContract(
     RaceContract,
     ProjectionContract,
     InlineContract,
+    SubscriptionContract,
     ModelContract,
 ):
     """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""

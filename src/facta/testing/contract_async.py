@@ -28,6 +28,7 @@ from facta.testing._modelling_async import AsyncModelContract
 from facta.testing._projecting_async import AsyncProjectionContract
 from facta.testing._racing_async import AsyncRaceContract
 from facta.testing._reading_async import AsyncReadContract
+from facta.testing._subscribing_async import AsyncSubscriptionContract
 
 __all__ = ["AsyncEventStoreContract"]
 
@@ -39,6 +40,7 @@ class AsyncEventStoreContract(
     AsyncRaceContract,
     AsyncProjectionContract,
     AsyncInlineContract,
+    AsyncSubscriptionContract,
     AsyncModelContract,
 ):
     """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""

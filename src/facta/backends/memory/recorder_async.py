@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from facta.appending import AppendResult, PreparedAppend, check_expected
 from facta.backends.memory.checkpoints_async import AsyncMemoryCheckpoints, Book
+from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, StoreError
 from facta.events import Checkpoint
 from facta.recorder_async import AsyncRecorder
@@ -33,6 +34,8 @@ class AsyncMemoryRecorder(AsyncRecorder):
         self._ids: dict[uuid.UUID, int] = {}  # event id -> index in _log
         self._snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self._book = Book()
+        self._appended = Signal()
+        self._read_up_to = 0  # the log's length when a reader last found its end
 
     async def stream_version(self, stream_id: str) -> int:
         with self._lock:
@@ -87,7 +90,8 @@ class AsyncMemoryRecorder(AsyncRecorder):
                 except BaseException:
                     self._forget(start)
                     raise
-            return results
+        self._appended.notify()
+        return results
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -122,16 +126,27 @@ class AsyncMemoryRecorder(AsyncRecorder):
     ) -> list[StoredEvent]:
         with self._lock:
             if types is None:
-                return self._log[after.position : after.position + limit]
-            wanted = frozenset(types)
-            found: list[StoredEvent] = []
-            for index in range(after.position, len(self._log)):
-                event = self._log[index]
-                if event.type in wanted:
-                    found.append(event)
-                    if len(found) == limit:
-                        break
-            return found
+                page = self._log[after.position : after.position + limit]
+            else:
+                wanted = frozenset(types)
+                page = []
+                for index in range(after.position, len(self._log)):
+                    event = self._log[index]
+                    if event.type in wanted:
+                        page.append(event)
+                        if len(page) == limit:
+                            break
+            if len(page) < limit:
+                self._read_up_to = len(self._log)
+            return page
+
+    async def wait_for_events(self, seconds: float) -> bool:
+        """Wake at once on the next append; True at once if one came after the last read
+        that reached the end of the log."""
+        with self._lock:
+            if len(self._log) > self._read_up_to:
+                return True
+        return await self._appended.wait_async(seconds)  # sync: return self._appended.wait(seconds)
 
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         with self._lock:
