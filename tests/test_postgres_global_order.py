@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -88,11 +88,33 @@ def pg(store: facta.EventStore) -> PostgresRecorder:
     return store.recorder
 
 
+def readable(store: facta.EventStore) -> facta.EventStore:
+    """``store``, once its global log shows every committed event."""
+    assert pg(store).wait_until_readable(PATIENCE), pg(store).reader_lag()
+    return store
+
+
 @pytest.fixture
 def gate(store: facta.EventStore, postgres_url: str) -> Iterator[Gate]:
     opened = Gate(postgres_url, pg(store).schema)
     yield opened
     opened.holder.close()
+
+
+def blocked_by(holder: psycopg.Connection[tuple[object, ...]], pid: int) -> list[int]:
+    """The server processes waiting for a lock that process ``pid`` holds."""
+    cur = holder.execute(
+        "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
+    )
+    return [int(str(row[0])) for row in cur.fetchall()]
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {PATIENCE:g}s for {what}")
+        time.sleep(0.005)
 
 
 def read_until(store: facta.EventStore, after: Checkpoint, count: int) -> list[RecordedEvent]:
@@ -189,26 +211,94 @@ def test_a_tailing_reader_resumes_from_its_checkpoint_without_skipping_a_late_co
     assert [e.data.n for e in seen] == [1, 2, 3]
 
 
-def writer(store: facta.EventStore, number: int, ids: list[uuid.UUID]) -> None:
-    """Appends of every shape: own stream at exact versions, a shared hot stream, pairs."""
+def test_a_stream_locked_by_a_multi_stream_append_keeps_its_versions_in_log_order(
+    store: facta.EventStore, postgres_url: str
+) -> None:
+    # The multi-stream append claims p, then waits for q (locked by another session) while it
+    # holds r's turn. Were it to take its transaction id before waiting for r, a plain append
+    # to r could commit version 2 under a younger id, and the log list r@3 before r@2.
+    schema = pg(store).schema
+    store.append("r", [Happened(1)])
+    store.append("q", [Happened(0)])
+    with psycopg.connect(postgres_url) as locker, ThreadPoolExecutor(2) as pool:
+        locker.execute(
+            f'SELECT 1 FROM "{schema}".facta_streams WHERE stream_id = %s FOR UPDATE', ["q"]
+        )
+        many = pool.submit(
+            store.append_many,
+            [
+                StreamAppend("p", [Happened(10)]),
+                StreamAppend("q", [Happened(11)]),
+                StreamAppend("r", [Happened(12)], ExpectedVersion.ANY),
+            ],
+        )
+        with psycopg.connect(postgres_url, autocommit=True) as watcher:
+            wait_for(lambda: blocked_by(watcher, locker.info.backend_pid), "the append to wait")
+            (appender,) = blocked_by(watcher, locker.info.backend_pid)
+            one = pool.submit(store.append, "r", [Happened(2)], ExpectedVersion.ANY)
+            wait_for(lambda: one.done() or blocked_by(watcher, appender), "r's append")
+            waiting = blocked_by(watcher, appender)
+            xids = [
+                row[0]
+                for row in watcher.execute(
+                    "SELECT backend_xid FROM pg_stat_activity WHERE pid = ANY(%s)", [waiting]
+                )
+            ]
+        locker.rollback()
+        many.result()
+        one.result()
+    assert len(waiting) == 1  # r's append waited for the one that holds r...
+    assert xids == [None]  # ...before it had a transaction id
+    log = [(e.stream_id, e.version) for e in readable(store).read_all()]
+    assert [version for stream, version in log if stream == "r"] == [1, 2, 3]
+
+
+HOT = ("hot-a", "hot-b", "hot-c")  # streams every writer appends to
+STRESS_SECONDS = 8.0  # how long the writers of the stress test write
+
+
+def writer(store: facta.EventStore, number: int, until: float, ids: list[uuid.UUID]) -> None:
+    """Appends of every shape until ``until``: its own stream at exact versions, a hot stream
+    with ANY, and several streams at once (hot ones in any order, and a new one)."""
+    rng = random.Random(number)
     own = f"writer-{number}"
-    for i in range(40):
-        events = [NewEvent(Happened(number * 1000 + i * 10 + k)) for k in range(1 + i % 3)]
-        ids.extend(e.event_id for e in events)
-        if i % 3 == 0:
-            store.append(own, events, store.stream_version(own))
-        elif i % 3 == 1:
-            store.append("hot", events, ExpectedVersion.ANY)
+    i = 0
+    while time.monotonic() < until:
+        shape = rng.randrange(4)
+        if shape < 2:
+            stream = own if shape == 0 else rng.choice(HOT)
+            events = [event(number, i, k) for k in range(rng.randint(1, 3))]
+            expected = store.stream_version(own) if shape == 0 else ExpectedVersion.ANY
+            store.append(stream, events, expected)
         else:
-            store.append_many(
-                [StreamAppend(f"pair-{number}-{i}", events[:1]), StreamAppend("hot", events[1:])]
-            )
+            streams = [*rng.sample(HOT, rng.randint(1, 3)), f"new-{number}-{i}"]
+            rng.shuffle(streams)
+            events = [event(number, i, k) for k in range(len(streams))]
+            store.append_many([StreamAppend(s, [e]) for s, e in zip(streams, events, strict=True)])
+        ids.extend(e.event_id for e in events)
+        i += 1
 
 
-def test_a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order(
+def event(writer: int, append: int, index: int) -> NewEvent:
+    return NewEvent(Happened(writer * 100_000 + append * 10 + index))
+
+
+def out_of_order(events: list[RecordedEvent]) -> int:
+    """How many events come after a later version of their own stream."""
+    newest: dict[str, int] = {}
+    count = 0
+    for event in events:
+        if event.version <= newest.get(event.stream_id, 0):
+            count += 1
+        newest[event.stream_id] = max(event.version, newest.get(event.stream_id, 0))
+    return count
+
+
+@pytest.mark.slow
+def test_a_tailing_reader_sees_every_event_of_eight_writers_once_and_each_stream_in_order(
     store: facta.EventStore,
 ) -> None:
-    written: list[list[uuid.UUID]] = [[] for _ in range(4)]
+    written: list[list[uuid.UUID]] = [[] for _ in range(8)]
     done = threading.Event()
     seen: list[RecordedEvent] = []
 
@@ -220,22 +310,30 @@ def test_a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order(
                 seen.append(event)
                 checkpoint = event.checkpoint
 
-    with ThreadPoolExecutor(5) as pool:
+    until = time.monotonic() + STRESS_SECONDS
+    with ThreadPoolExecutor(9) as pool:
         reader = pool.submit(tail)
-        writers = [pool.submit(writer, store, n, written[n]) for n in range(4)]
+        writers = [pool.submit(writer, store, n, until, written[n]) for n in range(8)]
         for future in writers:
             future.result()
         done.set()
         reader.result()
     expected = {i for ids in written for i in ids}
-    if seen:
-        seen += read_until(store, seen[-1].checkpoint, len(expected) - len(seen))
-    else:
-        seen = read_until(store, Checkpoint(), len(expected))
+    seen += read_until(store, seen[-1].checkpoint if seen else Checkpoint(), 0)
+    readable(store)
+    seen += store.read_all(seen[-1].checkpoint if seen else Checkpoint())
     ids = [e.event_id for e in seen]
-    assert len(ids) - len(set(ids)) == 0  # none repeated
-    assert expected - set(ids) == set()  # none skipped
+    counts = {
+        "skipped": len(expected - set(ids)),
+        "repeated": len(ids) - len(set(ids)),
+        "out of stream order": out_of_order(seen),
+    }
+    assert counts == {"skipped": 0, "repeated": 0, "out of stream order": 0}, counts
+    assert len(expected) > 1000  # the writers did write
     assert [e.checkpoint for e in seen] == sorted(e.checkpoint for e in seen)
+    versions = {stream: store.stream_version(stream) for stream in HOT}
+    for stream, version in versions.items():
+        assert [e.version for e in seen if e.stream_id == stream] == list(range(1, version + 1))
 
 
 async def test_async_writers_and_a_tailing_reader_agree_on_every_event(

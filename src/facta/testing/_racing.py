@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import time
 
+from facta.appending import StreamAppend
 from facta.errors import ConcurrencyError
 from facta.events import RecordedEvent
 from facta.ids import new_id
@@ -68,6 +69,33 @@ class RaceContract:
                 number * 100 + e for e in range(EVENTS_EACH)
             ]
         assert log_after(store, start) == stored
+
+    def test_racing_appends_to_shared_streams_keep_each_streams_versions_in_log_order(
+        self, store: EventStore
+    ) -> None:
+        # Multi-stream appends naming shared streams in every order, and single appends to
+        # them: whatever order writers wait and commit in, the log lists each stream's
+        # versions in increasing order (a reader applies version 3 after version 2).
+        shared = [new_id() for _ in range(3)]
+        start = head(store)
+
+        def writer(number: int) -> None:
+            for event in range(EVENTS_EACH):
+                n = number * 100 + event
+                first, second = shared[(number + event) % 3], shared[(number + 2 * event) % 3]
+                if event % 2 and first != second:
+                    store.append_many(
+                        [StreamAppend(first, happened(n)), StreamAppend(second, happened(n))]
+                    )
+                else:
+                    store.append(first, happened(n))
+                time.sleep(0)
+
+        run_concurrently([functools.partial(writer, n) for n in range(WRITERS)])
+        logged = [e for e in log_after(store, start) if e.stream_id in shared]
+        for stream in shared:
+            versions = [e.version for e in logged if e.stream_id == stream]
+            assert versions == list(range(1, store.stream_version(stream) + 1))
 
     def test_a_reader_tailing_the_log_while_writers_append_sees_every_event_once(
         self, store: EventStore

@@ -14,7 +14,7 @@ from psycopg import sql
 from facta.backends.postgres.settings import MAX_NAME_BYTES
 from facta.snapshots import SNAPSHOT_CANDIDATES
 
-__all__ = ["Queries", "channel_name"]
+__all__ = ["Queries", "channel_name", "stream_lock_class"]
 
 
 def channel_name(schema: str) -> str:
@@ -25,6 +25,13 @@ def channel_name(schema: str) -> str:
     return "facta:" + hashlib.sha256(schema.encode()).hexdigest()[:32]
 
 
+def stream_lock_class(schema: str) -> int:
+    """The first key (a signed int4) of a store's stream locks; the second is the stream id's
+    ``hashtext``. The two-key form keeps them apart from bigint advisory locks (projections')."""
+    digest = hashlib.blake2b(f"facta.streams\0{schema}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 _COLUMNS = (
     "stream_id, version, position, transaction_id, event_id, type, schema_version, encoding,"
     " data, metadata, recorded_at"
@@ -32,21 +39,37 @@ _COLUMNS = (
 # Only transactions older than every open one: none of them can still add a row behind us.
 _HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
 
+# An append first waits for its streams: it takes a transaction-scoped advisory lock on each,
+# keyed by the store (``stream_lock_class``) and the stream id's hash. An advisory lock gives
+# the transaction no id, so a writer does all its waiting for streams before it gets one, and
+# whoever appends to a stream after it gets a younger id: each stream's versions come in
+# the global log's (transaction id, position) order (docs/design.md, "Global order").
+# A single-stream append takes its lock in the claim's own FROM, before any row is touched.
+_LOCKED = "FROM (SELECT pg_advisory_xact_lock({lock_class}, hashtext(%(stream)s))) AS locked"
+# A multi-stream append locks them all in one statement first, in key order (no deadlocks).
+_LOCK_STREAMS = """
+SELECT pg_advisory_xact_lock({lock_class}, key)
+FROM (SELECT DISTINCT hashtext(stream_id) AS key FROM unnest(%s::text[]) AS stream_id) AS keys
+ORDER BY key"""
+
 # How an append claims its stream; each returns the stream's row after the claim, or no row
 # when the stream is not where the append expects it. All take the stream's row lock.
+# {row} is the new row (VALUES, or a SELECT from the lock); {lock} is empty or the lock.
 _CLAIM_ANY = """
-    INSERT INTO {schema}.facta_streams AS t (stream_id, version) VALUES (%(stream)s, %(n)s)
+    INSERT INTO {schema}.facta_streams AS t (stream_id, version) {row}
     ON CONFLICT (stream_id) DO UPDATE SET version = t.version + excluded.version
     RETURNING t.stream_id, t.version"""
 _CLAIM_NEW = """
-    INSERT INTO {schema}.facta_streams (stream_id, version) VALUES (%(stream)s, %(n)s)
+    INSERT INTO {schema}.facta_streams (stream_id, version) {row}
     ON CONFLICT (stream_id) DO NOTHING
     RETURNING stream_id, version"""
 # %(expected)s is the exact version, or -2 (STREAM_EXISTS) for any existing version.
 _CLAIM_EXISTING = """
-    UPDATE {schema}.facta_streams SET version = version + %(n)s
+    UPDATE {schema}.facta_streams SET version = version + %(n)s {lock}
     WHERE stream_id = %(stream)s AND %(expected)s IN (-2, version)
     RETURNING stream_id, version"""
+_ROW = "VALUES (%(stream)s, %(n)s)"
+_LOCKED_ROW = "SELECT %(stream)s, %(n)s " + _LOCKED
 # Then the events, numbered after the claimed version; nothing runs unless the claim did.
 # Arrays carry a batch in one statement; a single event goes as plain values, which psycopg
 # adapts several times faster than arrays.
@@ -104,6 +127,7 @@ class Queries(NamedTuple):
     claim_new: str
     claim_existing: str
     insert: str
+    lock_streams: str
     stream_version: str
     read_stream: str
     replay_stream: str
@@ -126,27 +150,37 @@ class Queries(NamedTuple):
         schema_id = sql.Identifier(schema)
         channel = channel_name(schema)
 
+        lock_class = sql.Literal(stream_lock_class(schema))
+
         def text(template: str, **parts: sql.Composable) -> str:
             return sql.SQL(template).format(schema=schema_id, **parts).as_string()
 
-        def write(claim: str, template: str = _WRITE) -> str:
-            return text(template, claim=sql.SQL(text(claim)), channel=sql.Literal(channel))
+        def claim(template: str, locked: bool) -> str:
+            row, lock = (_LOCKED_ROW, _LOCKED) if locked else (_ROW, "")
+            return text(
+                template.format(row=row, lock=lock, schema="{schema}"), lock_class=lock_class
+            )
+
+        def write(template: str, kind: str) -> str:
+            parts = {"claim": sql.SQL(claim(kind, True)), "channel": sql.Literal(channel)}
+            return text(template, **parts)
 
         read_all = (
             f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE (transaction_id, position) > (%s, %s)"
             f" AND transaction_id < {_HORIZON} {{types}}ORDER BY transaction_id, position LIMIT %s"
         )
         return cls(
-            write_any=write(_CLAIM_ANY),
-            write_new=write(_CLAIM_NEW),
-            write_existing=write(_CLAIM_EXISTING),
-            write_one_any=write(_CLAIM_ANY, _WRITE_ONE),
-            write_one_new=write(_CLAIM_NEW, _WRITE_ONE),
-            write_one_existing=write(_CLAIM_EXISTING, _WRITE_ONE),
-            claim_any=text(_CLAIM_ANY),
-            claim_new=text(_CLAIM_NEW),
-            claim_existing=text(_CLAIM_EXISTING),
+            write_any=write(_WRITE, _CLAIM_ANY),
+            write_new=write(_WRITE, _CLAIM_NEW),
+            write_existing=write(_WRITE, _CLAIM_EXISTING),
+            write_one_any=write(_WRITE_ONE, _CLAIM_ANY),
+            write_one_new=write(_WRITE_ONE, _CLAIM_NEW),
+            write_one_existing=write(_WRITE_ONE, _CLAIM_EXISTING),
+            claim_any=claim(_CLAIM_ANY, False),
+            claim_new=claim(_CLAIM_NEW, False),
+            claim_existing=claim(_CLAIM_EXISTING, False),
             insert=text(_INSERT, channel=sql.Literal(channel)),
+            lock_streams=text(_LOCK_STREAMS, lock_class=lock_class),
             stream_version=text("SELECT version FROM {schema}.facta_streams WHERE stream_id = %s"),
             read_stream=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE stream_id = %s"

@@ -1,12 +1,15 @@
 """The PostgreSQL recorder: psycopg 3, a connection pool, and a global log that never skips.
 
-- An append is one autocommitted statement: it locks its stream's row in ``facta_streams``,
-  checks the expected version and inserts the events. The loser of a race writes nothing and
-  burns no position. An append to several streams is one transaction that claims them in
-  stream id order (writers never deadlock), then inserts their events in the order given.
+- An append is one autocommitted statement: it takes its stream's advisory lock, locks the
+  stream's row in ``facta_streams``, checks the expected version and inserts the events. The
+  loser of a race writes nothing and burns no position. An append to several streams is one
+  transaction that takes all their advisory locks (in key order: writers never deadlock),
+  claims them, then inserts their events in the order given.
 - Each event row records its writer's transaction id. ``read_all`` returns only rows of
   transactions older than every transaction still open, in (transaction id, position) order,
-  so a writer that took its position early and committed late is never skipped. The price:
+  so a writer that took its position early and committed late is never skipped. A writer waits
+  for its streams' locks before it has a transaction id, so each stream's versions come in
+  that order too (docs/design.md, "Global order"). The price:
   one long transaction anywhere in the cluster delays readers (never writers); see
   :meth:`AsyncPostgresRecorder.reader_lag`.
 - Each append NOTIFYs the store's channel on commit; :meth:`~AsyncPostgresRecorder.wait_for_events`
@@ -343,8 +346,10 @@ class AsyncPostgresRecorder(AsyncRecorder):
     async def _write_several(
         self, conn: AsyncConnection[TupleRow], appends: Sequence[PreparedAppend]
     ) -> list[AppendResult]:
-        """Claim every stream, in stream id order (writers never deadlock), then insert the
-        events in the order of ``appends``, which is the order of the global log."""
+        """Lock the streams, claim each one in stream id order, then insert the events in the
+        order of ``appends``, which is the order of the global log."""
+        streams = [append.stream_id for append in appends if append.events]
+        await conn.execute(self._sql.lock_streams, (streams,), prepare=True)
         versions = {}
         for append in sorted(appends, key=lambda a: a.stream_id):
             stream_id, expected, events = append
