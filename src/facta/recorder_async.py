@@ -126,6 +126,17 @@ class AsyncRecorder(abc.ABC):
         """Up to ``limit`` streams with ids after ``after`` (all if None), ordered by id in
         code point order."""
 
+    async def last_checkpoint(self) -> Checkpoint:
+        """The checkpoint of the newest event ``read_all`` can return now (``Checkpoint()``
+        for an empty log): where a reader of new events only starts.
+
+        The default pages through the whole log; a backend overrides it with one query.
+        """
+        last = Checkpoint()
+        while page := await self.read_all(last, None, 10_000):
+            last = page[-1].checkpoint
+        return last
+
     async def wait_for_events(self, seconds: float) -> bool:
         """Wait until an append may have committed (True), or ``seconds`` pass (False).
 
@@ -166,6 +177,15 @@ class AsyncRecorder(abc.ABC):
     @abc.abstractmethod
     async def migrate(self) -> list[int]:
         """Apply the pending schema migrations; the numbers applied ([] when up to date)."""
+
+    async def check_integrity(self) -> list[str]:
+        """Problems the database itself reports in what it stores (damaged pages, broken
+        indexes), one message each; [] when it finds none. ``facta check`` fails on each.
+
+        The default finds none: a backend overrides it where its database can check itself
+        without writing (SQLite's ``PRAGMA integrity_check``).
+        """
+        return []
 
     async def close(self) -> None:  # noqa: B027 (a hook: recorders without resources need nothing)
         """Release connections and files; the recorder cannot be used afterwards."""

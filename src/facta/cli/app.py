@@ -13,7 +13,7 @@ import click
 from facta.cli.check import check
 from facta.cli.demo import demo
 from facta.cli.errors import Failed, one_line
-from facta.cli.events import log, show, streams
+from facta.cli.events import log, show, streams, tail
 from facta.cli.migrate import migrate
 from facta.cli.projections import projections
 from facta.cli.urls import URL_HELP
@@ -38,5 +38,5 @@ def main() -> None:
     """facta: event sourcing for Python."""
 
 
-for _command in (demo, streams, show, log, migrate, check, projections):
+for _command in (demo, streams, show, log, tail, migrate, check, projections):
     main.add_command(_command)

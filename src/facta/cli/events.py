@@ -1,4 +1,4 @@
-"""``facta streams``, ``show`` and ``log``: what a store holds, as stored, read-only.
+"""``facta streams``, ``show``, ``log`` and ``tail``: what a store holds, as stored, read-only.
 
 Events print as plain JSON, without the application's event classes. A stored event that
 does not decode is printed as CORRUPT, with its place and the error, and the listing goes
@@ -7,6 +7,8 @@ on; the command then exits with code 1.
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Iterator
 
 import click
@@ -22,7 +24,7 @@ from facta.ids import validate_stream_id
 from facta.records import StoredEvent
 from facta.store import DEFAULT_BATCH_SIZE, EventStore
 
-__all__ = ["log", "show", "streams"]
+__all__ = ["log", "show", "streams", "tail"]
 
 _METADATA_HELP = "Also print each event's id and metadata."
 
@@ -65,13 +67,7 @@ def show(url: str, stream: str, metadata: bool) -> None:
 @click.option("--metadata", is_flag=True, help=_METADATA_HELP)
 def log(url: str, after: str, limit: int | None, metadata: bool) -> None:
     """Print the global log: every stream's events in global order, with checkpoints."""
-    start = parse_checkpoint(after)
-    if is_postgres(url) and start.position and not start.transaction_id:
-        raise click.BadParameter(
-            "on PostgreSQL a checkpoint is TRANSACTION:POSITION (copy it from the CHECKPOINT "
-            "column): the log is ordered by the pair, so a position alone is ambiguous",
-            param_hint="--after",
-        )
+    start = _start(url, after)
     table = _Table(("CHECKPOINT", "STREAM", "VERSION"), metadata)
     last = start
     with open_store(url, Access.READ) as store:
@@ -81,6 +77,60 @@ def log(url: str, after: str, limit: int | None, metadata: bool) -> None:
     if limit is not None and table.shown == limit:
         click.echo(f"(limit reached; continue with --after {checkpoint_text(last)})", err=True)
     table.finish()
+
+
+@click.command(epilog=URL_HELP)
+@url_argument
+@click.option(
+    "--after",
+    help="Start after this checkpoint (a position, or TRANSACTION:POSITION as printed; 0: the "
+    "start of the log) instead of the end of the log.",
+)
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between looks at the log when no wake-up comes.",
+)
+@click.option("--metadata", is_flag=True, help=_METADATA_HELP)
+def tail(url: str, after: str | None, poll_interval: float, metadata: bool) -> None:
+    """Print events live as they are committed, in global order, until Ctrl-C or SIGTERM."""
+    table = _Table(("CHECKPOINT", "STREAM", "VERSION"), metadata)
+    with open_store(url, Access.READ) as store:
+        recorder = store.recorder
+        position = recorder.last_checkpoint() if after is None else _start(url, after)
+        click.echo(f"following the log after {checkpoint_text(position)}", err=True)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while True:
+                rows = recorder.read_all(position, None, DEFAULT_BATCH_SIZE)
+                for row in rows:
+                    position = row.checkpoint
+                    table.echo(store, row, checkpoint_text(position), row.stream_id, row.version)
+                sys.stdout.flush()
+                if len(rows) < DEFAULT_BATCH_SIZE:
+                    recorder.wait_for_events(poll_interval)
+        except KeyboardInterrupt:
+            click.echo(f"stopped after {checkpoint_text(position)}", err=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _start(url: str, after: str) -> Checkpoint:
+    """The checkpoint ``--after`` names; a bare position is refused on PostgreSQL."""
+    start = parse_checkpoint(after)
+    if is_postgres(url) and start.position and not start.transaction_id:
+        raise click.BadParameter(
+            "on PostgreSQL a checkpoint is TRANSACTION:POSITION (copy it from the CHECKPOINT "
+            "column): the log is ordered by the pair, so a position alone is ambiguous",
+            param_hint="--after",
+        )
+    return start
 
 
 # -- reading rows: the recorder's, so that one that does not decode stops nothing -----------

@@ -141,6 +141,10 @@ class MemoryRecorder(Recorder):
                 self._read_up_to = len(self._log)
             return page
 
+    def last_checkpoint(self) -> Checkpoint:
+        with self._lock:
+            return self._log[-1].checkpoint if self._log else Checkpoint()
+
     def wait_for_events(self, seconds: float) -> bool:
         """Wake at once on the next append; True at once if one came after the last read
         that reached the end of the log."""
