@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/_venv.sh
 source scripts/_postgres.sh  # start PostgreSQL if it is installed but stopped
+source scripts/_services.sh  # and the brokers the publishing tests use
 
 python tools/gen_sync.py --check
 python tools/check_imports.py
