@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 import facta
 from facta.appending import ExpectedVersion, StreamAppend
@@ -28,6 +29,7 @@ from facta.testing.events import Happened
 pytestmark = pytest.mark.postgres
 
 PATIENCE = 60.0  # seconds a reader waits for other sessions' transactions to end
+FOREIGN_PATIENCE = 15.0  # the same, while a transaction of another database stays open
 
 
 class Gate:
@@ -62,15 +64,13 @@ class Gate:
         finally:
             self.holder.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
-    def wait_until_a_writer_waits(self) -> None:
+    def wait_until_a_writer_waits(self) -> int:
+        """The server process of the writer held at the gate, once it waits there."""
         deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
-            cur = self.holder.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                [self.holder.info.backend_pid],
-            )
-            if cur.fetchone() == (1,):
-                return
+            waiting = blocked_by(self.holder, self.holder.info.backend_pid)
+            if len(waiting) == 1:
+                return waiting[0]
             time.sleep(0.005)
         raise AssertionError("the held writer never reached the gate")
 
@@ -150,12 +150,30 @@ def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
     with ThreadPoolExecutor(1) as pool:
         with gate.closed():
             held = pool.submit(store.append, "held", [Happened(1)])
-            gate.wait_until_a_writer_waits()
+            writer = gate.wait_until_a_writer_waits()
             store.append("later", [Happened(2), Happened(3)])
             lag = pg(store).reader_lag()
         held.result()
     assert lag.held_back >= 2
-    assert lag.oldest_transaction_pid is not None
+    database = gate.holder.info.dbname
+    if lag.oldest_transaction_pid == writer:  # another session of this database may be older
+        assert lag.oldest_transaction_database == database
+        assert lag.oldest_transaction_age is not None
+        assert f"server process {writer} in database {database!r}, open for" in str(lag)
+    assert f"{lag.held_back} committed events are not readable yet" in str(lag)
+
+
+def test_a_transaction_open_in_another_database_does_not_hold_readers_back(
+    store: facta.EventStore, postgres_url: str
+) -> None:
+    with psycopg.connect(make_conninfo(postgres_url, dbname="postgres")) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # holds a transaction id, never ends
+        store.append("s", [Happened(1)])
+        # Other sessions of this database may still hold the log back for a while; the one in
+        # the other database, open throughout, must not.
+        assert pg(store).wait_until_readable(FOREIGN_PATIENCE), pg(store).reader_lag()
+        assert [e.data.n for e in store.read_all()] == [1]
+        assert pg(store).reader_lag().oldest_transaction_pid != elsewhere.info.backend_pid
 
 
 def test_wait_until_readable_waits_for_the_held_writer_and_then_sees_every_commit(

@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import facta
 from facta.backends.postgres.recorder import PostgresRecorder
+from facta.cli import main
 from facta.projections import (
     AsyncProjection,
     Projection,
@@ -242,3 +244,31 @@ async def test_an_async_inline_projection_is_awaited_in_the_appends_transaction(
             cur = await conn.execute("SELECT stream_id, amount FROM ledger ORDER BY position")
             rows = await cur.fetchall()
     assert rows == [("a", 1), ("a", 2)]
+
+
+def test_the_projections_listing_notes_who_holds_readers_back(
+    store: facta.EventStore, url: str, postgres_url: str
+) -> None:
+    with ProjectionRunner(store, Totals()) as runner:
+        runner.catch_up()
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("SELECT pg_current_xact_id()")  # an open transaction of this database
+        store.append("s", [Deposited(1)])
+        listing = CliRunner().invoke(main, ["projections", url])
+    assert listing.exit_code == 0, listing.output
+    table, note = listing.output.splitlines()[1:-1], listing.output.splitlines()[-1]
+    assert [line.split()[0] for line in table] == ["totals"]
+    assert note.startswith("note: ")
+    assert "committed event is not readable yet: the transaction of server process" in note
+
+
+def test_the_projections_listing_has_no_note_when_readers_are_not_held_back(
+    store: facta.EventStore, url: str
+) -> None:
+    with ProjectionRunner(store, Totals()) as runner:
+        runner.catch_up()
+    store.append("s", [Deposited(1)])
+    settle(store)  # from here on, only this store's events count, and all are readable
+    listing = CliRunner().invoke(main, ["projections", url])
+    assert listing.exit_code == 0, listing.output
+    assert "note:" not in listing.output

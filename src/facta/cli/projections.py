@@ -21,6 +21,7 @@ from facta.cli.stores import Access, open_store
 from facta.cli.urls import URL_HELP, url_and, url_argument
 from facta.codec import Codec
 from facta.projections import OnError, Projection, ProjectionRunner, statuses
+from facta.store import EventStore
 
 __all__ = ["projections"]
 
@@ -47,6 +48,7 @@ def list_projections(url: str) -> None:
     """Each projection: its checkpoint, its lag (events behind), its dead letters and state."""
     with open_store(url, Access.READ) as store:
         found = statuses(store)
+        held_back = _reader_lag(store) if found else None
     if not found:
         click.echo("no projection has run on this store yet")
         return
@@ -60,6 +62,18 @@ def list_projections(url: str) -> None:
         )
         if status.error:
             click.echo(f"{'':<{width}}  {status.error}")
+    if held_back:
+        click.echo(f"note: {held_back}")
+
+
+def _reader_lag(store: EventStore) -> str | None:
+    """Who holds the global log's readers back, where the backend can tell (PostgreSQL's
+    ``reader_lag``): projections cannot read those events yet. None when nothing is."""
+    reader_lag = getattr(store.recorder, "reader_lag", None)
+    if reader_lag is None:
+        return None
+    lag = reader_lag()
+    return str(lag) if getattr(lag, "held_back", 0) > 0 else None
 
 
 def _runner_options(function: F) -> F:

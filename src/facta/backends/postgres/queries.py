@@ -36,8 +36,31 @@ _COLUMNS = (
     "stream_id, version, position, transaction_id, event_id, type, schema_version, encoding,"
     " data, metadata, recorded_at"
 )
-# Only transactions older than every open one: none of them can still add a row behind us.
-_HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+# The horizon: every transaction below it has ended, or belongs to another database (and can
+# write no row here), so no row can still appear below it. It is the snapshot's xmax, or its
+# oldest in-progress transaction that may belong to this database: one is passed only when a
+# session of another database (pg_stat_activity's backend_xid, compared on the low 32 bits)
+# or a prepared transaction of another database shows it is theirs. Anything unknown counts
+# as ours, so a race can delay a reader, never let it skip. The sessions are only looked at
+# when the snapshot has transactions in progress.
+_OUR_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+_FOREIGN_XIDS = f"""
+    SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL)
+    WHERE backend_xid IS NOT NULL AND datid <> {_OUR_DATABASE}
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xact() WHERE dbid <> {_OUR_DATABASE}"""
+_HORIZON_OF = f"""least(pg_snapshot_xmax({{snapshot}}), (
+    SELECT min(x) FROM pg_snapshot_xip({{snapshot}}) AS x
+    WHERE (x::text::bigint & 4294967295) NOT IN ({_FOREIGN_XIDS})))::text::bigint"""
+_HORIZON = "(SELECT {} FROM pg_current_snapshot() AS s)".format(_HORIZON_OF.format(snapshot="s"))
+# Which transaction holds readers back: a session's, or a prepared one (no pid).
+_HOLDER = """
+    SELECT pid, datname, clock_timestamp() - xact_start FROM pg_stat_activity
+    WHERE backend_xid::text::bigint = (h.horizon & 4294967295)
+    UNION ALL
+    SELECT NULL, database, clock_timestamp() - prepared FROM pg_prepared_xacts
+    WHERE transaction::text::bigint = (h.horizon & 4294967295)
+    LIMIT 1"""
 
 # An append first waits for its streams: it takes a transaction-scoped advisory lock on each,
 # keyed by the store (``stream_lock_class``) and the stream id's hash. An advisory lock gives
@@ -219,12 +242,11 @@ class Queries(NamedTuple):
                 " ORDER BY version DESC LIMIT %s"
             ),
             reader_lag=text(
-                f"SELECT (SELECT count(*) FROM {{schema}}.facta_events WHERE transaction_id >= {_HORIZON}),"
-                " a.pid, clock_timestamp() - a.xact_start"
-                " FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-                " SELECT pid, xact_start FROM pg_stat_activity"
-                " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-                " ORDER BY age(backend_xid) DESC LIMIT 1) AS a ON true"
+                "SELECT (SELECT count(*) FROM {schema}.facta_events"
+                " WHERE transaction_id >= h.horizon), a.*"
+                f" FROM (SELECT {_HORIZON_OF.format(snapshot='s')} AS horizon,"
+                " pg_snapshot_xmax(s)::text::bigint AS xmax FROM pg_current_snapshot() AS s) AS h"
+                f" LEFT JOIN LATERAL ({_HOLDER}) AS a ON h.horizon < h.xmax"
             ),
             newest_transaction=text(
                 "SELECT coalesce(max(transaction_id), 0) FROM {schema}.facta_events"

@@ -11,7 +11,7 @@
   so a writer that took its position early and committed late is never skipped. A writer waits
   for its streams' locks before it has a transaction id, so each stream's versions come in
   that order too (docs/design.md, "Global order"). The price:
-  one long transaction anywhere in the cluster delays readers (never writers); see
+  one long transaction in the store's database delays readers (never writers); see
   :meth:`PostgresRecorder.reader_lag`.
 - Each append NOTIFYs the store's channel on commit; :meth:`~PostgresRecorder.wait_for_events`
   wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
@@ -469,14 +469,14 @@ class PostgresRecorder(Recorder):
     def reader_lag(self) -> ReaderLag:
         """How many committed events ``read_all`` cannot return yet, and which transaction
         holds them back (see :class:`ReaderLag`)."""
-        ((held_back, pid, age),) = self._query(self._sql.reader_lag, ())
-        return ReaderLag(held_back, pid, age)
+        ((held_back, pid, database, age),) = self._query(self._sql.reader_lag, ())
+        return ReaderLag(held_back, pid, age, database)
 
     def wait_until_readable(self, seconds: float) -> bool:
         """Wait until ``read_all`` can return every event committed before this call.
 
         Read-your-writes for the global log: an event is readable once every transaction
-        older than its own has ended, anywhere in the cluster. Returns False if that takes
+        older than its own has ended in the store's database. Returns False if that takes
         longer than ``seconds`` (see :meth:`reader_lag` for who holds it back).
         """
         ((newest,),) = self._query(self._sql.newest_transaction, ())
