@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 import pytest
 
 import facta
 from facta.appending import ExpectedVersion, StreamAppend
-from facta.backends.postgres import PoolExhausted
+from facta.backends.postgres import LockTimeout, PoolExhausted
+from facta.backends.postgres.queries import stream_lock_class
 from facta.backends.postgres.recorder import PostgresRecorder
 from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 from facta.errors import ConcurrencyError, DuplicateEventId, StoreError
@@ -287,3 +289,82 @@ def test_an_append_to_several_streams_takes_positions_in_the_order_it_names_them
     )
     assert [(r.stream_id, r.position) for r in results] == [("zulu", 2), ("alpha", 3)]
     assert [e.data.n for e in readable(store).read_all()] == [1, 2, 3]
+
+
+# -- lock timeout -------------------------------------------------------------------------------
+
+
+@contextmanager
+def stream_row_locked(postgres_url: str, schema: str, stream_id: str) -> Iterator[None]:
+    """Another session holds the stream's row (SELECT ... FOR UPDATE) until the block ends."""
+    with psycopg.connect(postgres_url) as locker:
+        locker.execute(
+            f'SELECT 1 FROM "{schema}".facta_streams WHERE stream_id = %s FOR UPDATE', [stream_id]
+        )
+        yield
+
+
+@contextmanager
+def stream_held_by_a_writer(postgres_url: str, schema: str, stream_id: str) -> Iterator[None]:
+    """Another session holds the stream as an append in progress does (its advisory lock)."""
+    with psycopg.connect(postgres_url) as writer:
+        writer.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            [stream_lock_class(schema), stream_id],
+        )
+        yield
+
+
+def test_the_default_lock_timeout_is_five_seconds_on_pooled_sessions(
+    store: facta.EventStore,
+) -> None:
+    with pg(store).connection() as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("5s",)
+
+
+@pytest.mark.parametrize("hold", [stream_row_locked, stream_held_by_a_writer])
+def test_an_append_to_a_stream_another_session_holds_gives_up_after_lock_timeout(
+    url: str, postgres_url: str, hold: Callable[[str, str, str], AbstractContextManager[None]]
+) -> None:
+    with facta.connect(url, lock_timeout=0.3) as store:
+        store.append("s", [Happened(1)])
+        with hold(postgres_url, pg(store).schema, "s"):
+            started = time.monotonic()
+            with pytest.raises(LockTimeout) as raised:
+                store.append("s", [Happened(2)])
+            waited = time.monotonic() - started
+        assert 0.3 <= waited < 5
+        assert str(raised.value).startswith(
+            "stream 's': waited more than lock_timeout=0.3s for a lock another session holds"
+        )
+        assert "nothing was written" in str(raised.value)
+        assert isinstance(raised.value, StoreError)
+        assert [e.data.n for e in store.read_stream("s")] == [1]
+        assert store.append("s", [Happened(3)]).version == 2  # and the stream goes on
+
+
+def test_an_append_to_several_streams_one_of_which_is_held_names_them_all(
+    url: str, postgres_url: str
+) -> None:
+    with facta.connect(url, lock_timeout=0.2) as store:
+        store.append("b", [Happened(0)])
+        both = [StreamAppend("a", [Happened(1)]), StreamAppend("b", [Happened(2)])]
+        with (
+            stream_row_locked(postgres_url, pg(store).schema, "b"),
+            pytest.raises(LockTimeout, match=r"streams 'a', 'b': waited more than lock_timeout"),
+        ):
+            store.append_many(both)
+        assert list(store.streams()) == [("b", 1)]
+
+
+@pytest.mark.parametrize("no_limit", [0, None])
+def test_without_a_lock_timeout_an_append_waits_as_long_as_the_stream_is_held(
+    url: str, postgres_url: str, no_limit: float | None
+) -> None:
+    with facta.connect(url, lock_timeout=no_limit) as store, ThreadPoolExecutor(1) as pool:
+        store.append("s", [Happened(1)])
+        with stream_held_by_a_writer(postgres_url, pg(store).schema, "s"):
+            append = pool.submit(store.append, "s", [Happened(2)])
+            time.sleep(0.5)
+            assert not append.done()
+        assert append.result(timeout=PATIENCE).version == 2

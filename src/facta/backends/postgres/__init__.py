@@ -10,6 +10,10 @@ Options (keywords of ``facta.connect``):
 - ``schema``: the schema, winning over the URL's ``?schema=``.
 - ``pool_size`` (10) and ``pool_timeout`` (30 seconds): the connection pool; a call that waits
   longer for a connection raises :class:`PoolExhausted`.
+- ``lock_timeout`` (5 seconds): how long a statement on the store's pooled connections (an
+  append, above all) waits for a lock another session holds, such as a stream another writer
+  is appending to in a long transaction; then it raises :class:`LockTimeout`, having written
+  nothing. 0 or None: no limit.
 - ``migrate`` (True): apply pending migrations at first use; False raises
   ``SchemaVersionError`` for an outdated schema (``facta migrate URL`` upgrades it).
 - ``create`` (True): make the store if the schema holds none; False raises
@@ -27,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Unpack
 
 from facta.backends import Backend
-from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.errors import LockTimeout, PoolExhausted
 from facta.backends.postgres.options import Options
 from facta.backends.postgres.reader_lag import ReaderLag
 from facta.errors import StoreError
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     from facta.backends.postgres.recorder import PostgresRecorder
     from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 
-__all__ = ["Options", "PoolExhausted", "ReaderLag", "backend"]
+__all__ = ["LockTimeout", "Options", "PoolExhausted", "ReaderLag", "backend"]
 
 
 def _need_driver() -> None:

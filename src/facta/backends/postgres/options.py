@@ -17,6 +17,7 @@ class Options(TypedDict, total=False):
     schema: str | None
     pool_size: int
     pool_timeout: float
+    lock_timeout: float | None
     migrate: bool | None
     create: bool | None
     read_only: bool

@@ -43,7 +43,7 @@ from facta.appending import (
     duplicate_event_id,
 )
 from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
-from facta.backends.postgres.errors import PoolExhausted
+from facta.backends.postgres.errors import LockTimeout, PoolExhausted
 from facta.backends.postgres.migrations import apply_migrations, check_schema
 from facta.backends.postgres.options import Options
 from facta.backends.postgres.queries import Queries
@@ -106,7 +106,7 @@ class PostgresRecorder(Recorder):
             max_size=settings.pool_size,
             timeout=settings.pool_timeout,
             kwargs=self._kwargs,
-            configure=self._configure,
+            configure=self._configure_pooled,
             open=False,
             name=f"facta:{self.schema}",
         )
@@ -123,6 +123,15 @@ class PostgresRecorder(Recorder):
         conn.execute("SET timezone = 'UTC'")
         if self.read_only:
             conn.execute("SET default_transaction_read_only = on")
+
+    def _configure_pooled(self, conn: Connection[TupleRow]) -> None:
+        """A pooled session also waits at most ``lock_timeout`` for a lock (0: no limit).
+
+        Sessions of their own (migrations waiting their turn, runners) wait as long as it takes.
+        """
+        self._configure(conn)
+        milliseconds = math.ceil(self.settings.lock_timeout * 1000)
+        conn.execute(f"SET lock_timeout = {milliseconds:d}")
 
     def _connect(self) -> Connection[TupleRow]:
         """A session of its own, outside the pool, set up as the pool's are (autocommit)."""
@@ -237,12 +246,20 @@ class PostgresRecorder(Recorder):
                 f"stream id {stream_id[:80]!r}... ({len(stream_id.encode()):,} bytes) is too long "
                 f"for PostgreSQL's index of stream ids; nothing was written: {e}"
             )
+        if isinstance(e, pg_errors.LockNotAvailable):
+            return LockTimeout(
+                f"PostgreSQL store at {self.location}: waited more than {self._lock_timeout()} "
+                f"for a lock another session holds; nothing was written: {e}"
+            )
         if isinstance(e, pg_errors.ReadOnlySqlTransaction):
             return StoreError(
                 f"the PostgreSQL store at {self.location} was opened read-only; nothing was "
                 f"written: {e}"
             )
         return StoreError(f"PostgreSQL store at {self.location}: {e}")
+
+    def _lock_timeout(self) -> str:
+        return f"lock_timeout={self.settings.lock_timeout:g}s"
 
     def close(self) -> None:
         self._closed, self._ready = True, False
@@ -303,6 +320,14 @@ class PostgresRecorder(Recorder):
         except pg_errors.ProgramLimitExceeded as e:
             stream_id = max((a.stream_id for a in appends), key=len)
             raise self._failed(e, (stream_id,)) from e
+        except pg_errors.LockNotAvailable as e:
+            which = "it" if len(appends) == 1 else "one of them"
+            raise LockTimeout(
+                f"{_names(appends)}: waited more than {self._lock_timeout()} for a lock another "
+                f"session holds on {which} (a writer in a long transaction, or a session that "
+                "locked the stream's row); nothing was written. Retry, end that transaction, or "
+                "raise lock_timeout (0: no limit)"
+            ) from e
         except psycopg.Error as e:
             if not conn.broken:
                 raise self._failed(e, ()) from e

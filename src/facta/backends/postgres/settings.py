@@ -31,6 +31,7 @@ class Settings:
     location: str
     pool_size: int
     pool_timeout: float
+    lock_timeout: float  # seconds; 0 waits as long as it takes
     migrate: bool
     create: bool
     read_only: bool
@@ -43,6 +44,7 @@ class Settings:
         schema: str | None = None,
         pool_size: int = 10,
         pool_timeout: float = 30.0,
+        lock_timeout: float | None = 5.0,
         migrate: bool | None = None,
         create: bool | None = None,
         read_only: bool = False,
@@ -64,6 +66,16 @@ class Settings:
             raise ConfigurationError(
                 f"pool_timeout must be a number of seconds > 0, got {pool_timeout!r}"
             )
+        if lock_timeout is not None and (
+            not isinstance(lock_timeout, (int, float))
+            or isinstance(lock_timeout, bool)
+            or not math.isfinite(lock_timeout)
+            or lock_timeout < 0
+        ):
+            raise ConfigurationError(
+                f"lock_timeout must be a number of seconds >= 0 (0 or None: no limit), "
+                f"got {lock_timeout!r}"
+            )
         if not isinstance(read_only, bool):
             raise ConfigurationError(f"read_only must be True or False, got {read_only!r}")
         for option, value in (("migrate", migrate), ("create", create)):  # None: the default
@@ -84,6 +96,7 @@ class Settings:
             _location(params, name),
             pool_size,
             float(pool_timeout),
+            float(lock_timeout or 0),
             migrate=not read_only if migrate is None else migrate,
             create=not read_only if create is None else create,
             read_only=read_only,
