@@ -1,6 +1,6 @@
 """The SQLite backend's URLs and options, and how it shares a file with an application.
 
-Options: ``timeout``, ``migrate``, ``create`` and ``read_only``. A store that is not allowed
+Options: ``timeout``, ``synchronous``, ``migrate``, ``create`` and ``read_only``. A store that is not allowed
 to create must leave a file that holds no facta store exactly as it was: these tests compare
 its bytes. Migrations (and facta 0.1 files) are in ``test_sqlite_migrations.py``.
 """
@@ -8,9 +8,12 @@ its bytes. Migrations (and facta 0.1 files) are in ``test_sqlite_migrations.py``
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-from collections.abc import Sequence
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,8 @@ import pytest
 import facta
 from facta.backends.sqlite.recorder import SQLiteRecorder
 from facta.backends.sqlite.recorder_async import AsyncSQLiteRecorder
-from facta.errors import ConfigurationError, NotAFactaStore
-from facta.projections import Projection, ProjectionRunner
+from facta.errors import ConfigurationError, NotAFactaStore, SchemaVersionError
+from facta.projections import Projection, ProjectionRunner, handles
 from facta.recorder import Recorder
 from facta.recorder_async import AsyncRecorder
 from facta.records import StoredEvent
@@ -66,14 +69,24 @@ def test_an_unknown_option_is_refused_listing_the_options(tmp_path: Path) -> Non
         facta.connect(url_of(tmp_path / "x.db"), pool_size=3)
     message = str(caught.value)
     assert "pool_size" in message
-    for option in ("timeout", "migrate", "create", "read_only"):
+    for option in ("timeout", "synchronous", "migrate", "create", "read_only"):
         assert option in message
     assert not (tmp_path / "x.db").exists()
 
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("timeout", "soon"), ("timeout", -1), ("timeout", True), ("read_only", "yes"), ("create", 1)],
+    [
+        ("timeout", "soon"),
+        ("timeout", -1),
+        ("timeout", True),
+        ("read_only", "yes"),
+        ("create", 1),
+        ("synchronous", "OFF"),
+        ("synchronous", "EXTRA"),
+        ("synchronous", 2),
+        ("synchronous", None),
+    ],
 )
 def test_an_option_of_the_wrong_kind_is_refused(tmp_path: Path, option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=option):
@@ -125,19 +138,122 @@ def test_an_in_memory_store_cannot_be_shared_with_a_projection_runner() -> None:
         store.recorder.checkpoints("totals")
 
 
-def test_the_timeout_is_how_long_a_write_waits_for_another_writer(tmp_path: Path) -> None:
-    make_store(tmp_path / "x.db")
-    blocker = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+@contextmanager
+def writing(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holding a write transaction on ``path`` (an event written)."""
+    blocker = sqlite3.connect(path, isolation_level=None)
     try:
-        with (
-            facta.connect(url_of(tmp_path / "x.db"), timeout=0.05) as store,
-            pytest.raises(facta.StoreError, match="locked"),
-        ):
-            store.append("s", [Happened(1)])
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute(
+            "INSERT INTO facta_events (stream_id, version, event_id, type, schema_version,"
+            " encoding, data, metadata, recorded_at) VALUES ('other', 1, randomblob(16), 'T',"
+            " 1, 0, x'7b7d', x'7b7d', 0)"
+        )
+        yield blocker
     finally:
         blocker.rollback()
         blocker.close()
+
+
+def test_the_timeout_is_how_long_a_write_waits_for_another_writer(tmp_path: Path) -> None:
+    make_store(tmp_path / "x.db")
+    with (
+        facta.connect(url_of(tmp_path / "x.db"), timeout=0.05) as store,
+        writing(tmp_path / "x.db"),
+    ):
+        started = time.monotonic()
+        with pytest.raises(facta.StoreError, match="locked"):
+            store.append("s", [Happened(1)])
+        assert 0.04 < time.monotonic() - started < 5
+
+
+def test_an_append_that_waits_too_long_names_its_streams_and_the_timeout(tmp_path: Path) -> None:
+    make_store(tmp_path / "x.db", 1)
+    appends = [facta.StreamAppend(stream_id, [Happened(2)]) for stream_id in "sabcd"]
+    with (
+        facta.connect(url_of(tmp_path / "x.db"), timeout=0.05) as store,
+        writing(tmp_path / "x.db"),
+    ):
+        with pytest.raises(facta.StoreError) as one:
+            store.append("s", [Happened(2)])
+        with pytest.raises(facta.StoreError) as several:
+            store.append_many(appends)
+        with pytest.raises(facta.StoreError) as snapshot:
+            store.write_snapshot(SnapshotRecord("s", 1, "A", 1, 0, 0, b"{}"))
+    assert str(one.value) == (
+        f"SQLite file '{tmp_path / 'x.db'}': appending to stream 's' waited more than "
+        "timeout=0.05s for another connection's write lock (database is locked); nothing was "
+        "written. Another process or thread held a write transaction all that time: keep write "
+        "transactions short, or raise timeout"
+    )
+    assert "appending to streams 's', 'a', 'b' and 2 more waited more than timeout=0.05s" in str(
+        several.value
+    )
+    assert "writing a snapshot of stream 's' waited more than timeout=0.05s" in str(snapshot.value)
+    with facta.connect(url_of(tmp_path / "x.db"), read_only=True) as store:
+        assert numbers(store, "s") == [1]
+        assert store.read_snapshots("s") == []
+
+
+async def test_an_async_append_that_waits_too_long_names_its_stream(tmp_path: Path) -> None:
+    make_store(tmp_path / "x.db")
+    async with facta.connect_async(url_of(tmp_path / "x.db"), timeout=0.05) as store:
+        with writing(tmp_path / "x.db"), pytest.raises(facta.StoreError) as caught:
+            await store.append("s", [Happened(1)])
+    assert "appending to stream 's' waited more than timeout=0.05s" in str(caught.value)
+
+
+# -- synchronous: durability ----------------------------------------------------------------------
+
+
+class Probe(Projection[sqlite3.Connection]):
+    """Notes the runner connection's PRAGMA synchronous."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.levels: list[int] = []
+
+    @handles(Happened)
+    def happened(self, event: facta.RecordedEvent, db: sqlite3.Connection) -> None:
+        self.levels.append(db.execute("PRAGMA synchronous").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("options", "level"),
+    [
+        ({}, 2),
+        ({"synchronous": "FULL"}, 2),
+        ({"synchronous": "NORMAL"}, 1),
+        ({"synchronous": "normal"}, 1),
+    ],
+    ids=["default", "FULL", "NORMAL", "normal"],
+)
+def test_synchronous_is_set_on_the_store_and_runner_connections(
+    tmp_path: Path, options: dict[str, Any], level: int
+) -> None:
+    """FULL (2, the default) syncs at every commit: an acknowledged append survives a power
+    cut. NORMAL (1) is opted into."""
+    with facta.connect(url_of(tmp_path / "x.db"), **options) as store:
+        store.append("s", [Happened(1)])
+        with store.recorder.transaction() as db:
+            assert db.execute("PRAGMA synchronous").fetchone() == (level,)
+        probe = Probe()
+        with ProjectionRunner(store, probe) as runner:
+            assert runner.catch_up() == 1
+        assert probe.levels == [level]
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("NORMAL", 1)])
+async def test_synchronous_is_set_on_the_async_store_connection(
+    tmp_path: Path, synchronous: str, level: int
+) -> None:
+    url = url_of(tmp_path / "x.db")
+    async with (
+        facta.connect_async(url, synchronous=synchronous) as store,
+        store.recorder.transaction() as db,
+    ):
+        assert db.execute("PRAGMA synchronous").fetchone() == (level,)
 
 
 # -- create=False -------------------------------------------------------------------------------
@@ -256,6 +372,113 @@ async def test_the_async_store_opened_read_only_cannot_write(tmp_path: Path) -> 
         assert [e.data.n async for e in store.read_stream("s")] == [1]
 
 
+# -- opening never waits for the write lock -----------------------------------------------------
+
+
+def open_and_read(url: str, options: dict[str, Any], found: list[object]) -> None:
+    try:
+        with facta.connect(url, **options) as store:
+            found.append(numbers(store, "s"))
+    except BaseException as e:  # reported by the test
+        found.append(e)
+
+
+@pytest.mark.parametrize("options", [{}, {"create": False}, {"read_only": True}])
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_a_store_opens_and_reads_while_another_process_holds_a_write_transaction(
+    tmp_path: Path, options: dict[str, Any], journal: str
+) -> None:
+    """With the default timeout (30 s): opening reads only. "delete": a store someone put
+    in rollback-journal mode, which opening leaves to be switched back to WAL later."""
+    make_store(tmp_path / "x.db", 1, 2)
+    if journal != "wal":
+        with closing(sqlite3.connect(tmp_path / "x.db")) as db:
+            assert db.execute(f"PRAGMA journal_mode = {journal}").fetchone() == (journal,)
+    found: list[object] = []
+    with writing(tmp_path / "x.db"):
+        opener = threading.Thread(
+            target=open_and_read, args=(url_of(tmp_path / "x.db"), options, found)
+        )
+        started = time.monotonic()
+        opener.start()
+        opener.join(5)
+        waited = time.monotonic() - started
+    opener.join()
+    assert found == [[1, 2]]
+    assert waited < 5
+
+
+def test_a_store_in_rollback_journal_mode_goes_back_to_wal_when_it_is_free(tmp_path: Path) -> None:
+    make_store(tmp_path / "x.db", 1)
+    with closing(sqlite3.connect(tmp_path / "x.db")) as db:
+        db.execute("PRAGMA journal_mode = DELETE")
+    with facta.connect(url_of(tmp_path / "x.db")) as store, store.recorder.transaction() as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """``folder`` and its files made read-only (as root, by the immutable attribute, which
+    even root cannot write through); skips the test where that cannot be done."""
+    modes = {p: p.stat().st_mode for p in (folder, *folder.iterdir())}
+    immutable = False
+    try:
+        for path in modes:
+            path.chmod(0o555 if path == folder else 0o444)
+        if writable(folder):  # root
+            immutable = try_chattr("+i", folder)
+            if not immutable or writable(folder):
+                pytest.skip("cannot make a folder read-only here (root without chattr +i)")
+        yield
+    finally:
+        if immutable:
+            try_chattr("-i", folder)
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+def writable(folder: Path) -> bool:
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+def try_chattr(flag: str, path: Path) -> bool:
+    try:
+        done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+def test_read_only_reads_a_store_in_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    make_store(folder / "x.db", 1, 2)
+    before = files(folder)
+    with unwritable(folder):
+        with facta.connect(url_of(folder / "x.db"), read_only=True) as store:
+            assert numbers(store, "s") == [1, 2]
+        with pytest.raises(facta.StoreError, match="connect with read_only=True"):
+            facta.connect(url_of(folder / "x.db"))
+        assert files(folder) == before
+
+
+def test_read_only_refuses_a_read_only_folder_whose_wal_holds_commits(tmp_path: Path) -> None:
+    make_store(tmp_path / "x.db", 1)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with facta.connect(url_of(tmp_path / "x.db")) as store:
+        store.append("s", [Happened(2)])  # in x.db-wal until the store closes
+        for name in ("x.db", "x.db-wal"):
+            (folder / name).write_bytes((tmp_path / name).read_bytes())
+    with unwritable(folder), pytest.raises(facta.StoreError, match=r"x\.db-wal"):
+        facta.connect(url_of(folder / "x.db"), read_only=True)
+
+
 # -- sharing a file with an application ---------------------------------------------------------
 
 
@@ -309,11 +532,7 @@ def test_the_store_records_through_a_sqlite_recorder(tmp_path: Path) -> None:
         recorder = store.recorder
         assert isinstance(recorder, SQLiteRecorder)
         assert recorder.location == f"SQLite file '{tmp_path / 'x.db'}'"
-        assert recorder.migrated == [1]
-        assert recorder.migrate() == []
-    with facta.connect(url_of(tmp_path / "x.db")) as store:
-        assert isinstance(store.recorder, SQLiteRecorder)
-        assert store.recorder.migrated == []
+        assert recorder.migrate() == []  # opening applied them
 
 
 async def test_the_async_store_records_through_an_async_sqlite_recorder(tmp_path: Path) -> None:
@@ -423,27 +642,38 @@ async def test_an_async_transaction_commits_and_the_store_waits_for_it(tmp_path:
         assert [e.data.n async for e in store.read_stream("s")] == [1]
 
 
-def test_stores_opening_a_new_file_at_once_create_it_once(tmp_path: Path) -> None:
-    import threading
-
-    errors: list[BaseException] = []
-    migrated: list[list[int]] = []
-
-    def open_one() -> None:
-        try:
-            with facta.connect(url_of(tmp_path / "x.db")) as store:
-                assert isinstance(store.recorder, SQLiteRecorder)
-                migrated.append(store.recorder.migrated)
-        except BaseException as e:  # pragma: no cover (reported below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=open_one) for _ in range(6)]
+@pytest.mark.parametrize("attempt", range(5))
+def test_stores_opening_a_new_file_at_once_create_it_once(tmp_path: Path, attempt: int) -> None:
+    found: list[object] = []
+    threads = [
+        threading.Thread(target=open_and_read, args=(url_of(tmp_path / "x.db"), {}, found))
+        for _ in range(6)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
-    assert sorted(migrated) == [[]] * 5 + [[1]]
+    assert found == [[]] * 6
+    with closing(sqlite3.connect(tmp_path / "x.db")) as db:
+        assert db.execute("SELECT version FROM facta_migrations").fetchall() == [(1,)]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_migrations_applied_at_once_by_several_stores_run_once(tmp_path: Path) -> None:
+    applied: list[list[int]] = []
+
+    def migrate(store: facta.EventStore) -> None:
+        applied.append(store.recorder.migrate())
+
+    stores = [facta.connect(url_of(tmp_path / "x.db"), migrate=False) for _ in range(6)]
+    threads = [threading.Thread(target=migrate, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    assert sorted(applied) == [[]] * 5 + [[1]]
 
 
 def test_migrate_false_opens_a_store_that_is_up_to_date(tmp_path: Path) -> None:
@@ -452,10 +682,42 @@ def test_migrate_false_opens_a_store_that_is_up_to_date(tmp_path: Path) -> None:
         assert numbers(store, "s") == [1]
 
 
-def test_migrate_false_still_creates_a_new_store(tmp_path: Path) -> None:
-    with facta.connect(url_of(tmp_path / "x.db"), migrate=False) as store:
+def test_migrate_false_on_a_new_file_applies_nothing_until_migrate(tmp_path: Path) -> None:
+    url = url_of(tmp_path / "x.db")
+    with facta.connect(url, migrate=False) as store:
+        with closing(sqlite3.connect(tmp_path / "x.db")) as db:
+            assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+        message = (
+            f"holds no facta store yet.*run `facta migrate {url}`, or connect with migrate=True"
+        )
+        with pytest.raises(SchemaVersionError, match=message):
+            store.append("s", [Happened(1)])
+        with pytest.raises(SchemaVersionError, match=message):
+            store.recorder.checkpoints("totals")
+        with pytest.raises(SchemaVersionError, match=message), store.recorder.transaction():
+            pass
+        assert store.recorder.migrate() == [1]
+        assert store.recorder.migrate() == []
         store.append("s", [Happened(1)])
-    assert os.path.exists(tmp_path / "x.db")
+        assert numbers(store, "s") == [1]
+
+
+async def test_migrate_false_on_a_new_file_applies_nothing_until_async_migrate(
+    tmp_path: Path,
+) -> None:
+    async with facta.connect_async(url_of(tmp_path / "x.db"), migrate=False) as store:
+        with pytest.raises(SchemaVersionError, match="holds no facta store yet"):
+            await store.append("s", [Happened(1)])
+        assert await store.recorder.migrate() == [1]
+        await store.append("s", [Happened(1)])
+        assert [e.data.n async for e in store.read_stream("s")] == [1]
+
+
+def test_create_false_on_a_missing_file_says_how_to_create_a_store(tmp_path: Path) -> None:
+    url = url_of(tmp_path / "x.db")
+    with pytest.raises(NotAFactaStore) as caught:
+        facta.connect(url, create=False)
+    assert f"run `facta migrate {url}` or connect with create=True" in str(caught.value)
 
 
 async def test_a_transaction_cancelled_at_any_step_leaves_the_store_usable(tmp_path: Path) -> None:

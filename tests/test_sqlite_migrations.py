@@ -10,15 +10,18 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 
 import facta
 from facta.backends.sqlite import schema
 from facta.backends.sqlite.recorder import SQLiteRecorder
+from facta.cli import main
 from facta.codec import Codec
 from facta.errors import SchemaVersionError
 from facta.events import EMPTY_METADATA, Checkpoint
@@ -155,10 +158,17 @@ def layout(path: Path) -> dict[str, object]:
         db.close()
 
 
-def migrated(store: facta.EventStore) -> list[int]:
-    """The migrations the store's opening applied."""
-    assert isinstance(store.recorder, SQLiteRecorder)
-    return store.recorder.migrated
+def migrate(url: str) -> list[int]:
+    """What ``facta migrate URL`` does: open without migrating, then apply the migrations."""
+    with facta.connect(url, migrate=False) as store:
+        assert isinstance(store.recorder, SQLiteRecorder)
+        return store.recorder.migrate()
+
+
+def versions(path: Path) -> list[int]:
+    """The migrations ``facta_migrations`` records in the file."""
+    with closing(sqlite3.connect(path)) as db:
+        return [n for (n,) in db.execute("SELECT version FROM facta_migrations ORDER BY 1")]
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -218,8 +228,8 @@ def test_a_newer_schema_than_this_facta_knows_is_refused(
 
 def test_a_legacy_file_is_migrated_with_its_data_intact(tmp_path: Path) -> None:
     make_legacy_file(tmp_path / "old.db")
+    assert migrate(url_of(tmp_path / "old.db")) == [1]
     with facta.connect(url_of(tmp_path / "old.db")) as store:
-        assert migrated(store) == [1]
         log = list(store.read_all())
         assert [(e.stream_id, e.version, e.data.n) for e in log] == WRITTEN
         assert [e.position for e in log] == [1, 2, 3, 4, 5]
@@ -290,13 +300,33 @@ def test_a_legacy_file_without_projection_tables_is_migrated(tmp_path: Path) -> 
     assert tables(tmp_path / "old.db") == set(schema.TABLES)
 
 
-def test_a_legacy_file_with_migrate_false_says_to_run_facta_migrate(tmp_path: Path) -> None:
+def test_a_legacy_file_opened_with_migrate_false_says_to_run_facta_migrate_at_use(
+    tmp_path: Path,
+) -> None:
     make_legacy_file(tmp_path / "old.db")
     before = files(tmp_path)
     url = url_of(tmp_path / "old.db")
-    with pytest.raises(SchemaVersionError, match=f"facta 0.1 store.*run `facta migrate {url}`"):
-        facta.connect(url, migrate=False)
+    with facta.connect(url, migrate=False) as store:
+        for use in (lambda: list(store.read_all()), lambda: store.append("a", [Happened(6)])):
+            with pytest.raises(
+                SchemaVersionError,
+                match=f"facta 0.1 store.*run `facta migrate {url}`, or connect with migrate=True",
+            ):
+                use()
     assert files(tmp_path) == before
+
+
+def test_facta_migrate_migrates_a_legacy_file(tmp_path: Path) -> None:
+    make_legacy_file(tmp_path / "old.db")
+    url = url_of(tmp_path / "old.db")
+    first, second = (
+        CliRunner().invoke(main, ["migrate", url]),
+        CliRunner().invoke(main, ["migrate", url]),
+    )
+    assert (first.exit_code, first.output) == (0, "applied migration 1\n")
+    assert (second.exit_code, second.output) == (0, "the schema is up to date; nothing to apply\n")
+    with facta.connect(url, read_only=True) as store:
+        assert [e.data.n for e in store.read_all()] == [n for _, _, n in WRITTEN]
 
 
 def test_a_legacy_file_opened_read_only_is_outdated_and_unchanged(tmp_path: Path) -> None:
@@ -310,7 +340,8 @@ def test_a_legacy_file_opened_read_only_is_outdated_and_unchanged(tmp_path: Path
 def test_a_legacy_file_is_migrated_by_create_false(tmp_path: Path) -> None:
     make_legacy_file(tmp_path / "old.db")
     with facta.connect(url_of(tmp_path / "old.db"), create=False) as store:
-        assert migrated(store) == [1]
+        assert store.recorder.migrate() == []
+    assert versions(tmp_path / "old.db") == [1]
 
 
 def test_an_application_events_table_is_not_taken_for_a_legacy_store(tmp_path: Path) -> None:
@@ -321,8 +352,8 @@ def test_an_application_events_table_is_not_taken_for_a_legacy_store(tmp_path: P
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
+    assert migrate(url_of(tmp_path / "app.db")) == [1]
     with facta.connect(url_of(tmp_path / "app.db")) as store:
-        assert migrated(store) == [1]
         assert list(store.read_all()) == []
     assert tables(tmp_path / "app.db") == {*schema.TABLES, "events", "snapshots"}
     db = sqlite3.connect(tmp_path / "app.db")

@@ -16,10 +16,7 @@ __all__ = ["migrate"]
 def migrate(url: str) -> None:
     """Bring the store's database schema up to date (safe to run at any time)."""
     with open_store(url, Access.MIGRATE) as store:
-        # A SQLite file is created with its schema when it is opened, even with migrate=False:
-        # its recorder lists what opening it applied.
-        applied = list(getattr(store.recorder, "migrated", []))
-        applied += store.recorder.migrate()
+        applied = store.recorder.migrate()
     if applied:
         numbers = ", ".join(map(str, applied))
         click.echo(f"applied migration{'s' if len(applied) > 1 else ''} {numbers}")

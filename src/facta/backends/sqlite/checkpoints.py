@@ -34,9 +34,21 @@ T = TypeVar("T")
 
 
 class SQLiteCheckpoints(Checkpoints):
-    """One projection's row in ``facta_projections``, on a connection of its own."""
+    """One projection's row in ``facta_projections``, on a connection of its own.
 
-    def __init__(self, name: str, path: str, timeout: float, *, read_only: bool = False) -> None:
+    ``timeout`` and ``synchronous`` are the store's options: the runner's commits wait for
+    other writers, and reach the disk, as the store's do.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        timeout: float,
+        synchronous: str = "FULL",
+        *,
+        read_only: bool = False,
+    ) -> None:
         super().__init__(name)
         if path == MEMORY:
             raise ConfigurationError(
@@ -44,6 +56,7 @@ class SQLiteCheckpoints(Checkpoints):
                 "so a projection runner cannot share it; use a file (or the memory:// store)"
             )
         self.path, self._timeout, self._read_only = path, timeout, read_only
+        self._synchronous = synchronous
         self._where = describe(path)
         self._lock = _file_lock(path, name)
         self._db: sqlite3.Connection | None = None
@@ -59,8 +72,9 @@ class SQLiteCheckpoints(Checkpoints):
                 raise ProjectionLocked(self.name, f"its lock file {self._lock.path} is held")
             time.sleep(poll_interval)
         try:
-            self._db = _call(self._where, connect, self.path, self._timeout, "rw")
-            _call(self._where, self._db.execute, "PRAGMA synchronous = NORMAL")  # as the store
+            self._db = _call(
+                self._where, connect, self.path, self._timeout, self._synchronous, "rw"
+            )
         except BaseException:
             self.close()
             raise

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
-from facta.backends.sqlite import schema
+from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints import SQLiteCheckpoints, statuses
-from facta.backends.sqlite.database import describe, open_store
-from facta.errors import StoreError
+from facta.backends.sqlite.database import busy, describe, open_store
+from facta.errors import SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
 from facta.recorder import Recorder
@@ -61,13 +61,14 @@ _READ_SNAPSHOTS = (
     " FROM facta_snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?"
 )
 _LAST_VERSION = 2**62  # "no upper bound" in a version range
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # SQLite's codes for a damaged file
 
 
 class SQLiteRecorder(Recorder):
     """Records into one SQLite file (``":memory:"`` for a private in-memory database).
 
     ``facta.connect("sqlite:///file.db")`` makes one (see :mod:`facta.backends.sqlite`
-    for the options). ``migrated`` lists the migrations its opening applied.
+    for the options).
     """
 
     sync_transactions = True
@@ -77,6 +78,7 @@ class SQLiteRecorder(Recorder):
         path: str,
         *,
         timeout: float = 30.0,
+        synchronous: str = "FULL",
         migrate: bool = True,
         create: bool = True,
         read_only: bool = False,
@@ -86,9 +88,16 @@ class SQLiteRecorder(Recorder):
         self.url = f"sqlite:///{path}" if url is None else url
         self.location = describe(path)
         self.read_only = read_only
-        self._timeout = timeout
-        self._db, self.migrated = open_store(
-            path, self.url, timeout=timeout, migrate=migrate, create=create, read_only=read_only
+        self._timeout, self._synchronous, self._create = timeout, synchronous, create
+        # Why the store cannot be used until migrate() (opened with migrate=False), or None.
+        self._db, self._pending = open_store(
+            path,
+            self.url,
+            timeout=timeout,
+            synchronous=synchronous,
+            migrate=migrate,
+            create=create,
+            read_only=read_only,
         )
         # Held for each call, and from BEGIN to COMMIT of a transaction() (in the sync recorder
         # re-entrant, so that a call inside one fails instead of waiting for ever).
@@ -99,6 +108,8 @@ class SQLiteRecorder(Recorder):
 
     def _locked(self, function: Callable[..., T], *args: Any) -> T:
         with self._lock:
+            if self._pending is not None:
+                raise SchemaVersionError(self._pending)
             try:
                 return function(*args)
             except sqlite3.Error as e:
@@ -110,6 +121,14 @@ class SQLiteRecorder(Recorder):
         if self.read_only:
             raise StoreError(f"{self.location} was opened read-only; nothing was written")
 
+    def _waited(self, error: sqlite3.Error, doing: str, lost: str) -> StoreError:
+        """The error for a write that waited longer than ``timeout`` for another writer."""
+        return StoreError(
+            f"{self.location}: {doing} waited more than timeout={self._timeout:g}s for another "
+            f"connection's write lock ({error}); {lost}. Another process or thread held a write "
+            "transaction all that time: keep write transactions short, or raise timeout"
+        )
+
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
@@ -119,8 +138,8 @@ class SQLiteRecorder(Recorder):
     def _write(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         db = self._db
         now = datetime.now(UTC).timestamp()
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             results = []
             for append in appends:
                 actual = self._stream_version(append.stream_id)
@@ -161,9 +180,12 @@ class SQLiteRecorder(Recorder):
                 raise
             ids = [event.event_id for append in appends for event in append.events]
             raise duplicate_event_id(appends, self._find(ids)) from None
-        except BaseException:
+        except BaseException as e:
             if db.in_transaction:
                 db.rollback()
+            if isinstance(e, sqlite3.OperationalError) and busy(e):
+                doing = f"appending to {_names([a.stream_id for a in appends])}"
+                raise self._waited(e, doing, "nothing was written") from e
             raise
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
@@ -237,9 +259,15 @@ class SQLiteRecorder(Recorder):
         self._run(self._write_snapshot, snapshot)
 
     def _write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        with self._db:  # one transaction: the new snapshot in, the oldest ones out
-            self._db.execute(_WRITE_SNAPSHOT, snapshot)
-            self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
+        try:
+            with self._db:  # one transaction: the new snapshot in, the oldest ones out
+                self._db.execute(_WRITE_SNAPSHOT, snapshot)
+                self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
+        except sqlite3.OperationalError as e:
+            if not busy(e):
+                raise
+            doing = f"writing a snapshot of stream {snapshot.stream_id!r}"
+            raise self._waited(e, doing, "it was not written") from e
 
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         rows = self._run(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
@@ -248,7 +276,11 @@ class SQLiteRecorder(Recorder):
     # -- projections -----------------------------------------------------------------------
 
     def checkpoints(self, name: str) -> SQLiteCheckpoints:
-        return SQLiteCheckpoints(name, self.path, self._timeout, read_only=self.read_only)
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
+        return SQLiteCheckpoints(
+            name, self.path, self._timeout, self._synchronous, read_only=self.read_only
+        )
 
     def projection_statuses(self) -> list[ProjectionStatus]:
         return self._run(statuses, self._db, self.path)
@@ -272,9 +304,13 @@ class SQLiteRecorder(Recorder):
     def _begin(self) -> None:
         self._lock.acquire()
         try:
+            if self._pending is not None:
+                raise SchemaVersionError(self._pending)
             self._db.execute("BEGIN IMMEDIATE")
         except BaseException as e:
             self._lock.release()
+            if isinstance(e, sqlite3.Error) and busy(e):
+                raise self._waited(e, "beginning a transaction", "it did not begin") from e
             if isinstance(e, sqlite3.Error):
                 raise StoreError(f"{self.location}: {e}") from e
             raise
@@ -299,10 +335,50 @@ class SQLiteRecorder(Recorder):
     def migrate(self) -> list[int]:
         if self.read_only:  # opening checked that the schema is the latest
             return []
-        return self._run(schema.apply, self._db, self.location)
+        return self._migrate()
+
+    def _migrate(self) -> list[int]:
+        with self._lock:
+            try:
+                applied = database.apply(
+                    self._db, self.path, self.location, self._timeout, create=self._create
+                )
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise StoreError(f"migrating {self.location} failed: {e}") from e
+            self._pending = None
+            return applied
+
+    def check_integrity(self) -> list[str]:
+        """What SQLite's ``PRAGMA integrity_check`` finds wrong in the file ([] when sound)."""
+        return self._integrity()
+
+    def _integrity(self) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.Error as e:
+                if (e.sqlite_errorcode or 0) & 0xFF in _DAMAGED:  # where the check must read
+                    return [str(e)]
+                raise StoreError(f"{self.location}: checking its integrity failed: {e}") from e
+        problems = [str(problem) for (problem,) in rows]
+        return [] if problems == ["ok"] else problems
 
     def close(self) -> None:
-        self._run(self._db.close)
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _names(stream_ids: Sequence[str]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b', 'c' and 2 more``: for messages."""
+    unique = list(dict.fromkeys(stream_ids))
+    shown = ", ".join(map(repr, unique[:3]))
+    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+    return f"stream{'s' if len(unique) > 1 else ''} {shown}{more}"
 
 
 def _written(

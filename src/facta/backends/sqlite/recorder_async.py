@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
-from facta.backends.sqlite import schema
+from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
-from facta.backends.sqlite.database import describe, open_store
+from facta.backends.sqlite.database import busy, describe, open_store
 from facta.backends.sqlite.threads import run_to_the_end  # sync: drop
-from facta.errors import StoreError
+from facta.errors import SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
 from facta.recorder_async import AsyncRecorder
@@ -62,13 +62,14 @@ _READ_SNAPSHOTS = (
     " FROM facta_snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?"
 )
 _LAST_VERSION = 2**62  # "no upper bound" in a version range
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # SQLite's codes for a damaged file
 
 
 class AsyncSQLiteRecorder(AsyncRecorder):
     """Records into one SQLite file (``":memory:"`` for a private in-memory database).
 
     ``facta.connect_async("sqlite:///file.db")`` makes one (see :mod:`facta.backends.sqlite`
-    for the options). ``migrated`` lists the migrations its opening applied.
+    for the options).
     """
 
     sync_transactions = True
@@ -78,6 +79,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         path: str,
         *,
         timeout: float = 30.0,
+        synchronous: str = "FULL",
         migrate: bool = True,
         create: bool = True,
         read_only: bool = False,
@@ -87,9 +89,16 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         self.url = f"sqlite:///{path}" if url is None else url
         self.location = describe(path)
         self.read_only = read_only
-        self._timeout = timeout
-        self._db, self.migrated = open_store(
-            path, self.url, timeout=timeout, migrate=migrate, create=create, read_only=read_only
+        self._timeout, self._synchronous, self._create = timeout, synchronous, create
+        # Why the store cannot be used until migrate() (opened with migrate=False), or None.
+        self._db, self._pending = open_store(
+            path,
+            self.url,
+            timeout=timeout,
+            synchronous=synchronous,
+            migrate=migrate,
+            create=create,
+            read_only=read_only,
         )
         # Held for each call, and from BEGIN to COMMIT of a transaction() (in the sync recorder
         # re-entrant, so that a call inside one fails instead of waiting for ever).
@@ -100,6 +109,8 @@ class AsyncSQLiteRecorder(AsyncRecorder):
 
     def _locked(self, function: Callable[..., T], *args: Any) -> T:
         with self._lock:
+            if self._pending is not None:
+                raise SchemaVersionError(self._pending)
             try:
                 return function(*args)
             except sqlite3.Error as e:
@@ -111,6 +122,14 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         if self.read_only:
             raise StoreError(f"{self.location} was opened read-only; nothing was written")
 
+    def _waited(self, error: sqlite3.Error, doing: str, lost: str) -> StoreError:
+        """The error for a write that waited longer than ``timeout`` for another writer."""
+        return StoreError(
+            f"{self.location}: {doing} waited more than timeout={self._timeout:g}s for another "
+            f"connection's write lock ({error}); {lost}. Another process or thread held a write "
+            "transaction all that time: keep write transactions short, or raise timeout"
+        )
+
     # -- writing ---------------------------------------------------------------------------
 
     async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
@@ -120,8 +139,8 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     def _write(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         db = self._db
         now = datetime.now(UTC).timestamp()
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             results = []
             for append in appends:
                 actual = self._stream_version(append.stream_id)
@@ -162,9 +181,12 @@ class AsyncSQLiteRecorder(AsyncRecorder):
                 raise
             ids = [event.event_id for append in appends for event in append.events]
             raise duplicate_event_id(appends, self._find(ids)) from None
-        except BaseException:
+        except BaseException as e:
             if db.in_transaction:
                 db.rollback()
+            if isinstance(e, sqlite3.OperationalError) and busy(e):
+                doing = f"appending to {_names([a.stream_id for a in appends])}"
+                raise self._waited(e, doing, "nothing was written") from e
             raise
 
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
@@ -238,9 +260,15 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         await self._run(self._write_snapshot, snapshot)
 
     def _write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        with self._db:  # one transaction: the new snapshot in, the oldest ones out
-            self._db.execute(_WRITE_SNAPSHOT, snapshot)
-            self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
+        try:
+            with self._db:  # one transaction: the new snapshot in, the oldest ones out
+                self._db.execute(_WRITE_SNAPSHOT, snapshot)
+                self._db.execute(_PRUNE_SNAPSHOTS, (snapshot.stream_id, snapshot.stream_id))
+        except sqlite3.OperationalError as e:
+            if not busy(e):
+                raise
+            doing = f"writing a snapshot of stream {snapshot.stream_id!r}"
+            raise self._waited(e, doing, "it was not written") from e
 
     async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         rows = await self._run(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
@@ -249,7 +277,11 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     # -- projections -----------------------------------------------------------------------
 
     def checkpoints(self, name: str) -> AsyncSQLiteCheckpoints:
-        return AsyncSQLiteCheckpoints(name, self.path, self._timeout, read_only=self.read_only)
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
+        return AsyncSQLiteCheckpoints(
+            name, self.path, self._timeout, self._synchronous, read_only=self.read_only
+        )
 
     async def projection_statuses(self) -> list[ProjectionStatus]:
         return await self._run(statuses, self._db, self.path)
@@ -273,9 +305,13 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     def _begin(self) -> None:
         self._lock.acquire()
         try:
+            if self._pending is not None:
+                raise SchemaVersionError(self._pending)
             self._db.execute("BEGIN IMMEDIATE")
         except BaseException as e:
             self._lock.release()
+            if isinstance(e, sqlite3.Error) and busy(e):
+                raise self._waited(e, "beginning a transaction", "it did not begin") from e
             if isinstance(e, sqlite3.Error):
                 raise StoreError(f"{self.location}: {e}") from e
             raise
@@ -300,10 +336,50 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     async def migrate(self) -> list[int]:
         if self.read_only:  # opening checked that the schema is the latest
             return []
-        return await self._run(schema.apply, self._db, self.location)
+        return await to_thread(self._migrate)  # sync: return self._migrate()
+
+    def _migrate(self) -> list[int]:
+        with self._lock:
+            try:
+                applied = database.apply(
+                    self._db, self.path, self.location, self._timeout, create=self._create
+                )
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise StoreError(f"migrating {self.location} failed: {e}") from e
+            self._pending = None
+            return applied
+
+    async def check_integrity(self) -> list[str]:
+        """What SQLite's ``PRAGMA integrity_check`` finds wrong in the file ([] when sound)."""
+        return await to_thread(self._integrity)  # sync: return self._integrity()
+
+    def _integrity(self) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.Error as e:
+                if (e.sqlite_errorcode or 0) & 0xFF in _DAMAGED:  # where the check must read
+                    return [str(e)]
+                raise StoreError(f"{self.location}: checking its integrity failed: {e}") from e
+        problems = [str(problem) for (problem,) in rows]
+        return [] if problems == ["ok"] else problems
 
     async def close(self) -> None:
-        await self._run(self._db.close)
+        await to_thread(self._close)  # sync: self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _names(stream_ids: Sequence[str]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b', 'c' and 2 more``: for messages."""
+    unique = list(dict.fromkeys(stream_ids))
+    shown = ", ".join(map(repr, unique[:3]))
+    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+    return f"stream{'s' if len(unique) > 1 else ''} {shown}{more}"
 
 
 def _written(

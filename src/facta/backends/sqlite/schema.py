@@ -29,7 +29,7 @@ __all__ = [
     "apply",
     "latest_version",
     "migrations",
-    "prepare",
+    "pending",
     "survey",
 ]
 
@@ -160,40 +160,41 @@ def survey(db: sqlite3.Connection, location: str) -> Found:
     return Found(False, 0)
 
 
-def prepare(
-    db: sqlite3.Connection, location: str, url: str, *, create: bool, migrate: bool
-) -> list[int]:
-    """Check what ``db`` holds and bring it up to date as far as allowed; the migrations applied.
+def pending(found: Found, location: str, url: str, *, create: bool) -> str | None:
+    """What keeps the store ``found`` from being used until it is migrated (None: nothing).
 
-    Reads only, unless the file needs its schema created (``create``) or migrated
-    (``migrate``): a file that is not facta's is left exactly as it was.
+    Raises ``NotAFactaStore`` for a file holding no store when ``create`` is false (a file
+    that is not facta's is left exactly as it was), ``SchemaVersionError`` for a schema newer
+    than this facta.
     """
-    found = survey(db, location)
     if not found.store:
         if not create:
             raise NotAFactaStore(
                 f"{location} is not a facta store (it holds none of facta's tables); nothing "
                 f"was created or changed (check the URL {url!r})"
             )
-        return apply(db, location)
+        return f"{location} holds no facta store yet (its tables are made by migration)"
     _refuse_newer(found, location)
     if found.version == latest_version():
-        return []
-    if not migrate:
-        held = "a facta 0.1 store" if found.legacy else f"facta schema version {found.version}"
-        raise SchemaVersionError(
-            f"{location} holds {held}, but this facta needs version {latest_version()}; run "
-            f"`facta migrate {url}`"
-        )
-    return apply(db, location)
+        return None
+    held = "a facta 0.1 store" if found.legacy else f"facta schema version {found.version}"
+    return f"{location} holds {held}, but this facta needs version {latest_version()}"
 
 
-def apply(db: sqlite3.Connection, location: str) -> list[int]:
-    """Apply the pending migrations in one transaction; their numbers ([] when up to date)."""
+def apply(db: sqlite3.Connection, location: str, *, create: bool = True) -> list[int]:
+    """Apply the pending migrations in one transaction; their numbers ([] when up to date).
+
+    With ``create`` false, a file holding no store raises ``NotAFactaStore``.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         found = survey(db, location)  # again, under the write lock: others may have migrated
         _refuse_newer(found, location)
+        if not found.store and not create:
+            raise NotAFactaStore(
+                f"{location} is not a facta store (it holds none of facta's tables); nothing "
+                "was created or changed"
+            )
         applied = []
         for migration in migrations():
             if migration.number <= found.version:
