@@ -16,6 +16,7 @@ import facta
 from facta import AsyncRepository, CheckFailure, CheckReport, Codec, EventRegistry
 from facta.check_report import KEPT_FAILURES, SnapshotChecker
 from facta.snapshots import SnapshotRecord
+from facta.testing.events import Happened
 
 then = EventRegistry()  # the code that wrote the store
 now = EventRegistry()  # the code that checks it: Noted went to version 2 without an upcaster
@@ -237,6 +238,119 @@ def test_two_aggregate_classes_of_one_type_name_fail_only_their_own_snapshots() 
     assert "both named 'test_check.Counter'" in failure.message
 
 
+def test_a_database_failure_fails_the_report_and_is_counted_apart() -> None:
+    report = CheckReport(streams=1, events=2)
+    report.add(CheckFailure("database", "", 0, None, "x.db: the database is damaged: page 3"))
+
+    assert not report.ok
+    assert (report.database_failures, report.event_failures, report.snapshot_failures) == (1, 0, 0)
+    assert report.summary() == (
+        "checked 2 events in 1 stream and 0 snapshots: 1 failure (0 events, 0 snapshots, "
+        "1 database problem)"
+    )
+
+
+async def test_a_recorder_reports_no_integrity_problems_by_default(
+    async_store: facta.AsyncEventStore,
+) -> None:
+    await sound(async_store)
+
+    assert await async_store.recorder.check_integrity() == []
+
+
+# -- a damaged SQLite file ----------------------------------------------------------------------
+
+MANY = 3_000  # events enough for facta's indexes to span many pages
+
+
+def many_events(path: Path) -> str:
+    """A SQLite store of MANY events (one stream each), closed: all in the main file."""
+    url = f"sqlite:///{path}"
+    with facta.connect(url) as store:
+        store.append_many([facta.StreamAppend(f"s-{n}", [Happened(n)]) for n in range(MANY)])
+    assert not Path(f"{path}-wal").exists()
+    return url
+
+
+def damage(path: Path, name: str, data: bytes) -> None:
+    """Overwrite the middle of the first leaf page under the b-tree ``name`` (a table or an
+    index of more than one page) with ``data``."""
+    with closing(sqlite3.connect(path)) as db:
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)
+        ).fetchone()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        page = file.read(page_size)
+        assert page[0] in (0x02, 0x05), "an interior page, whose first cell names a leaf"
+        cell = int.from_bytes(page[12:14], "big")
+        leaf = int.from_bytes(page[cell : cell + 4], "big")
+        file.seek((leaf - 1) * page_size + page_size // 2)
+        file.write(data)
+
+
+def integrity(path: Path) -> list[str]:
+    """What SQLite's own integrity check says of the file."""
+    with closing(sqlite3.connect(path)) as db:
+        try:
+            return [row[0] for row in db.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as e:
+            return [str(e)]
+
+
+def test_check_reports_each_problem_of_a_damaged_file_whose_rows_still_read(
+    tmp_path: Path,
+) -> None:
+    url = many_events(tmp_path / "x.db")
+    damage(tmp_path / "x.db", "facta_events_type", bytes(8))  # an index the check never reads
+    problems = integrity(tmp_path / "x.db")
+    assert problems != ["ok"]
+
+    with facta.connect(url, read_only=True) as store:
+        assert store.recorder.check_integrity() == problems
+        report = facta.check_store(store)
+
+    assert not report.ok
+    assert (report.events, report.event_failures) == (MANY, 0)  # every row decoded
+    assert report.database_failures == len(problems)
+    assert [(f.kind, f.message) for f in report.failures] == [
+        ("database", f"SQLite file '{tmp_path / 'x.db'}': the database is damaged: {problem}")
+        for problem in problems
+    ]
+
+
+async def test_the_async_check_reports_a_file_too_damaged_for_the_integrity_check_to_end(
+    tmp_path: Path,
+) -> None:
+    url = many_events(tmp_path / "x.db")
+    damage(tmp_path / "x.db", "facta_events_type", b"\xff" * 64)
+    assert integrity(tmp_path / "x.db") == ["database disk image is malformed"]
+
+    async with facta.connect_async(url, read_only=True) as store:
+        report = await facta.check_store_async(store)
+
+    assert (report.database_failures, report.events) == (1, MANY)
+    assert report.failures[0].message.endswith(
+        "the database is damaged: database disk image is malformed"
+    )
+
+
+def test_check_reports_damage_that_stops_the_reading_and_ends_there(tmp_path: Path) -> None:
+    url = many_events(tmp_path / "x.db")
+    damage(tmp_path / "x.db", "facta_events", b"\xff" * 64)
+
+    with facta.connect(url, read_only=True) as store:
+        report = facta.check_store(store)
+
+    assert not report.ok
+    assert report.database_failures >= 2
+    last = report.failures[-1]
+    assert last.kind == "database"
+    assert "the database is damaged: reading stopped: " in last.message
+    assert "malformed" in last.message
+
+
 # -- the command --------------------------------------------------------------------------------
 
 APP = '''
@@ -282,6 +396,11 @@ class Cart(facta.Aggregate):
 
     def restore_state(self, state):
         self.total = state.total
+
+
+def fill_many(url, n):
+    with facta.connect(url) as store:
+        store.append_many([facta.StreamAppend(f"cart-{i}", [Added(1)]) for i in range(n)])
 
 
 def fill(url, legacy_event):
@@ -339,6 +458,29 @@ def test_command_prints_each_failure_and_exits_1(app: Path) -> None:
     assert "no event class is registered for type 'shop.Legacy'" in event
     assert summary == (
         "checked 3 events in 2 streams and 1 snapshot: 2 failures (1 event, 1 snapshot)"
+    )
+
+
+def test_command_on_a_damaged_file_prints_each_problem_and_exits_1(app: Path) -> None:
+    url = f"sqlite:///{app / 'shop.db'}"
+    done = run(app, "-c", f"import shop; shop.fill_many({url!r}, {MANY})")
+    assert done.returncode == 0, done.stderr
+    damage(app / "shop.db", "facta_events_type", bytes(8))
+    problems = integrity(app / "shop.db")
+    assert problems != ["ok"]
+
+    done = run(app, "-m", "facta", "check", "-i", "shop", url)
+
+    assert done.returncode == 1, done.stderr
+    *failures, summary = done.stdout.splitlines()
+    assert failures == [
+        f"SQLite file '{app / 'shop.db'}': the database is damaged: {problem}"
+        for problem in problems
+    ]
+    assert summary == (
+        f"checked {MANY:,} events in {MANY:,} streams and 0 snapshots: "
+        f"{len(problems)} failure{'s' if len(problems) > 1 else ''} (0 events, 0 snapshots, "
+        f"{len(problems)} database problem{'s' if len(problems) > 1 else ''})"
     )
 
 

@@ -16,17 +16,19 @@ from facta.records import StoredEvent
 from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
-__all__ = ["CheckFailure", "CheckReport", "SnapshotChecker"]
+__all__ = ["CheckFailure", "CheckReport", "SnapshotChecker", "database_failure", "event_failure"]
 
 # How many failures a report keeps (every one of them goes to the on_failure callback).
 KEPT_FAILURES = 100
 
 
 class CheckFailure(NamedTuple):
-    """A stored event or snapshot the current code cannot read. ``message`` names its place:
-    the stream, version (and position, for an event), type and schema version."""
+    """A stored event or snapshot the current code cannot read, or a problem the database
+    reports in its own files. ``message`` names its place: the stream, version (and position,
+    for an event), type and schema version; for a ``"database"`` failure, the store (its
+    stream id is ``""`` and its version 0)."""
 
-    kind: str  # "event" or "snapshot"
+    kind: str  # "event", "snapshot" or "database"
     stream_id: str
     version: int
     position: int | None  # None for a snapshot
@@ -46,17 +48,21 @@ class CheckReport:
     unchecked_snapshots: int = 0  # of aggregate types not given: only their checksum is checked
     event_failures: int = 0
     snapshot_failures: int = 0
+    database_failures: int = 0  # problems the database reports (a damaged file)
     failures: list[CheckFailure] = dataclasses.field(default_factory=list)  # the first ones
 
     @property
     def ok(self) -> bool:
-        """Whether everything that was read decodes with the current code."""
-        return self.event_failures == 0 and self.snapshot_failures == 0
+        """Whether the database reports no problem and everything read decodes with the
+        current code."""
+        return self.event_failures == 0 and self.snapshot_failures == 0 == self.database_failures
 
     def add(self, failure: CheckFailure) -> None:
         """Count a failure (and keep it, while fewer than ``KEPT_FAILURES`` are kept)."""
         if failure.kind == "event":
             self.event_failures += 1
+        elif failure.kind == "database":
+            self.database_failures += 1
         else:
             self.snapshot_failures += 1
         if len(self.failures) < KEPT_FAILURES:
@@ -64,7 +70,7 @@ class CheckReport:
 
     def summary(self) -> str:
         """One paragraph: what was checked and how many failures were found."""
-        failed = self.event_failures + self.snapshot_failures
+        failed = self.event_failures + self.snapshot_failures + self.database_failures
         text = (
             f"checked {_count(self.events, 'event')} in {_count(self.streams, 'stream')} and "
             f"{_count(self.snapshots, 'snapshot')}: "
@@ -72,9 +78,14 @@ class CheckReport:
         if failed == 0:
             text += "no failures"
         else:
+            database = (
+                f", {_count(self.database_failures, 'database problem')}"
+                if self.database_failures
+                else ""
+            )
             text += (
                 f"{_count(failed, 'failure')} ({_count(self.event_failures, 'event')}, "
-                f"{_count(self.snapshot_failures, 'snapshot')})"
+                f"{_count(self.snapshot_failures, 'snapshot')}{database})"
             )
         if self.unchecked_snapshots:
             text += (
@@ -149,6 +160,11 @@ def _snapshotted() -> list[type[Aggregate]]:
         if cls.snapshot_every is not None:
             found.append(cls)
     return found
+
+
+def database_failure(location: str, problem: str) -> CheckFailure:
+    """The failure for a problem the database reports in the store at ``location``."""
+    return CheckFailure("database", "", 0, None, f"{location}: the database is damaged: {problem}")
 
 
 def event_failure(row: StoredEvent, error: Exception) -> CheckFailure:

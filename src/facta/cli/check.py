@@ -1,4 +1,5 @@
-"""``facta check``: read every stored event and snapshot with the application's code."""
+"""``facta check``: the database's integrity, and every stored event and snapshot read with the
+application's code."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ __all__ = ["check"]
     "to check with (repeatable; modules of the working directory are found).",
 )
 def check(url: str, modules: tuple[str, ...]) -> None:
-    """Read every stored event and snapshot with the current code (upcast and decode), writing
-    nothing. Prints each failure with its place, then a summary; exit code 1 if any failed."""
+    """Check the database's own integrity, then read every stored event and snapshot with the
+    current code (upcast and decode), writing nothing. Prints each failure with its place,
+    then a summary; exit code 1 if any failed."""
     for module in modules:
         import_module(module)
     # The application's classes and upcasters, not plain JSON: what a load would decode.
