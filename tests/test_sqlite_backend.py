@@ -385,7 +385,7 @@ def open_and_read(url: str, options: dict[str, Any], found: list[object]) -> Non
 
 @pytest.mark.parametrize("options", [{}, {"create": False}, {"read_only": True}])
 @pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_a_store_opens_and_reads_while_another_process_holds_a_write_transaction(
+def test_a_store_opens_and_reads_while_another_connection_holds_a_write_transaction(
     tmp_path: Path, options: dict[str, Any], journal: str
 ) -> None:
     """With the default timeout (30 s): opening reads only. "delete": a store someone put
