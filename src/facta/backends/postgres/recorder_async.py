@@ -12,6 +12,11 @@
   that order too (docs/design.md, "Global order"). The price:
   one long transaction in the store's database delays readers (never writers); see
   :meth:`AsyncPostgresRecorder.reader_lag`.
+- Connections outlive the server's sessions: a pooled connection the server ended (a restart,
+  a killed session) is replaced before any caller gets it, a read whose connection dies under
+  it runs again once, and while the server is down callers wait (up to ``pool_timeout``) and
+  get through within about half a second of its return. An append is never sent twice: one
+  whose connection dies under it raises, saying it may have committed.
 - Each append NOTIFYs the store's channel on commit; :meth:`~AsyncPostgresRecorder.wait_for_events`
   wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
 """
@@ -19,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio  # sync: import threading
+import contextlib
 import math
 import time
 import uuid
@@ -43,6 +49,7 @@ from facta.appending import (
 )
 from facta.backends.postgres.checkpoints_async import AsyncPostgresCheckpoints, statuses
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
+from facta.backends.postgres.liveness import dead_while_idle
 from facta.backends.postgres.migrations_async import apply_migrations, check_schema
 from facta.backends.postgres.options import Options
 from facta.backends.postgres.queries import Queries
@@ -64,6 +71,8 @@ __all__ = ["AsyncPostgresRecorder"]
 
 _LAST_VERSION = 2**62  # read_stream's upper bound when the caller gives none
 _CLAIM_ATTEMPTS = 3  # a claim that failed is retried while the stream's version satisfies it
+# While the server is down, the pool tries to connect this often (see _reconnect_failed).
+_RECONNECT_SECONDS = 0.5
 # Rows of read_stream and read_all become StoredEvent as psycopg reads them; the query has
 # exactly its fields, so the tuple is made without StoredEvent._make's checks.
 _make_stored = cast("RowMaker[StoredEvent]", partial(tuple.__new__, StoredEvent))
@@ -106,6 +115,8 @@ class AsyncPostgresRecorder(AsyncRecorder):
             timeout=settings.pool_timeout,
             kwargs=self._kwargs,
             configure=self._configure_pooled,
+            reconnect_timeout=_RECONNECT_SECONDS,
+            reconnect_failed=self._reconnect_failed,
             open=False,
             name=f"facta:{self.schema}",
         )
@@ -171,14 +182,37 @@ class AsyncPostgresRecorder(AsyncRecorder):
             await self._open()
 
     async def _getconn(self) -> AsyncConnection[TupleRow]:
+        """A pooled connection that was alive a moment ago, within ``pool_timeout``.
+
+        A connection the server ended while it sat in the pool (a restart, a killed session)
+        is closed and handed back for the pool to replace, never to a caller.
+        """
         if not self._ready:
             await self._open()
         try:
-            return await self.pool.getconn()
+            conn = await self.pool.getconn()
+            if dead_while_idle(conn):
+                deadline = time.monotonic() + self.pool.timeout
+                while dead_while_idle(conn):
+                    await conn.close()
+                    await self.pool.putconn(conn)  # the pool opens another in its place
+                    conn = await self.pool.getconn(deadline - time.monotonic())
+            return conn
         except (PoolTimeout, TooManyRequests) as e:
             raise self._exhausted() from e
         except psycopg.Error as e:  # the pool was closed meanwhile
             raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
+
+    async def _reconnect_failed(self, pool: AsyncConnectionPool[Any]) -> None:
+        """The pool gave up opening a connection (the server is down): while callers wait for
+        one, try again at once, so that they get through as soon as the server is back.
+
+        The pool's own back-off doubles from 1 s, so it would retry ever more seldom; giving up
+        after ``_RECONNECT_SECONDS`` and starting afresh keeps attempts that often.
+        """
+        if pool.get_stats().get("requests_waiting", 0):
+            with contextlib.suppress(psycopg.Error):  # closed meanwhile
+                await pool.check()  # the pool grows again when it has no connection
 
     def _exhausted(self) -> PoolExhausted:
         size, timeout = self.pool.max_size, self.pool.timeout
@@ -225,18 +259,26 @@ class AsyncPostgresRecorder(AsyncRecorder):
         self, query: str, params: Sequence[Any], *, fetch: bool = True, rows: Any = tuple_row
     ) -> list[Any]:
         """Run one statement on a pooled connection; its rows (binary: no text parsing), made
-        by the row factory ``rows``."""
-        conn = await self._getconn()
-        try:
-            cur = conn.cursor(row_factory=rows)
-            await cur.execute(query, params, prepare=True, binary=True)
-            return await cur.fetchall() if fetch else []
-        except UnicodeEncodeError as e:
-            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
-        except psycopg.Error as e:
-            raise self._failed(e, params) from e
-        finally:
-            await self.pool.putconn(conn)
+        by the row factory ``rows``.
+
+        Every statement run here is a read or an idempotent write (a snapshot's upsert), so
+        one whose connection died under it runs again, once, on another connection.
+        """
+        retried = False
+        while True:
+            conn = await self._getconn()
+            try:
+                cur = conn.cursor(row_factory=rows)
+                await cur.execute(query, params, prepare=True, binary=True)
+                return await cur.fetchall() if fetch else []
+            except UnicodeEncodeError as e:
+                raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
+            except psycopg.Error as e:
+                if not conn.broken or retried:
+                    raise self._failed(e, params) from e
+                retried = True
+            finally:
+                await self.pool.putconn(conn)
 
     def _failed(self, e: psycopg.Error, params: Sequence[Any]) -> Exception:
         if isinstance(e, pg_errors.ProgramLimitExceeded) and params and isinstance(params[0], str):
@@ -537,6 +579,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
                     woke = True
                 return woke
             except psycopg.Error as e:
+                if self._listener is not None and self._listener.broken:  # listen anew next time
+                    await self._listener.close()
+                    self._listener = None
                 raise StoreError(
                     f"PostgreSQL store at {self.location}: listening for appends failed: {e}"
                 ) from e

@@ -1,0 +1,234 @@
+"""The PostgreSQL store when its server goes away: killed sessions, restarts, a server down.
+
+Each test runs against a private PostgreSQL cluster (``initdb`` and ``pg_ctl`` of the installed
+server, run as the ``postgres`` user when the tests run as root), on a free port in a temporary
+directory, so the shared server is never stopped. The cluster is made once for the module and
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import facta
+from facta.backends.postgres import PoolExhausted
+from facta.backends.postgres.recorder import PostgresRecorder
+from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
+from facta.errors import StoreError
+from facta.testing.events import Happened
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+# The newest installed server's programs (Debian's layout), or those on the PATH.
+_BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+PG_BIN = Path(_BINARIES[-1]) if _BINARIES else None
+RECOVERY = 2.0  # seconds within which service must be back once the server is
+
+
+class Cluster:
+    """A PostgreSQL server of the tests' own, on a free port, in a temporary directory."""
+
+    def __init__(self, directory: Path, binaries: Path) -> None:
+        self.directory, self.binaries = directory, binaries
+        self.data = directory / "data"
+        self.port = _free_port()
+
+    def url(self, schema: str | None = None) -> str:
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return url if schema is None else f"{url}?schema={schema}"
+
+    def _run(self, program: str, *args: str) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        command = [*as_postgres, str(self.binaries / program), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def create(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c max_connections=40 -c shared_buffers=16MB"
+        )
+        log = str(self.directory / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def terminate_sessions(self) -> int:
+        """End every other session on the server, as an administrator may; how many."""
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            cur = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            row = cur.fetchone()
+            assert row is not None
+            count = int(row[0])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until they are gone
+                cur = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                )
+                if cur.fetchone() == (0,):
+                    break
+                time.sleep(0.01)
+            return count
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if PG_BIN is None:
+        pytest.skip("no PostgreSQL server programs installed (initdb, pg_ctl)")
+    directory = Path(tempfile.mkdtemp(prefix="facta-faults-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    made = Cluster(directory, PG_BIN)
+    try:
+        made.create()
+        made.start()
+        yield made
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # not running
+            made.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def running(cluster: Cluster) -> Cluster:
+    """The cluster, started again if a test left it stopped."""
+    try:
+        with psycopg.connect(cluster.url(), connect_timeout=2):
+            pass
+    except psycopg.OperationalError:
+        cluster.start()
+    return cluster
+
+
+@pytest.fixture
+def url(running: Cluster) -> str:
+    return running.url(f"faults_{uuid.uuid4().hex[:12]}")
+
+
+def pg(store: facta.EventStore) -> PostgresRecorder:
+    assert isinstance(store.recorder, PostgresRecorder)
+    return store.recorder
+
+
+def fill_the_pool(store: facta.EventStore, size: int) -> None:
+    """Make the pool open ``size`` connections (all in use at once), then give them back."""
+    recorder = pg(store)
+    with ThreadPoolExecutor(size) as pool:
+        start = threading.Barrier(size)
+
+        def hold() -> None:
+            with recorder.connection():
+                start.wait(timeout=30)
+
+        list(pool.map(lambda _: hold(), range(size)))
+    assert recorder.pool.get_stats()["pool_size"] == size
+
+
+# -- dead pooled connections ---------------------------------------------------------------------
+
+
+def test_appends_after_the_pools_sessions_were_killed_succeed(running: Cluster, url: str) -> None:
+    with facta.connect(url, pool_size=4) as store:
+        store.append("s", [Happened(0)])
+        fill_the_pool(store, 4)
+        assert running.terminate_sessions() >= 4
+        for n in range(1, 9):
+            assert store.append("s", [Happened(n)]).version == n + 1
+        assert [e.data.n for e in store.read_stream("s")] == list(range(9))
+
+
+def test_reads_after_the_pools_sessions_were_killed_succeed(running: Cluster, url: str) -> None:
+    with facta.connect(url, pool_size=3) as store:
+        store.append("s", [Happened(0)])
+        fill_the_pool(store, 3)
+        running.terminate_sessions()
+        assert [store.stream_version("s") for _ in range(6)] == [1] * 6
+
+
+async def test_async_appends_after_the_pools_sessions_were_killed_succeed(
+    running: Cluster, url: str
+) -> None:
+    async with facta.connect_async(url, pool_size=2) as store:
+        await store.append("s", [Happened(0)])
+        recorder = store.recorder
+        assert isinstance(recorder, AsyncPostgresRecorder)
+        async with recorder.connection(), recorder.connection():
+            pass
+        running.terminate_sessions()
+        for n in range(1, 5):
+            assert (await store.append("s", [Happened(n)])).version == n + 1
+
+
+def test_service_resumes_at_once_after_the_server_restarts(running: Cluster, url: str) -> None:
+    with facta.connect(url, pool_size=4) as store:
+        store.append("s", [Happened(0)])
+        fill_the_pool(store, 4)
+        running.restart()
+        started = time.monotonic()
+        assert store.append("s", [Happened(1)]).version == 2
+        assert time.monotonic() - started < RECOVERY
+        assert store.stream_version("s") == 2
+
+
+def test_a_caller_waiting_while_the_server_is_down_gets_through_soon_after_it_returns(
+    running: Cluster, url: str
+) -> None:
+    with facta.connect(url, pool_size=2, pool_timeout=30) as store, ThreadPoolExecutor(1) as pool:
+        store.append("s", [Happened(0)])
+        running.stop()
+        append = pool.submit(store.append, "s", [Happened(1)])
+        time.sleep(4)  # long enough for the pool's reconnection attempts to back off
+        assert not append.done()
+        running.start()
+        back = time.monotonic()
+        assert append.result(timeout=30).version == 2
+        assert time.monotonic() - back < RECOVERY
+
+
+def test_a_call_while_the_server_is_down_fails_within_the_pool_timeout(
+    running: Cluster, url: str
+) -> None:
+    with facta.connect(url, pool_size=2, pool_timeout=1) as store:
+        store.append("s", [Happened(0)])
+        running.stop()
+        started = time.monotonic()
+        with pytest.raises(StoreError) as raised:
+            store.append("s", [Happened(1)])
+        assert time.monotonic() - started < 1 + RECOVERY
+        assert isinstance(raised.value, PoolExhausted)
+        assert "is the server reachable?" in str(raised.value)
+        running.start()
+        assert store.append("s", [Happened(2)]).version == 2
