@@ -78,11 +78,13 @@ def open_store(
     if read_only:
         create = migrate = False
     if not create and (path == MEMORY or not os.path.exists(path)):
-        missing = "a new in-memory database is empty" if path == MEMORY else "no such file"
+        if path == MEMORY:
+            why, how = "a new in-memory database is empty", "connect with create=True"
+        else:
+            why, how = "no such file", f"run `facta migrate {url}` or connect with create=True"
         raise NotAFactaStore(
-            f"{location} is not a facta store ({missing}); nothing was created (check the URL "
-            f"{url!r}; to create a store there, run `facta migrate {url}` or connect with "
-            "create=True)"
+            f"{location} is not a facta store ({why}); nothing was created (check the URL "
+            f"{url!r}; to create a store there, {how})"
         )
     mode = "ro" if read_only else None if create else "rw"
     try:
