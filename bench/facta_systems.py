@@ -68,9 +68,14 @@ class SnapshottedCart(Cart):
 def _url(backend: str, base: Any, schema: str) -> str:
     if backend == "memory":
         return "memory://"
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         return f"sqlite:///{base.new_file()}"
     return f"{POSTGRES_URL}?schema={schema}"
+
+
+def _options(backend: str) -> dict[str, Any]:
+    """facta's default is synchronous = FULL; sqlite-normal measures the opt-in NORMAL."""
+    return {"synchronous": "NORMAL"} if backend == "sqlite-normal" else {}
 
 
 def backend_support(backend: str) -> None:
@@ -188,7 +193,7 @@ class FactaSync(SyncWorkloads):
             self.store.close()
         if self.backend == "postgres":
             drop_schema(self.schema)
-        self.store = facta.connect(_url(self.backend, self, self.schema))
+        self.store = facta.connect(_url(self.backend, self, self.schema), **_options(self.backend))
         return self.store
 
     def setup(self, group: str) -> dict[str, str]:
@@ -322,7 +327,9 @@ class FactaAsync(AsyncWorkloads):
             await self.store.close()
         if self.backend == "postgres":
             drop_schema(self.schema)
-        self.store = facta.connect_async(_url(self.backend, self, self.schema))
+        self.store = facta.connect_async(
+            _url(self.backend, self, self.schema), **_options(self.backend)
+        )
         await self.store.__aenter__()
         return self.store
 

@@ -122,7 +122,7 @@ class System(NamedTuple):
 
     name: str
     library: str
-    backend: str  # memory, sqlite or postgres
+    backend: str  # memory, sqlite (synchronous = FULL), sqlite-normal or postgres
     is_async: bool
 
 
@@ -131,12 +131,14 @@ SYSTEMS = [
     System("facta-memory-async", "facta", "memory", True),
     System("facta-sqlite", "facta", "sqlite", False),
     System("facta-sqlite-async", "facta", "sqlite", True),
+    System("facta-sqlite-normal", "facta", "sqlite-normal", False),
     System("facta-postgres", "facta", "postgres", False),
     System("facta-postgres-async", "facta", "postgres", True),
     System("es-popo", "eventsourcing", "memory", False),
     System("es-sqlite", "eventsourcing", "sqlite", False),
     System("es-postgres", "eventsourcing", "postgres", False),
     System("raw-sqlite3", "raw", "sqlite", False),
+    System("raw-sqlite3-normal", "raw", "sqlite-normal", False),
     System("raw-psycopg", "raw", "postgres", False),
     System("raw-psycopg-async", "raw", "postgres", True),
 ]

@@ -132,8 +132,9 @@ class _Rows:
 class RawSQLite(SyncWorkloads):
     """sqlite3 on a WAL file with facta's pragmas."""
 
-    def __init__(self, sizes: Sizes, schema: str) -> None:
+    def __init__(self, sizes: Sizes, schema: str, synchronous: str = "FULL") -> None:
         super().__init__(sizes, schema)
+        self.synchronous = synchronous  # FULL as facta's default; NORMAL as its opt-in
         self.rows = _Rows(self)
         self.path = ""
         self.db: sqlite3.Connection | None = None
@@ -144,7 +145,7 @@ class RawSQLite(SyncWorkloads):
     def connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
         return db
 
     def fresh_db(self) -> sqlite3.Connection:

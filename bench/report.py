@@ -44,11 +44,12 @@ class Result(NamedTuple):
 
 
 # (backend, facta system, eventsourcing system, raw driver system) compared in the ratio table
-PAIRS = [
+PAIRS: list[tuple[str, str, str | None, str | None]] = [
     ("memory", "facta-memory", "es-popo", None),
     ("memory async", "facta-memory-async", "es-popo", None),
     ("sqlite", "facta-sqlite", "es-sqlite", "raw-sqlite3"),
     ("sqlite async", "facta-sqlite-async", "es-sqlite", "raw-sqlite3"),
+    ("sqlite NORMAL", "facta-sqlite-normal", None, "raw-sqlite3-normal"),
     ("postgres", "facta-postgres", "es-postgres", "raw-psycopg"),
     ("postgres async", "facta-postgres-async", "es-postgres", "raw-psycopg-async"),
 ]
@@ -115,7 +116,7 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
                 continue
             row: dict[str, Any] = {"case": case.id, "unit": case.unit, "backend": backend}
             row["facta"] = mine.median
-            other = by_key.get((case.id, es))
+            other = by_key.get((case.id, es)) if es else None
             row["eventsourcing"] = other.median if other else None
             row["vs_es"] = None
             if other:

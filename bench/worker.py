@@ -43,8 +43,9 @@ def make_system(name: str, sizes: Sizes, schema: str) -> Workloads:
         return es_systems.make(sizes, schema, system.backend)
     from bench import raw_systems
 
-    if system.backend == "sqlite":
-        return raw_systems.RawSQLite(sizes, schema)
+    if system.backend.startswith("sqlite"):
+        synchronous = "NORMAL" if system.backend == "sqlite-normal" else "FULL"
+        return raw_systems.RawSQLite(sizes, schema, synchronous)
     if system.is_async:
         return raw_systems.RawPsycopgAsync(sizes, schema)
     return raw_systems.RawPsycopg(sizes, schema)
