@@ -135,3 +135,27 @@ async def test_an_async_memory_subscriber_wakes_at_once_on_an_append() -> None:
         await store.append("bell", [Rung(0, 1)], facta.ANY)
         event = await asyncio.wait_for(waiting, 5.0)  # not the 60 s poll
         assert event.data == Rung(0, 1)
+
+
+async def test_a_sqlite_subscriber_wakes_on_another_connection_s_commit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = facta.connect_async(url)
+    async with store, store.subscribe(poll_interval=60.0) as events:
+        waiting = asyncio.ensure_future(anext(aiter(events)))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        with facta.connect(url) as other:  # another connection, as another process would be
+            other.append("bell", [Rung(0, 1)], facta.ANY)
+        event = await asyncio.wait_for(waiting, 5.0)  # the data version, not the 60 s poll
+        assert event.data == Rung(0, 1)
+
+
+def test_the_last_checkpoint_is_where_a_reader_of_new_events_starts(url: str) -> None:
+    with facta.connect(url) as store:
+        assert store.recorder.last_checkpoint() == facta.Checkpoint()
+        store.append("bell", [Rung(0, 1), Rung(0, 2)], facta.ANY)
+        wait = getattr(store.recorder, "wait_until_readable", None)
+        if wait is not None:
+            assert wait(60.0)
+        *_, last = store.read_all()
+        assert store.recorder.last_checkpoint() == last.checkpoint

@@ -7,8 +7,10 @@ under a lock; the async recorder makes each call in a worker thread.
 
 from __future__ import annotations
 
+import asyncio  # sync: drop
 import sqlite3
 import threading
+import time
 import uuid
 from asyncio import to_thread  # sync: drop
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -65,6 +67,10 @@ _LAST_VERSION = 2**62  # "no upper bound" in a version range
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # SQLite's codes for a damaged file
 
 
+# How often wait_for_events looks at the data version: the latency of a wake-up.
+_WATCH_INTERVAL = 0.005
+
+
 class AsyncSQLiteRecorder(AsyncRecorder):
     """Records into one SQLite file (``":memory:"`` for a private in-memory database).
 
@@ -103,6 +109,11 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         # Held for each call, and from BEGIN to COMMIT of a transaction() (in the sync recorder
         # re-entrant, so that a call inside one fails instead of waiting for ever).
         self._lock = threading.Lock()  # sync: self._lock = threading.RLock()
+        # wait_for_events: a connection of its own, whose data_version moves with every commit
+        # of any other connection, and the value it had when a wait last returned.
+        self._watcher: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
+        self._seen_version: int | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await to_thread(self._locked, fn, *args)  # sync: return self._locked(fn, *args)
@@ -235,6 +246,43 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             f"SELECT {_COLUMNS} FROM facta_events WHERE {where} ORDER BY position LIMIT ?",
             (*params, limit),
         )
+
+    async def last_checkpoint(self) -> Checkpoint:
+        ((position,),) = await self._run(self._fetch, "SELECT max(position) FROM facta_events", ())
+        return Checkpoint(0, position or 0)
+
+    async def wait_for_events(self, seconds: float) -> bool:
+        """Wait until a commit may have happened (True) or ``seconds`` pass (False).
+
+        ``PRAGMA data_version`` on a connection of the recorder's own changes with every
+        commit of any other connection, this process's or another's; it is polled every few
+        milliseconds. The first call returns True at once, and so does a call after a commit
+        that came since the last call returned. A ``:memory:`` database has no other
+        connection to watch: it waits ``seconds``.
+        """
+        if self.path == database.MEMORY:
+            return await super().wait_for_events(seconds)
+        deadline = time.monotonic() + seconds
+        while True:
+            version = self._data_version()
+            if version != self._seen_version:
+                self._seen_version = version
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_WATCH_INTERVAL)  # sync: time.sleep(_WATCH_INTERVAL)
+
+    def _data_version(self) -> int:
+        with self._watch_lock:
+            try:
+                if self._watcher is None:
+                    self._watcher = database.connect(
+                        self.path, self._timeout, self._synchronous, mode="ro"
+                    )
+                version: int = self._watcher.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.location}: watching for commits failed: {e}") from e
+            return version
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> list[StoredEvent]:
         # tuple.__new__ makes the StoredEvent without the call of its generated __new__:
@@ -372,6 +420,10 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     def _close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._watch_lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
 
 
 def _names(stream_ids: Sequence[str]) -> str:
