@@ -41,10 +41,11 @@ async def main(folder: Path) -> None:
         async with Relay(store, broker, name="orders", prefix=prefix) as relay:
             print("relay published", await relay.catch_up(), "events")
 
-    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
     try:
-        for _, fields in await client.xrange(f"{prefix}:events"):
-            print("redis holds", fields[b"subject"].decode(), fields[b"data"].decode())
+        for _, fields in await client.xrange(f"{prefix}:events") or []:
+            assert fields is not None
+            print("redis holds", fields["subject"], fields["data"])
     finally:
         await client.delete(f"{prefix}:events", f"{prefix}:relay:orders")
         await client.aclose()
