@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 import socket
@@ -19,17 +20,20 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 import facta
+from facta.appending import StreamAppend
 from facta.backends.postgres import PoolExhausted
 from facta.backends.postgres.recorder import PostgresRecorder
 from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 from facta.errors import StoreError
+from facta.projections import Projection, ProjectionRunner, handles
 from facta.testing.events import Happened
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -232,3 +236,78 @@ def test_a_call_while_the_server_is_down_fails_within_the_pool_timeout(
         assert "is the server reachable?" in str(raised.value)
         running.start()
         assert store.append("s", [Happened(2)]).version == 2
+
+
+# -- projection runners --------------------------------------------------------------------------
+
+
+class Totals(Projection[psycopg.Connection[Any]]):
+    """Counts each stream's events, recording every position applied (to see repeats)."""
+
+    name = "totals"
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS applied (position bigint NOT NULL)")
+
+    @handles(Happened)
+    def counted(self, event: facta.RecordedEvent, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("INSERT INTO applied VALUES (%s)", (event.position,))
+
+
+def applied(url: str) -> list[int]:
+    """The positions the projection applied, in the order applied; [] while unreachable."""
+    conninfo, schema = url.split("?schema=")
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            cur = conn.execute(f'SELECT position FROM "{schema}".applied ORDER BY position')
+            return [row[0] for row in cur.fetchall()]
+    except psycopg.Error:
+        return []
+
+
+def wait_for_applied(url: str, count: int, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    done = applied(url)
+    while len(done) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done = applied(url)
+    return done
+
+
+@contextlib.contextmanager
+def running_in_a_thread(runner: ProjectionRunner[Any]) -> Iterator[Future[None]]:
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(runner.run)
+        try:
+            yield run
+        finally:
+            runner.stop()
+            run.result(timeout=60)
+
+
+@pytest.mark.parametrize("fault", ["restart", "terminate_sessions"])
+def test_a_running_projection_catches_up_by_itself_after_the_server_fails(
+    running: Cluster, url: str, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="facta.projections")
+    with (
+        facta.connect(url, pool_size=3, pool_timeout=10) as store,
+        ProjectionRunner(store, Totals(), poll_interval=0.1) as runner,
+        running_in_a_thread(runner) as run,
+    ):
+        store.append_many([StreamAppend(f"s{n}", [Happened(n)]) for n in range(10)])
+        assert len(wait_for_applied(url, 10, 30)) == 10
+        getattr(running, fault)()
+        back = time.monotonic()
+        store.append_many([StreamAppend(f"t{n}", [Happened(n)]) for n in range(10)])
+        done = wait_for_applied(url, 20, 30)
+        caught_up = time.monotonic() - back
+        assert not run.done()
+    assert sorted(done) == sorted(set(done)) == list(range(1, 21))  # each once
+    assert caught_up < 10
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retries
+    assert "projection 'totals': the store failed (" in retries[0]
+    assert any(
+        "projection 'totals' resumed at checkpoint" in r.getMessage() for r in caplog.records
+    )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 import facta
+import facta.projections.runner
 from facta.backends.postgres.recorder import PostgresRecorder
 from facta.cli import main
+from facta.errors import NotAFactaStore, ProjectionLocked, SchemaVersionError, StoreError
 from facta.projections import (
     AsyncProjection,
     Projection,
@@ -272,3 +278,93 @@ def test_the_projections_listing_has_no_note_when_readers_are_not_held_back(
     listing = CliRunner().invoke(main, ["projections", url])
     assert listing.exit_code == 0, listing.output
     assert "note:" not in listing.output
+
+
+# -- a running projection meets a failing store ---------------------------------------------------
+
+
+def failing_reads(
+    monkeypatch: pytest.MonkeyPatch, store: facta.EventStore, *failures: Exception
+) -> None:
+    """Make the store's next ``read_all`` calls raise ``failures``, one each, in order."""
+    real, pending = store.read_all, list(failures)
+
+    def read_all(*args: Any, **kwargs: Any) -> Iterator[facta.RecordedEvent]:
+        if pending:
+            raise pending.pop(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "read_all", read_all)
+
+
+@contextmanager
+def running_in_a_thread(runner: ProjectionRunner[Any]) -> Iterator[Future[None]]:
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(runner.run)
+        try:
+            yield run
+        finally:
+            runner.stop()
+            with suppress(Exception):  # the test looks at how it ended
+                run.result(timeout=PATIENCE)
+
+
+def test_a_running_projection_retries_a_failing_store_backing_off_and_logging_each_retry(
+    store: facta.EventStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="facta.projections")
+    store.append("a", [Deposited(1)])
+    settle(store)
+    failing_reads(monkeypatch, store, *[StoreError(f"lost connection {n}") for n in range(4)])
+    with (
+        ProjectionRunner(store, Totals(), poll_interval=0.05) as runner,
+        running_in_a_thread(runner) as run,
+    ):
+        deadline = time.monotonic() + PATIENCE
+        while applied(store) != [1] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not run.done()
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [message.split("(failure ")[1] for message in retries] == ["1)", "2)", "3)", "4)"]
+    assert retries[0].startswith("projection 'totals': the store failed (lost connection 0);")
+    delays = [float(message.split("retrying in ")[1].split(" s")[0]) for message in retries]
+    assert 0.05 <= delays[0] <= 0.1  # then doubling, each drawn from its upper half
+    assert 0.4 <= delays[3] <= 0.8
+    assert applied(store) == [1]
+
+
+@pytest.mark.parametrize(
+    "permanent",
+    [SchemaVersionError("the schema is at version 9"), NotAFactaStore("no store here")],
+)
+def test_a_running_projection_stops_on_a_failure_retrying_cannot_mend(
+    store: facta.EventStore, monkeypatch: pytest.MonkeyPatch, permanent: StoreError
+) -> None:
+    failing_reads(monkeypatch, store, permanent)
+    with ProjectionRunner(store, Totals()) as runner, pytest.raises(type(permanent)):
+        runner.run()
+
+
+def test_a_running_projection_stops_when_another_runner_took_it_over_while_it_waited(
+    store: facta.EventStore, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facta.projections.runner, "_RETRY_FIRST", 2.0)
+    failing_reads(monkeypatch, store, StoreError("lost connection"))
+    with (
+        facta.connect(url) as other,
+        ProjectionRunner(store, Totals()) as runner,
+        running_in_a_thread(runner) as run,
+    ):
+        deadline = time.monotonic() + PATIENCE
+        while True:  # the failing runner lets go of the projection while it waits
+            try:
+                taker = ProjectionRunner(other, Totals()).__enter__()
+                break
+            except ProjectionLocked:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        try:
+            with pytest.raises(ProjectionLocked):
+                run.result(timeout=PATIENCE)
+        finally:
+            taker.__exit__(None, None, None)

@@ -12,13 +12,22 @@ twice. One runner per projection at a time: a second one waits (``wait=True``) o
 from __future__ import annotations
 
 import asyncio  # sync: import threading
+import contextlib  # sync: drop
 import inspect  # sync: drop
 import logging
+import random
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from facta.errors import DecodeError, UnknownEventType, UpcastError
+from facta.errors import (
+    DecodeError,
+    NotAFactaStore,
+    SchemaVersionError,
+    StoreError,
+    UnknownEventType,
+    UpcastError,
+)
 from facta.events import Checkpoint, RecordedEvent
 from facta.projections.errors import OnError, ProjectionError
 from facta.projections.handlers import check_name, resolve
@@ -32,6 +41,11 @@ __all__ = ["AsyncProjectionRunner"]
 C = TypeVar("C")
 
 log = logging.getLogger("facta.projections")
+
+# How long a running projection waits after the store failed: doubling from the first, up to
+# the cap, each drawn between half and all of it (jitter: restarted runners do not all knock
+# at once).
+_RETRY_FIRST, _RETRY_CAP = 0.1, 5.0
 
 
 class AsyncProjectionRunner(Generic[C]):
@@ -65,7 +79,7 @@ class AsyncProjectionRunner(Generic[C]):
         self._handlers: dict[type, Callable[..., Any]] = {}
         self._types: tuple[str, ...] = ()
         self._checkpoint = Checkpoint()
-        self._opened = self._failed = False
+        self._opened = self._failed = self._dropped = False
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -121,11 +135,57 @@ class AsyncProjectionRunner(Generic[C]):
         self._stopping.set()
 
     async def run(self) -> None:
-        """Catch up, then follow the log as it grows, until :meth:`stop` is called."""
+        """Catch up, then follow the log as it grows, until :meth:`stop` is called.
+
+        It rides out a failing database (a lost connection, a restarting server, an
+        exhausted pool: a ``StoreError``): it waits, with a capped and jittered back-off,
+        logs each retry on the ``facta.projections`` logger, reopens its checkpoints (taking
+        the lock again) and goes on from the checkpoint stored. It ends on what waiting cannot
+        mend: a handler's failure (as ``on_error`` says), an event that does not decode,
+        ``SchemaVersionError``, ``NotAFactaStore``, or ``ProjectionLocked`` (another runner
+        took the projection over meanwhile).
+        """
+        self._check_open()
+        failures = 0
         while not self._stopping.is_set():
-            await self.catch_up()
-            if not self._stopping.is_set():
-                await self._checkpoints.wait(self.poll_interval, self._stopping)
+            try:
+                if self._dropped:  # by a failure: open again, at the checkpoint stored
+                    await self.open()
+                    self._dropped = False
+                    log.info("projection %r resumed at checkpoint %s", self.name, self._checkpoint)
+                await self.catch_up()
+                failures = 0
+                if not self._stopping.is_set():
+                    await self._checkpoints.wait(self.poll_interval, self._stopping)
+            except (SchemaVersionError, NotAFactaStore):
+                raise
+            except StoreError as e:
+                failures += 1
+                delay = min(_RETRY_CAP, _RETRY_FIRST * 2 ** min(failures - 1, 30))
+                delay = random.uniform(delay / 2, delay)
+                log.warning(
+                    "projection %r: the store failed (%s); retrying in %.2f s (failure %d)",
+                    self.name,
+                    e,
+                    delay,
+                    failures,
+                )
+                await self._drop_checkpoints()
+                await self._pause(delay)
+
+    async def _drop_checkpoints(self) -> None:
+        """Close the checkpoints after a failure (the lock goes with their session); the run
+        loop opens them again, reading the checkpoint stored."""
+        self._opened, self._dropped = False, True
+        try:
+            await self._checkpoints.close()
+        except StoreError as e:
+            log.debug("projection %r: closing its checkpoints failed too: %s", self.name, e)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or until :meth:`stop` is called."""
+        with contextlib.suppress(TimeoutError):  # sync: self._stopping.wait(seconds)
+            await asyncio.wait_for(self._stopping.wait(), seconds)  # sync: drop
 
     async def catch_up(self, progress: Progress | None = None) -> int:
         """Apply every event after the checkpoint, up to the end of the log; how many."""

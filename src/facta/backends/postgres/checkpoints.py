@@ -162,12 +162,20 @@ class PostgresCheckpoints(Checkpoints):
 
     @contextmanager
     def transaction(self) -> Iterator[Connection[TupleRow]]:
+        """A transaction on the runner's connection. Whatever fails in it because the
+        connection did (a handler's statement included) is a ``StoreError``: the database's
+        failure, not the handler's."""
         conn = self._connection()
         try:
             with conn.transaction():
                 yield conn
         except psycopg.Error as e:
             raise StoreError(f"projection {self.name!r}: {e}") from e
+        except Exception as e:
+            if not conn.broken:
+                raise
+            cause = e.__cause__ or e  # a handler's failure comes wrapped by the runner
+            raise StoreError(f"projection {self.name!r}: the connection failed: {cause}") from e
 
     def _execute(self, query: str, params: Any) -> psycopg.Cursor[TupleRow]:
         try:

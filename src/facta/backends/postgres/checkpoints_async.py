@@ -160,12 +160,20 @@ class AsyncPostgresCheckpoints(AsyncCheckpoints):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A transaction on the runner's connection. Whatever fails in it because the
+        connection did (a handler's statement included) is a ``StoreError``: the database's
+        failure, not the handler's."""
         conn = self._connection()
         try:
             async with conn.transaction():
                 yield conn
         except psycopg.Error as e:
             raise StoreError(f"projection {self.name!r}: {e}") from e
+        except Exception as e:
+            if not conn.broken:
+                raise
+            cause = e.__cause__ or e  # a handler's failure comes wrapped by the runner
+            raise StoreError(f"projection {self.name!r}: the connection failed: {cause}") from e
 
     async def _execute(self, query: str, params: Any) -> psycopg.AsyncCursor[TupleRow]:
         try:
