@@ -88,7 +88,7 @@ class Broker(abc.ABC):
     """A message system a relay publishes to; one module per system (NATS, RabbitMQ, Redis).
 
     ``keeps_checkpoints`` is True for a broker that stores the relay's checkpoint itself,
-    atomically with the messages (Redis: ``XADD`` and the checkpoint in one ``MULTI``): the
+    atomically with the messages (Redis: the ``XADD`` s and the checkpoint in one script): the
     relay then resumes from :meth:`checkpoint` and the broker gets each event exactly once.
     Brokers are async context managers (``open`` / ``close``).
     """
