@@ -16,6 +16,7 @@ from facta.cli.errors import Failed, one_line
 from facta.cli.events import log, show, streams, tail
 from facta.cli.migrate import migrate
 from facta.cli.projections import projections
+from facta.cli.relay import relay
 from facta.cli.urls import URL_HELP
 from facta.errors import FactaError
 
@@ -38,5 +39,5 @@ def main() -> None:
     """facta: event sourcing for Python."""
 
 
-for _command in (demo, streams, show, log, tail, migrate, check, projections):
+for _command in (demo, streams, show, log, tail, migrate, check, projections, relay):
     main.add_command(_command)
