@@ -42,7 +42,9 @@ _COLUMNS = (
 # session of another database (pg_stat_activity's backend_xid, compared on the low 32 bits)
 # or a prepared transaction of another database shows it is theirs. Anything unknown counts
 # as ours, so a race can delay a reader, never let it skip. The sessions are only looked at
-# when the snapshot has transactions in progress.
+# when this store holds rows at or past the snapshot's xmin (below it, every transaction has
+# ended, and then xmin is as good a horizon): a reader that is not held back pays one index
+# probe.
 _OUR_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
 _FOREIGN_XIDS = f"""
     SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL)
@@ -52,7 +54,12 @@ _FOREIGN_XIDS = f"""
 _HORIZON_OF = f"""least(pg_snapshot_xmax({{snapshot}}), (
     SELECT min(x) FROM pg_snapshot_xip({{snapshot}}) AS x
     WHERE (x::text::bigint & 4294967295) NOT IN ({_FOREIGN_XIDS})))::text::bigint"""
-_HORIZON = "(SELECT {} FROM pg_current_snapshot() AS s)".format(_HORIZON_OF.format(snapshot="s"))
+_HORIZON = f"""(SELECT CASE
+    WHEN NOT EXISTS (SELECT FROM {{schema}}.facta_events
+                     WHERE transaction_id >= pg_snapshot_xmin(s)::text::bigint)
+    THEN pg_snapshot_xmin(s)::text::bigint
+    ELSE {_HORIZON_OF.format(snapshot="s")} END
+FROM pg_current_snapshot() AS s)"""
 # Which transaction holds readers back: a session's, or a prepared one (no pid).
 _HOLDER = """
     SELECT pid, datname, clock_timestamp() - xact_start FROM pg_stat_activity
@@ -252,7 +259,7 @@ class Queries(NamedTuple):
                 "SELECT coalesce(max(transaction_id), 0) FROM {schema}.facta_events"
                 f" WHERE transaction_id >= {_HORIZON}"
             ),
-            horizon=f"SELECT {_HORIZON}",
+            horizon=text(f"SELECT {_HORIZON}"),
             written=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events"
                 " WHERE transaction_id = pg_current_xact_id()::text::bigint ORDER BY position"
