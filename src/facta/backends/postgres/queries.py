@@ -42,9 +42,9 @@ _COLUMNS = (
 # session of another database (pg_stat_activity's backend_xid, compared on the low 32 bits)
 # or a prepared transaction of another database shows it is theirs. Anything unknown counts
 # as ours, so a race can delay a reader, never let it skip. The sessions are only looked at
-# when this store holds rows at or past the snapshot's xmin (below it, every transaction has
-# ended, and then xmin is as good a horizon): a reader that is not held back pays one index
-# probe.
+# when transactions are in progress and this store holds rows at or past the snapshot's xmin
+# (below it every transaction has ended, and xmin is as good a horizon): a reader that is not
+# held back pays at most one index probe (the newest row).
 _OUR_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
 _FOREIGN_XIDS = f"""
     SELECT backend_xid::text::bigint FROM pg_stat_get_activity(NULL)
@@ -55,8 +55,9 @@ _HORIZON_OF = f"""least(pg_snapshot_xmax({{snapshot}}), (
     SELECT min(x) FROM pg_snapshot_xip({{snapshot}}) AS x
     WHERE (x::text::bigint & 4294967295) NOT IN ({_FOREIGN_XIDS})))::text::bigint"""
 _HORIZON = f"""(SELECT CASE
-    WHEN NOT EXISTS (SELECT FROM {{schema}}.facta_events
-                     WHERE transaction_id >= pg_snapshot_xmin(s)::text::bigint)
+    WHEN pg_snapshot_xmin(s) = pg_snapshot_xmax(s)
+      OR coalesce((SELECT max(transaction_id) FROM {{schema}}.facta_events), 0)
+         < pg_snapshot_xmin(s)::text::bigint
     THEN pg_snapshot_xmin(s)::text::bigint
     ELSE {_HORIZON_OF.format(snapshot="s")} END
 FROM pg_current_snapshot() AS s)"""
