@@ -167,7 +167,10 @@ def test_an_unknown_broker_scheme_is_refused_naming_the_known_ones(tmp_path: Pat
     result = CliRunner().invoke(main, ["relay", "run", url, "r", "--to", "kafka://k:9092"])
     assert result.exit_code == 2
     assert "'kafka://k:9092' names no broker facta knows" in result.output
-    assert "the broker URL schemes are: amqp://, nats://, redis://" in result.output
+    assert (
+        "the broker URL schemes are: amqp://, amqps://, nats://, redis://, rediss://"
+        in result.output
+    )
 
 
 def test_stream_is_refused_for_brokers_other_than_nats(tmp_path: Path) -> None:
@@ -227,6 +230,10 @@ def test_status_says_when_no_relay_has_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["relay", "status", url, "shipping"])
     assert result.exit_code == 2
     assert "no relay named 'shipping' has run on this store" in result.output
+    result = CliRunner().invoke(main, ["relay", "status", "shipping"], env={"FACTA_URL": url})
+    assert "no relay named 'shipping' has run on this store" in result.output
+    result = CliRunner().invoke(main, ["relay", "status"], env={"FACTA_URL": url})
+    assert result.output == "no relay has run on this store yet\n"
 
 
 # -- running -----------------------------------------------------------------------------

@@ -261,6 +261,16 @@ async def test_open_names_the_server_it_cannot_reach() -> None:
         await broker.publish("r", messages_to(["facta.t.s"]))
 
 
+async def test_messages_name_the_server_without_its_credentials() -> None:
+    port = free_port()
+    broker = JetStreamBroker(f"nats://ada:secret@127.0.0.1:{port},tls://t0ken@[::1]:{port}")
+    assert broker.where == f"nats://127.0.0.1:{port}, tls://[::1]:{port}"
+    with pytest.raises(BrokerUnavailable) as raised:
+        await broker.open()
+    assert "secret" not in str(raised.value)
+    assert "t0ken" not in str(raised.value)
+
+
 async def test_an_existing_stream_that_does_not_take_the_relay_s_subjects_is_refused(
     jetstream: JetStream,
 ) -> None:

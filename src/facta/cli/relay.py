@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from facta import backends
 from facta.cli.checkpoints import checkpoint_text
 from facta.cli.errors import Failed
 from facta.cli.stores import Access, StoredJSON, open_store
-from facta.cli.urls import URL_HELP, url_and, url_argument
+from facta.cli.urls import URL_HELP, url_and
 from facta.errors import ConfigurationError
 from facta.projections import statuses
 from facta.publishing import Broker, Relay
@@ -34,7 +35,9 @@ __all__ = ["BROKERS", "relay"]
 BROKERS: dict[str, tuple[str, str]] = {
     "nats": ("facta.publishing.nats", "JetStreamBroker"),
     "amqp": ("facta.publishing.rabbitmq", "RabbitMQBroker"),
+    "amqps": ("facta.publishing.rabbitmq", "RabbitMQBroker"),
     "redis": ("facta.publishing.redis", "RedisBroker"),
+    "rediss": ("facta.publishing.redis", "RedisBroker"),
 }
 
 _TO_HELP = "Where to publish: a broker URL, e.g. nats://127.0.0.1:4222 (schemes: {})."
@@ -54,7 +57,11 @@ def relay() -> None:
     metavar="BROKER_URL",
     help=_TO_HELP.format(", ".join(f"{scheme}://" for scheme in sorted(BROKERS))),
 )
-@click.option("--stream", help="The JetStream stream (nats:// only)  [default: FACTA]")
+@click.option(
+    "--stream",
+    metavar="NAME",
+    help="The JetStream stream to publish to (nats:// only; FACTA by default).",
+)
 @click.option(
     "--prefix",
     default="facta",
@@ -146,13 +153,14 @@ async def _run(url: str, relay_for: Callable[[AsyncEventStore], Relay], target: 
 
 
 @relay.command(epilog=URL_HELP)
-@url_argument
-@click.argument("name", required=False)
-def status(url: str, name: str | None) -> None:
+@click.argument("first", required=False, metavar="[URL]")
+@click.argument("second", required=False, metavar="[NAME]")
+def status(first: str | None, second: str | None) -> None:
     """Each relay (or relay NAME): its checkpoint, its lag (events behind) and its state.
 
     Relays share the store's checkpoint table with projections, so projections show too.
     """
+    url, name = _url_and_name(first, second)
     with open_store(url, Access.READ) as store:
         found = statuses(store)
     if name is not None:
@@ -172,6 +180,19 @@ def status(url: str, name: str | None) -> None:
         )
         if found_status.error:
             click.echo(f"{'':<{width}}  {found_status.error}")
+
+
+def _url_and_name(first: str | None, second: str | None) -> tuple[str, str | None]:
+    """``[URL] [NAME]``: a lone argument is the URL if it has a scheme, else the NAME (with
+    the URL from ``$FACTA_URL``)."""
+    if second is not None:
+        return first or "", second
+    if first is not None and "://" in first:
+        return first, None
+    url = os.environ.get("FACTA_URL", "")
+    if not url:
+        raise click.UsageError("give the store's URL (or set FACTA_URL)")
+    return url, first
 
 
 def broker_for(target: str, *, prefix: str, stream: str | None = None) -> Broker:

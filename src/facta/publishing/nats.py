@@ -70,6 +70,12 @@ def nats_subject(subject: str) -> str:
     return ".".join(_escape_token(token) for token in subject.split("."))
 
 
+def _without_credentials(url: str) -> str:
+    """``nats://user:secret@host:4222`` as ``nats://host:4222``."""
+    scheme, separator, rest = url.rpartition("://")
+    return f"{scheme}{separator}{rest.rpartition('@')[2]}"
+
+
 def _header(value: str) -> str:
     """A header value the NATS protocol can carry: a line break would end the header."""
     return value.replace("\r", "%0D").replace("\n", "%0A")
@@ -141,8 +147,8 @@ class JetStreamBroker(Broker):
 
     @property
     def where(self) -> str:
-        """The server(s), as messages name them."""
-        return ", ".join(self.servers)
+        """The server(s), as messages name them: without user names, passwords or tokens."""
+        return ", ".join(_without_credentials(server) for server in self.servers)
 
     async def open(self) -> None:
         """Connect and make sure the stream exists and takes the relay's subjects."""
