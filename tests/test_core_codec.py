@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -244,3 +244,112 @@ def test_an_older_schema_version_is_upcast_before_decoding() -> None:
     decoded = Codec(REGISTRY, upcasters).decode("Sample", 1, PLAIN, stored)
     assert isinstance(decoded, Sample)
     assert decoded.ident == uuid.UUID(int=0)
+
+
+@dataclass
+class Doubling:
+    """Its __post_init__ changes a field, so it runs again on decoding: reads back doubled."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        self.n *= 2
+
+
+@dataclass(frozen=True, eq=False)
+class Unequal:
+    """No __eq__ of its own: two instances are never equal, but their fields can be."""
+
+    value: Any
+
+
+class Bounded(msgspec.Struct, frozen=True):
+    n: Annotated[int, msgspec.Meta(ge=0)]
+    ratio: float = 0.0
+
+
+class Tree(msgspec.Struct, frozen=True):
+    weight: float
+    children: list[Tree] = []
+
+
+@dataclass
+class Unset:
+    n: int
+    later: int = field(init=False)
+
+
+Keyword = msgspec.defstruct("Keyword", [("class", int)], frozen=True)
+CHECKED = EventRegistry()
+for cls in (Doubling, Unequal, Bounded, Tree, Unset, Keyword):
+    CHECKED.register(cls, cls.__name__)
+
+
+def checked_codec() -> Codec:
+    return Codec(CHECKED, Upcasters())
+
+
+def test_a_class_whose_post_init_changes_fields_is_compared_after_decoding() -> None:
+    with pytest.raises(InvalidEvent, match=r"field n is 2 \(int\), which reads back as 4"):
+        checked_codec().encode("s-1", Doubling(1))
+    assert round_trip(checked_codec(), Doubling(0)) == Doubling(0)
+
+
+def test_a_class_without_equality_is_compared_field_by_field() -> None:
+    read = round_trip(checked_codec(), Unequal([1, "a"]))
+    assert isinstance(read, Unequal)
+    assert read.value == [1, "a"]
+    with pytest.raises(InvalidEvent, match=r"field value\[0\] is nan"):
+        checked_codec().encode("s-1", Unequal([math.nan]))
+
+
+def test_a_class_with_a_constrained_field_is_checked_by_the_constraint_and_the_rule() -> None:
+    assert round_trip(checked_codec(), Bounded(1, 0.5)) == Bounded(1, 0.5)
+    with pytest.raises(InvalidEvent, match=r"would not decode back into Bounded: .*>= 0"):
+        checked_codec().encode("s-1", Bounded(-1))
+    with pytest.raises(InvalidEvent, match="field ratio is 9007199254740993 "):
+        checked_codec().encode("s-1", Bounded(1, 2**53 + 1))
+
+
+def test_a_class_that_contains_itself_is_checked_at_every_depth() -> None:
+    tree = Tree(1.0, [Tree(2.0, [Tree(3.0)])])
+    assert round_trip(checked_codec(), tree) == tree
+    with pytest.raises(
+        InvalidEvent, match=r"field children\[0\]\.children\[0\]\.weight is 9007199254740993 "
+    ):
+        checked_codec().encode("s-1", Tree(1.0, [Tree(2.0, [Tree(2**53 + 1)])]))
+
+
+def test_a_field_never_set_is_refused_as_not_decoding() -> None:
+    with pytest.raises(InvalidEvent, match=r"would not decode back into Unset: .*`later`"):
+        checked_codec().encode("s-1", Unset(1))
+
+
+def test_a_field_named_by_a_keyword_is_checked() -> None:
+    assert round_trip(checked_codec(), Keyword(1)) == Keyword(1)
+    with pytest.raises(InvalidEvent, match=r"Expected `int`, got `bool` - at `\$\.class`"):
+        checked_codec().encode("s-1", Keyword(True))
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [10, 700])
+def test_a_deeply_nested_value_that_encodes_is_checked(depth: int) -> None:
+    read = round_trip(checked_codec(), Unequal(nested(depth)))
+    assert isinstance(read, Unequal)
+    assert read.value == nested(depth)
+
+
+def test_a_value_nested_too_deeply_to_encode_is_refused() -> None:
+    with pytest.raises(InvalidEvent, match="cannot be encoded: maximum recursion depth"):
+        checked_codec().encode("s-1", Unequal(nested(5000)))
+
+
+def test_metadata_errors_name_the_event_type_when_the_caller_gives_it() -> None:
+    with pytest.raises(InvalidEvent, match=r"^metadata of event 'Note' for stream 's-1' would not"):
+        codec().encode_metadata("s-1", Metadata(user={"x": math.nan}), type_name="Note")

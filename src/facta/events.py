@@ -136,7 +136,11 @@ def event(
 
 
 class Metadata(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What is known about an event besides its data."""
+    """What is known about an event besides its data.
+
+    ``user`` holds JSON values (str, int, finite float, bool, None, lists and str-keyed
+    dicts of them): anything else would read back as something else, so appends refuse it.
+    """
 
     correlation_id: str | None = None
     causation_id: str | None = None
