@@ -84,8 +84,8 @@ async def broken(store: facta.AsyncEventStore) -> tuple[int, int]:
     "n-2" version 1) and a corrupt snapshot of "c-2"; their positions."""
     await sound(store)
     store.codec = Codec(then)
-    await store.append("n-1", [Counted(1), Noted("old")])
-    second = await store.append("n-2", [Dropped("gone"), Counted(2)])
+    await store.append("n-1", [Counted(1), Noted("old")], facta.ANY)
+    second = await store.append("n-2", [Dropped("gone"), Counted(2)], facta.ANY)
     (snapshot,) = await store.read_snapshots("c-2")
     await store.write_snapshot(snapshot._replace(state=b'{"total":  9}'))
     store.codec = Codec(now)
@@ -207,7 +207,7 @@ def test_sync_check_reads_the_store_the_same_way(store: facta.EventStore) -> Non
     counter.record(Counted(2))
     repository.save(counter)
     store.codec = Codec(then)
-    store.append("n-1", [Noted("old")])
+    store.append("n-1", [Noted("old")], facta.ANY)
     store.codec = Codec(now)
 
     report = facta.check_store(store, [Counter])
@@ -267,7 +267,9 @@ def many_events(path: Path) -> str:
     """A SQLite store of MANY events (one stream each), closed: all in the main file."""
     url = f"sqlite:///{path}"
     with facta.connect(url) as store:
-        store.append_many([facta.StreamAppend(f"s-{n}", [Happened(n)]) for n in range(MANY)])
+        store.append_many(
+            [facta.StreamAppend(f"s-{n}", [Happened(n)], facta.ANY) for n in range(MANY)]
+        )
     assert not Path(f"{path}-wal").exists()
     return url
 

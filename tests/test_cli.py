@@ -47,9 +47,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_url(url: str) -> str:
     """A store with two streams: "a" (2 events) and "b" (1 event), written in that order."""
     with facta.connect(url, codec=facta.Codec(registry)) as store:
-        store.append("a", [Noted("first")])
-        store.append("b", [Noted("second")])
-        store.append("a", [Noted("third")])
+        store.append("a", [Noted("first")], facta.ANY)
+        store.append("b", [Noted("second")], facta.ANY)
+        store.append("a", [Noted("third")], facta.ANY)
     return url
 
 
@@ -65,11 +65,11 @@ class _Garbling(facta.Codec):
 def store_with_a_corrupt_event(url: str) -> str:
     """Stream "a": a sound event, one whose stored bytes do not decode, a sound one."""
     with facta.connect(url, codec=facta.Codec(registry)) as store:
-        store.append("a", [Noted("before")])
+        store.append("a", [Noted("before")], facta.ANY)
         store.codec = _Garbling(registry)
-        store.append("a", [Noted("garbled")])
+        store.append("a", [Noted("garbled")], facta.ANY)
         store.codec = facta.Codec(registry)
-        store.append("a", [Noted("after")])
+        store.append("a", [Noted("after")], facta.ANY)
     return url
 
 
@@ -150,7 +150,9 @@ def test_streams_lists_every_stream_with_its_version(db_url: str) -> None:
 def test_streams_pages_through_more_streams_than_one_page(tmp_path: Path) -> None:
     path = tmp_path / "many.db"
     with facta.connect(f"sqlite:///{path}", codec=facta.Codec(registry)) as store:
-        store.append_many([facta.StreamAppend(f"s{i:04}", [Noted("x")]) for i in range(2500)])
+        store.append_many(
+            [facta.StreamAppend(f"s{i:04}", [Noted("x")], facta.ANY) for i in range(2500)]
+        )
     result = facta_cli("streams", f"sqlite:///{path}")
     assert result.exit_code == 0, result.output
     rows = lines(result.stdout)[1:]
@@ -184,7 +186,7 @@ def test_show_prints_each_event_with_version_position_type_schema_time_and_data(
 def test_show_prints_compressed_events_as_json(tmp_path: Path) -> None:
     path = tmp_path / "zipped.db"
     with facta.connect(f"sqlite:///{path}", codec=facta.Codec(registry, compress_above=0)) as s:
-        s.append("z", [Noted("squeezed")])
+        s.append("z", [Noted("squeezed")], facta.ANY)
     result = facta_cli("show", f"sqlite:///{path}", "z")
     assert result.exit_code == 0, result.output
     assert lines(result.stdout)[1].endswith('{"text":"squeezed"}')
@@ -210,7 +212,9 @@ def test_show_with_metadata_prints_each_event_id_and_its_metadata(url: str) -> N
     event_id = uuid.uuid4()
     metadata = facta.Metadata(correlation_id="order-7", user={"by": "ada"})
     with facta.connect(url, codec=facta.Codec(registry)) as store:
-        store.append("m", [facta.NewEvent(Noted("hi"), event_id=event_id, metadata=metadata)])
+        store.append(
+            "m", [facta.NewEvent(Noted("hi"), event_id=event_id, metadata=metadata)], facta.ANY
+        )
     result = facta_cli("show", url, "m", "--metadata")
     assert result.exit_code == 0, result.output
     header, row = lines(result.stdout)
@@ -260,7 +264,7 @@ def test_log_after_and_limit_print_one_page_and_say_where_to_continue(db_url: st
 def test_log_after_accepts_a_transaction_and_position_pair(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'pair.db'}"
     with facta.connect(url, codec=facta.Codec(registry)) as store:
-        store.append("a", [Noted("1"), Noted("2")])
+        store.append("a", [Noted("1"), Noted("2")], facta.ANY)
     result = facta_cli("log", url, "--after", "0:1")
     assert columns(result.stdout, 3) == [["2", "a", "2"]]
 

@@ -229,7 +229,7 @@ def test_a_read_command_leaves_a_sqlite_store_byte_for_byte_as_it_was(
     directory = tmp_path / "data"
     directory.mkdir()
     with facta.connect(f"sqlite:///{directory / 'events.db'}") as store:
-        store.append("X", [Noted("hello")])
+        store.append("X", [Noted("hello")], facta.ANY)
     place = sqlite_store_place(directory, "events.db")
     result = facta_cli(READ_COMMANDS[command](place.url))
     assert result.exit_code == 0, result.output

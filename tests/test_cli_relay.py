@@ -246,8 +246,8 @@ async def test_relay_run_publishes_until_sigterm_and_status_shows_where_it_stopp
     url: str, jetstream: JetStream
 ) -> None:
     with facta.connect(url) as store:
-        store.append("box-1", [Packed(1), Packed(2)])
-        store.append("box-2", [Packed(3)])
+        store.append("box-1", [Packed(1), Packed(2)], facta.ANY)
+        store.append("box-2", [Packed(3)], facta.ANY)
     process = relay_process(url, "shipping", jetstream)
     try:
         for _ in range(3000):
@@ -288,7 +288,7 @@ async def test_a_relay_killed_again_and_again_delivers_every_event_once_in_order
             n, started = 0, time.monotonic()
             while n < total:
                 size = min(random.randint(1, 5), total - n)
-                store.append(f"box-{n % streams}", [Packed(n + i) for i in range(size)])
+                store.append(f"box-{n % streams}", [Packed(n + i) for i in range(size)], facta.ANY)
                 n += size
                 time.sleep(max(0.0, started + seconds * n / total - time.monotonic()))
         done.set()

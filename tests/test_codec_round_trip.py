@@ -127,7 +127,7 @@ def read_back(store: facta.EventStore, event: object, metadata: Metadata | None 
     """Append one event (with metadata) to a fresh stream and read it back."""
     stream = f"s-{uuid.uuid4()}"
     item = event if metadata is None else NewEvent(event, metadata=metadata)
-    store.append(stream, [item])
+    store.append(stream, [item], facta.ANY)
     (recorded,) = store.read_stream(stream)
     return recorded
 
@@ -175,7 +175,7 @@ def test_an_event_that_would_read_back_differently_is_refused_saying_where_and_w
     store: facta.EventStore, cls: type, name: str, value: object, message: str
 ) -> None:
     with pytest.raises(InvalidEvent, match=message) as raised:
-        store.append("s-1", [cls(**{name: value})])
+        store.append("s-1", [cls(**{name: value})], facta.ANY)
     assert str(raised.value).startswith(f"event '{cls.__name__}' for stream 's-1' would not ")
     assert str(raised.value).endswith("; nothing was written")
     assert list(store.read_all()) == []
@@ -198,15 +198,19 @@ def test_metadata_that_would_read_back_differently_is_refused_saying_where_and_w
     store: facta.EventStore, value: object, message: str
 ) -> None:
     event = NewEvent(LooseStruct(), metadata=Metadata(user={"x": value}))
-    with pytest.raises(InvalidEvent, match="^metadata for stream 's-1' would not .*" + message):
-        store.append("s-1", [event])
+    with pytest.raises(
+        InvalidEvent, match=r"^metadata of event '\w+' for stream 's-1' would not .*" + message
+    ):
+        store.append("s-1", [event], facta.ANY)
     assert list(store.read_all()) == []
 
 
 def test_metadata_that_is_not_a_metadata_object_is_refused(store: facta.EventStore) -> None:
     not_metadata: Any = {"user": {"x": 1}}
-    with pytest.raises(InvalidEvent, match=r"metadata for stream .* is a dict, not a facta"):
-        store.append("s-1", [NewEvent(LooseStruct(), metadata=not_metadata)])
+    with pytest.raises(
+        InvalidEvent, match=r"metadata of event .* for stream .* is a dict, not a facta"
+    ):
+        store.append("s-1", [NewEvent(LooseStruct(), metadata=not_metadata)], facta.ANY)
 
 
 class Paris(tzinfo):

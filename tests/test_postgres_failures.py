@@ -80,7 +80,7 @@ async def test_an_exhausted_async_pool_raises_an_error_naming_its_size(
 ) -> None:
     async with async_pg(async_store).connection():
         with pytest.raises(PoolExhausted, match="pool_size=1"):
-            await async_store.append("s", [Happened(1)])
+            await async_store.append("s", [Happened(1)], facta.ANY)
     assert await async_store.stream_version("s") == 0
 
 
@@ -91,7 +91,7 @@ def test_an_exhausted_pool_is_a_store_error() -> None:
 def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
     store: facta.EventStore, postgres_url: str
 ) -> None:
-    store.append("second", [Happened(0)])
+    store.append("second", [Happened(0)], facta.ANY)
     with psycopg.connect(postgres_url) as blocker, ThreadPoolExecutor(1) as pool:
         # Lock the second stream, so the append stops after claiming the first one.
         blocker.execute(
@@ -100,7 +100,10 @@ def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
         )
         append = pool.submit(
             store.append_many,
-            [StreamAppend("first", [Happened(1)]), StreamAppend("second", [Happened(2)])],
+            [
+                StreamAppend("first", [Happened(1)], facta.ANY),
+                StreamAppend("second", [Happened(2)], facta.ANY),
+            ],
         )
         appender = wait_for_backend_blocked_by(postgres_url, blocker)
         blocker.execute("SELECT pg_terminate_backend(%s)", [appender])
@@ -109,7 +112,7 @@ def test_a_connection_lost_in_the_middle_of_an_append_writes_nothing(
             append.result()
     assert store.stream_version("first") == 0
     assert [e.data.n for e in store.read_stream("second")] == [0]
-    assert store.append("first", [Happened(3)]).version == 1  # the pool recovered
+    assert store.append("first", [Happened(3)], facta.ANY).version == 1  # the pool recovered
 
 
 def wait_for_backend_blocked_by(
@@ -134,13 +137,13 @@ def wait_for_backend_blocked_by(
 def test_a_conflict_in_one_stream_of_a_multi_stream_append_writes_no_stream(
     store: facta.EventStore,
 ) -> None:
-    store.append("b", [Happened(0)])
+    store.append("b", [Happened(0)], facta.ANY)
     with pytest.raises(ConcurrencyError) as raised:
         store.append_many(
             [
                 StreamAppend("a", [Happened(1)], ExpectedVersion.NO_STREAM),
                 StreamAppend("b", [Happened(2)], 5),
-                StreamAppend("c", [Happened(3)]),
+                StreamAppend("c", [Happened(3)], facta.ANY),
             ]
         )
     assert (raised.value.stream_id, raised.value.actual) == ("b", 1)
@@ -152,10 +155,13 @@ def test_a_duplicate_event_id_in_a_multi_stream_append_writes_no_stream(
     store: facta.EventStore,
 ) -> None:
     stored = NewEvent(Happened(0))
-    store.append("x", [stored])
+    store.append("x", [stored], facta.ANY)
     with pytest.raises(DuplicateEventId, match=str(stored.event_id)):
         store.append_many(
-            [StreamAppend("a", [Happened(1)]), StreamAppend("b", [NewEvent(Happened(2)), stored])]
+            [
+                StreamAppend("a", [Happened(1)], facta.ANY),
+                StreamAppend("b", [NewEvent(Happened(2)), stored], facta.ANY),
+            ]
         )
     assert list(store.streams()) == [("x", 1)]
 
@@ -168,7 +174,7 @@ def test_racing_appends_to_one_stream_with_any_version_all_land_without_gaps(
     def write(n: int) -> None:
         start.wait()
         for i in range(10):
-            store.append("hot", [Happened(n * 100 + i)])
+            store.append("hot", [Happened(n * 100 + i)], facta.ANY)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(4)))
@@ -190,7 +196,7 @@ def test_losers_of_a_race_for_a_new_stream_burn_no_positions(
 
     with ThreadPoolExecutor(4) as pool:
         won = list(pool.map(create, range(4)))
-    store.append("after", [Happened(9)])
+    store.append("after", [Happened(9)], facta.ANY)
     assert won.count(True) == 1
     assert positions(postgres_url, pg(store).schema) == [1, 2]
 
@@ -198,7 +204,7 @@ def test_losers_of_a_race_for_a_new_stream_burn_no_positions(
 def test_a_stale_expected_version_burns_no_position(
     store: facta.EventStore, postgres_url: str
 ) -> None:
-    store.append("s", [Happened(1)])
+    store.append("s", [Happened(1)], facta.ANY)
     with pytest.raises(ConcurrencyError):
         store.append("s", [Happened(2)], ExpectedVersion.NO_STREAM)
     with pytest.raises(ConcurrencyError):
@@ -210,7 +216,7 @@ def test_a_stale_expected_version_burns_no_position(
 def test_interleaved_readers_of_many_streams_share_a_one_connection_pool(url: str) -> None:
     with facta.connect(url, pool_size=1, pool_timeout=1) as store:
         for n in range(5):
-            store.append(f"s{n}", [Happened(i) for i in range(10)])
+            store.append(f"s{n}", [Happened(i) for i in range(10)], facta.ANY)
         readers = [store.read_stream(f"s{n}", batch_size=3) for n in range(5)]
         rounds = [[next(reader).data.n for reader in readers] for _ in range(10)]
     assert rounds == [[i] * 5 for i in range(10)]
@@ -232,7 +238,7 @@ def test_wait_for_events_wakes_when_another_store_appends(
 ) -> None:
     pg(store).wait_for_events(0)
     with facta.connect(url) as other:
-        other.append("s", [Happened(1)])
+        other.append("s", [Happened(1)], facta.ANY)
     assert pg(store).wait_for_events(30) is True
 
 
@@ -240,14 +246,14 @@ async def test_async_wait_for_events_wakes_on_an_append(
     async_store: facta.AsyncEventStore,
 ) -> None:
     await async_pg(async_store).wait_for_events(0)
-    await async_store.append("s", [Happened(1)])
+    await async_store.append("s", [Happened(1)], facta.ANY)
     assert await async_pg(async_store).wait_for_events(30) is True
 
 
 def test_connection_gives_a_pooled_connection_to_the_stores_database(
     store: facta.EventStore,
 ) -> None:
-    store.append("s", [Happened(1)])
+    store.append("s", [Happened(1)], facta.ANY)
     with pg(store).connection() as conn, conn.transaction():
         row = conn.execute(f'SELECT count(*) FROM "{pg(store).schema}".facta_events').fetchone()
     assert row == (1,)
@@ -273,7 +279,9 @@ def test_appends_naming_the_same_streams_in_opposite_orders_never_deadlock(
         names = ["left", "right", f"new-{n}"] if n % 2 else [f"new-{n}", "right", "left"]
         start.wait()
         for i in range(15):
-            store.append_many([StreamAppend(name, [Happened(n * 100 + i)]) for name in names])
+            store.append_many(
+                [StreamAppend(name, [Happened(n * 100 + i)], facta.ANY) for name in names]
+            )
             names = [f"{name}-{i}" if name.startswith("new") else name for name in names]
 
     with ThreadPoolExecutor(4) as pool:
@@ -285,7 +293,10 @@ def test_an_append_to_several_streams_takes_positions_in_the_order_it_names_them
     store: facta.EventStore,
 ) -> None:
     results = store.append_many(
-        [StreamAppend("zulu", [Happened(1), Happened(2)]), StreamAppend("alpha", [Happened(3)])]
+        [
+            StreamAppend("zulu", [Happened(1), Happened(2)], facta.ANY),
+            StreamAppend("alpha", [Happened(3)], facta.ANY),
+        ]
     )
     assert [(r.stream_id, r.position) for r in results] == [("zulu", 2), ("alpha", 3)]
     assert [e.data.n for e in readable(store).read_all()] == [1, 2, 3]
@@ -327,11 +338,11 @@ def test_an_append_to_a_stream_another_session_holds_gives_up_after_lock_timeout
     url: str, postgres_url: str, hold: Callable[[str, str, str], AbstractContextManager[None]]
 ) -> None:
     with facta.connect(url, lock_timeout=0.3) as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         with hold(postgres_url, pg(store).schema, "s"):
             started = time.monotonic()
             with pytest.raises(LockTimeout) as raised:
-                store.append("s", [Happened(2)])
+                store.append("s", [Happened(2)], facta.ANY)
             waited = time.monotonic() - started
         assert 0.3 <= waited < 5
         assert str(raised.value).startswith(
@@ -340,15 +351,18 @@ def test_an_append_to_a_stream_another_session_holds_gives_up_after_lock_timeout
         assert "nothing was written" in str(raised.value)
         assert isinstance(raised.value, StoreError)
         assert [e.data.n for e in store.read_stream("s")] == [1]
-        assert store.append("s", [Happened(3)]).version == 2  # and the stream goes on
+        assert store.append("s", [Happened(3)], facta.ANY).version == 2  # and the stream goes on
 
 
 def test_an_append_to_several_streams_one_of_which_is_held_names_them_all(
     url: str, postgres_url: str
 ) -> None:
     with facta.connect(url, lock_timeout=0.2) as store:
-        store.append("b", [Happened(0)])
-        both = [StreamAppend("a", [Happened(1)]), StreamAppend("b", [Happened(2)])]
+        store.append("b", [Happened(0)], facta.ANY)
+        both = [
+            StreamAppend("a", [Happened(1)], facta.ANY),
+            StreamAppend("b", [Happened(2)], facta.ANY),
+        ]
         with (
             stream_row_locked(postgres_url, pg(store).schema, "b"),
             pytest.raises(LockTimeout, match=r"streams 'a', 'b': waited more than lock_timeout"),
@@ -362,9 +376,9 @@ def test_without_a_lock_timeout_an_append_waits_as_long_as_the_stream_is_held(
     url: str, postgres_url: str, no_limit: float | None
 ) -> None:
     with facta.connect(url, lock_timeout=no_limit) as store, ThreadPoolExecutor(1) as pool:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         with stream_held_by_a_writer(postgres_url, pg(store).schema, "s"):
-            append = pool.submit(store.append, "s", [Happened(2)])
+            append = pool.submit(store.append, "s", [Happened(2)], facta.ANY)
             time.sleep(0.5)
             assert not append.done()
         assert append.result(timeout=PATIENCE).version == 2

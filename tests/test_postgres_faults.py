@@ -166,17 +166,17 @@ def fill_the_pool(store: facta.EventStore, size: int) -> None:
 
 def test_appends_after_the_pools_sessions_were_killed_succeed(running: Cluster, url: str) -> None:
     with facta.connect(url, pool_size=4) as store:
-        store.append("s", [Happened(0)])
+        store.append("s", [Happened(0)], facta.ANY)
         fill_the_pool(store, 4)
         assert running.terminate_sessions() >= 4
         for n in range(1, 9):
-            assert store.append("s", [Happened(n)]).version == n + 1
+            assert store.append("s", [Happened(n)], facta.ANY).version == n + 1
         assert [e.data.n for e in store.read_stream("s")] == list(range(9))
 
 
 def test_reads_after_the_pools_sessions_were_killed_succeed(running: Cluster, url: str) -> None:
     with facta.connect(url, pool_size=3) as store:
-        store.append("s", [Happened(0)])
+        store.append("s", [Happened(0)], facta.ANY)
         fill_the_pool(store, 3)
         running.terminate_sessions()
         assert [store.stream_version("s") for _ in range(6)] == [1] * 6
@@ -186,23 +186,23 @@ async def test_async_appends_after_the_pools_sessions_were_killed_succeed(
     running: Cluster, url: str
 ) -> None:
     async with facta.connect_async(url, pool_size=2) as store:
-        await store.append("s", [Happened(0)])
+        await store.append("s", [Happened(0)], facta.ANY)
         recorder = store.recorder
         assert isinstance(recorder, AsyncPostgresRecorder)
         async with recorder.connection(), recorder.connection():
             pass
         running.terminate_sessions()
         for n in range(1, 5):
-            assert (await store.append("s", [Happened(n)])).version == n + 1
+            assert (await store.append("s", [Happened(n)], facta.ANY)).version == n + 1
 
 
 def test_service_resumes_at_once_after_the_server_restarts(running: Cluster, url: str) -> None:
     with facta.connect(url, pool_size=4) as store:
-        store.append("s", [Happened(0)])
+        store.append("s", [Happened(0)], facta.ANY)
         fill_the_pool(store, 4)
         running.restart()
         started = time.monotonic()
-        assert store.append("s", [Happened(1)]).version == 2
+        assert store.append("s", [Happened(1)], facta.ANY).version == 2
         assert time.monotonic() - started < RECOVERY
         assert store.stream_version("s") == 2
 
@@ -211,9 +211,9 @@ def test_a_caller_waiting_while_the_server_is_down_gets_through_soon_after_it_re
     running: Cluster, url: str
 ) -> None:
     with facta.connect(url, pool_size=2, pool_timeout=30) as store, ThreadPoolExecutor(1) as pool:
-        store.append("s", [Happened(0)])
+        store.append("s", [Happened(0)], facta.ANY)
         running.stop()
-        append = pool.submit(store.append, "s", [Happened(1)])
+        append = pool.submit(store.append, "s", [Happened(1)], facta.ANY)
         time.sleep(4)  # long enough for the pool's reconnection attempts to back off
         assert not append.done()
         running.start()
@@ -226,16 +226,16 @@ def test_a_call_while_the_server_is_down_fails_within_the_pool_timeout(
     running: Cluster, url: str
 ) -> None:
     with facta.connect(url, pool_size=2, pool_timeout=1) as store:
-        store.append("s", [Happened(0)])
+        store.append("s", [Happened(0)], facta.ANY)
         running.stop()
         started = time.monotonic()
         with pytest.raises(StoreError) as raised:
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
         assert time.monotonic() - started < 1 + RECOVERY
         assert isinstance(raised.value, PoolExhausted)
         assert "is the server reachable?" in str(raised.value)
         running.start()
-        assert store.append("s", [Happened(2)]).version == 2
+        assert store.append("s", [Happened(2)], facta.ANY).version == 2
 
 
 # -- projection runners --------------------------------------------------------------------------
@@ -295,11 +295,11 @@ def test_a_running_projection_catches_up_by_itself_after_the_server_fails(
         ProjectionRunner(store, Totals(), poll_interval=0.1) as runner,
         running_in_a_thread(runner) as run,
     ):
-        store.append_many([StreamAppend(f"s{n}", [Happened(n)]) for n in range(10)])
+        store.append_many([StreamAppend(f"s{n}", [Happened(n)], facta.ANY) for n in range(10)])
         assert len(wait_for_applied(url, 10, 30)) == 10
         getattr(running, fault)()
         back = time.monotonic()
-        store.append_many([StreamAppend(f"t{n}", [Happened(n)]) for n in range(10)])
+        store.append_many([StreamAppend(f"t{n}", [Happened(n)], facta.ANY) for n in range(10)])
         done = wait_for_applied(url, 20, 30)
         caught_up = time.monotonic() - back
         assert not run.done()

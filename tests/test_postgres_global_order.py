@@ -130,14 +130,14 @@ def read_until(store: facta.EventStore, after: Checkpoint, count: int) -> list[R
 def test_a_reader_does_not_pass_a_writer_that_took_its_position_until_it_commits(
     store: facta.EventStore, gate: Gate
 ) -> None:
-    store.append("before", [Happened(0)])
+    store.append("before", [Happened(0)], facta.ANY)
     start = read_until(store, Checkpoint(), 1)[-1].checkpoint
     with ThreadPoolExecutor(1) as pool:
         with gate.closed():
-            held = pool.submit(store.append, "held", [Happened(1)])
+            held = pool.submit(store.append, "held", [Happened(1)], facta.ANY)
             gate.wait_until_a_writer_waits()
             for n in (10, 11, 12):
-                store.append(f"later-{n}", [Happened(n)])
+                store.append(f"later-{n}", [Happened(n)], facta.ANY)
             while_held_open = list(store.read_all(start))
         held.result()
     assert while_held_open == []
@@ -149,9 +149,9 @@ def test_reader_lag_counts_the_events_held_back_by_an_open_transaction(
 ) -> None:
     with ThreadPoolExecutor(1) as pool:
         with gate.closed():
-            held = pool.submit(store.append, "held", [Happened(1)])
+            held = pool.submit(store.append, "held", [Happened(1)], facta.ANY)
             writer = gate.wait_until_a_writer_waits()
-            store.append("later", [Happened(2), Happened(3)])
+            store.append("later", [Happened(2), Happened(3)], facta.ANY)
             lag = pg(store).reader_lag()
         held.result()
     assert lag.held_back >= 2
@@ -168,7 +168,7 @@ def test_a_transaction_open_in_another_database_does_not_hold_readers_back(
 ) -> None:
     with psycopg.connect(make_conninfo(postgres_url, dbname="postgres")) as elsewhere:
         elsewhere.execute("SELECT pg_current_xact_id()")  # holds a transaction id, never ends
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         # Other sessions of this database may still hold the log back for a while; the one in
         # the other database, open throughout, must not.
         assert pg(store).wait_until_readable(FOREIGN_PATIENCE), pg(store).reader_lag()
@@ -181,9 +181,9 @@ def test_wait_until_readable_waits_for_the_held_writer_and_then_sees_every_commi
 ) -> None:
     with ThreadPoolExecutor(1) as pool:
         with gate.closed():
-            held = pool.submit(store.append, "held", [Happened(1)])
+            held = pool.submit(store.append, "held", [Happened(1)], facta.ANY)
             gate.wait_until_a_writer_waits()
-            store.append("later", [Happened(2)])
+            store.append("later", [Happened(2)], facta.ANY)
             readable_while_held = pg(store).wait_until_readable(0.05)
         held.result()
     assert readable_while_held is False
@@ -198,10 +198,13 @@ def test_a_held_writer_owning_positions_on_both_sides_of_a_later_one_is_read_who
         with gate.closed():
             held = pool.submit(
                 store.append_many,
-                [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+                [
+                    StreamAppend("held", [Happened(1)], facta.ANY),
+                    StreamAppend("held-too", [Happened(2)], facta.ANY),
+                ],
             )
             gate.wait_until_a_writer_waits()
-            store.append("later", [Happened(3)])
+            store.append("later", [Happened(3)], facta.ANY)
         held.result()
     events = read_until(store, Checkpoint(), 3)
     assert [e.data.n for e in events] == [1, 2, 3]
@@ -218,10 +221,13 @@ def test_a_tailing_reader_resumes_from_its_checkpoint_without_skipping_a_late_co
         with gate.closed():
             held = pool.submit(
                 store.append_many,
-                [StreamAppend("held", [Happened(1)]), StreamAppend("held-too", [Happened(2)])],
+                [
+                    StreamAppend("held", [Happened(1)], facta.ANY),
+                    StreamAppend("held-too", [Happened(2)], facta.ANY),
+                ],
             )
             gate.wait_until_a_writer_waits()
-            store.append("later", [Happened(3)])
+            store.append("later", [Happened(3)], facta.ANY)
             seen += store.read_all(checkpoint)
             checkpoint = seen[-1].checkpoint if seen else checkpoint
         held.result()
@@ -236,8 +242,8 @@ def test_a_stream_locked_by_a_multi_stream_append_keeps_its_versions_in_log_orde
     # holds r's turn. Were it to take its transaction id before waiting for r, a plain append
     # to r could commit version 2 under a younger id, and the log list r@3 before r@2.
     schema = pg(store).schema
-    store.append("r", [Happened(1)])
-    store.append("q", [Happened(0)])
+    store.append("r", [Happened(1)], facta.ANY)
+    store.append("q", [Happened(0)], facta.ANY)
     with psycopg.connect(postgres_url) as locker, ThreadPoolExecutor(2) as pool:
         locker.execute(
             f'SELECT 1 FROM "{schema}".facta_streams WHERE stream_id = %s FOR UPDATE', ["q"]
@@ -245,8 +251,8 @@ def test_a_stream_locked_by_a_multi_stream_append_keeps_its_versions_in_log_orde
         many = pool.submit(
             store.append_many,
             [
-                StreamAppend("p", [Happened(10)]),
-                StreamAppend("q", [Happened(11)]),
+                StreamAppend("p", [Happened(10)], facta.ANY),
+                StreamAppend("q", [Happened(11)], facta.ANY),
                 StreamAppend("r", [Happened(12)], ExpectedVersion.ANY),
             ],
         )
@@ -292,7 +298,9 @@ def writer(store: facta.EventStore, number: int, until: float, ids: list[uuid.UU
             streams = [*rng.sample(HOT, rng.randint(1, 3)), f"new-{number}-{i}"]
             rng.shuffle(streams)
             events = [event(number, i, k) for k in range(len(streams))]
-            store.append_many([StreamAppend(s, [e]) for s, e in zip(streams, events, strict=True)])
+            store.append_many(
+                [StreamAppend(s, [e], facta.ANY) for s, e in zip(streams, events, strict=True)]
+            )
         ids.extend(e.event_id for e in events)
         i += 1
 
@@ -368,7 +376,7 @@ async def test_async_writers_and_a_tailing_reader_agree_on_every_event(
             for i in range(30):
                 event = NewEvent(Happened(number * 100 + i))
                 written.add(event.event_id)
-                await store.append(f"stream-{i % 5}", [event])
+                await store.append(f"stream-{i % 5}", [event], facta.ANY)
 
         async def tail(writers: asyncio.Future[list[None]]) -> None:
             checkpoint = Checkpoint()

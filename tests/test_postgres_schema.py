@@ -219,7 +219,7 @@ def test_migrations_run_from_many_threads_at_once_apply_each_version_once(
 
 def test_a_store_migrates_its_schema_on_first_use(url: str) -> None:
     with facta.connect(url) as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
     assert migrate(url) == []
 
 
@@ -257,7 +257,7 @@ def test_a_store_told_not_to_migrate_refuses_an_empty_schema_and_creates_nothing
 def test_a_store_told_not_to_migrate_uses_a_migrated_schema(url: str) -> None:
     migrate(url)
     with facta.connect(url, migrate=False) as store:
-        assert store.append("s", [Happened(1)]).version == 1
+        assert store.append("s", [Happened(1)], facta.ANY).version == 1
 
 
 # -- the URL and its schema ---------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_facta_connect_opens_a_postgres_store_in_the_urls_schema(
     url = f"{scheme}://{postgres_url.split('://', 1)[1]}?schema={pg_schema}"
     with facta.connect(url) as store:
         assert pg(store).schema == pg_schema
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
 
 
 def test_the_schema_parameter_leaves_the_url_and_other_parameters_stay() -> None:
@@ -307,7 +307,7 @@ def test_a_schema_name_with_quotes_and_sql_is_only_a_name(
     weird = f'{pg_schema}"; DROP TABLE x; --'
     try:
         with facta.connect(postgres_url, schema=weird) as store:
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
             assert [e.data for e in store.read_stream("s")] == [Happened(1)]
         assert tables(postgres_url, weird) == FACTA_TABLES
     finally:
@@ -319,8 +319,8 @@ def test_stores_in_two_schemas_of_one_database_do_not_see_each_other(
     url: str, postgres_url: str, other_schema: str
 ) -> None:
     with facta.connect(url) as one, facta.connect(postgres_url, schema=other_schema) as two:
-        one.append("shared-id", [Happened(1)])
-        two.append("shared-id", [Happened(2), Happened(3)])
+        one.append("shared-id", [Happened(1)], facta.ANY)
+        two.append("shared-id", [Happened(2), Happened(3)], facta.ANY)
         assert [e.data.n for e in readable(one).read_all()] == [1]
         assert [e.data.n for e in two.read_stream("shared-id")] == [2, 3]
         assert list(one.streams()) == [("shared-id", 1)]
@@ -415,19 +415,19 @@ def test_read_only_on_a_schema_of_other_tables_raises_not_a_facta_store_touching
     with facta.connect(url, read_only=True) as store, pytest.raises(NotAFactaStore):
         list(store.streams())
     with facta.connect(url, create=False) as store, pytest.raises(NotAFactaStore):
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
     assert relations(postgres_url, pg_schema) == before == {"events"}
 
 
 def test_create_false_opens_an_existing_store(url: str) -> None:
     migrate(url)
     with facta.connect(url, create=False) as store:
-        assert store.append("s", [Happened(1)]).version == 1
+        assert store.append("s", [Happened(1)], facta.ANY).version == 1
 
 
 def test_a_read_only_store_reads_an_existing_store(url: str) -> None:
     with facta.connect(url) as store:
-        store.append("s", [Happened(1), Happened(2)])
+        store.append("s", [Happened(1), Happened(2)], facta.ANY)
     with facta.connect(url, read_only=True) as store:
         assert [e.data.n for e in store.read_stream("s")] == [1, 2]
         assert list(store.streams()) == [("s", 2)]
@@ -438,14 +438,14 @@ def test_a_read_only_store_reads_an_existing_store(url: str) -> None:
 
 def test_a_read_only_store_refuses_every_write_and_writes_nothing(url: str) -> None:
     with facta.connect(url) as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
     state = b"state"
     snapshot = SnapshotRecord("s", 1, "Agg", 1, 0, checksum(state), state)
     with facta.connect(url, read_only=True) as store:
         recorder = pg(store)
         refusals: list[Callable[[], object]] = [
-            lambda: store.append("s", [Happened(2)]),
-            lambda: store.append("t", [Happened(2)]),
+            lambda: store.append("s", [Happened(2)], facta.ANY),
+            lambda: store.append("t", [Happened(2)], facta.ANY),
             lambda: store.write_snapshot(snapshot),
             lambda: recorder.migrate(),
             lambda: recorder.transaction().__enter__(),
@@ -539,7 +539,7 @@ def test_a_0_1_store_is_renamed_by_migration_0002_with_its_data_intact(
         assert (result.version, result.position) == (3, 3)  # positions go on where they were
         (first,) = store.read_stream("s", 1, 1)
         with pytest.raises(facta.errors.DuplicateEventId, match=str(ids[0])):
-            store.append("t", [facta.NewEvent(Happened(9), event_id=ids[0])])
+            store.append("t", [facta.NewEvent(Happened(9), event_id=ids[0])], facta.ANY)
         statuses = pg(store).projection_statuses()
         checkpoints = pg(store).checkpoints("totals")
         checkpoints.open(wait=False, poll_interval=0.01)
@@ -597,7 +597,7 @@ def test_a_store_shares_its_schema_with_an_applications_own_events_tables(
     run(postgres_url, pg_schema, APPLICATION_TABLES)
     before = relations(postgres_url, pg_schema)
     with facta.connect(url) as store:
-        store.append("s", [Happened(1), Happened(2)])
+        store.append("s", [Happened(1), Happened(2)], facta.ANY)
         assert [e.data.n for e in readable(store).read_all()] == [1, 2]
         assert list(store.streams()) == [("s", 2)]
     assert run(postgres_url, pg_schema, APPLICATION_ROWS) == [

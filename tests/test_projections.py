@@ -163,13 +163,15 @@ def settle(store: facta.EventStore) -> None:
 
 
 def append(store: facta.EventStore, stream_id: str, events: list[object]) -> None:
-    store.append(stream_id, events)
+    store.append(stream_id, events, facta.ANY)
     settle(store)
 
 
 def fill(store: facta.EventStore, count: int = 12) -> None:
     for i in range(count):
-        store.append(f"account-{i % 3}", [Deposited(10 + i), Noted(f"note {i}"), Withdrawn(i)])
+        store.append(
+            f"account-{i % 3}", [Deposited(10 + i), Noted(f"note {i}"), Withdrawn(i)], facta.ANY
+        )
     settle(store)
 
 
@@ -371,7 +373,7 @@ def test_a_projection_without_a_name_is_refused(store: facta.EventStore) -> None
     class Nameless(Projection[None]):
         pass
 
-    with pytest.raises(ValueError, match="projection name"):
+    with pytest.raises(ValueError, match=r"projection.s .*name must be"):
         ProjectionRunner(store, Nameless())
 
 

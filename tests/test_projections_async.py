@@ -161,7 +161,9 @@ async def expected(store: facta.AsyncEventStore) -> Totals:
 
 async def fill(store: facta.AsyncEventStore, count: int = 12) -> None:
     for i in range(count):
-        await store.append(f"account-{i % 3}", [Deposited(10 + i), Noted("n"), Withdrawn(i)])
+        await store.append(
+            f"account-{i % 3}", [Deposited(10 + i), Noted("n"), Withdrawn(i)], facta.ANY
+        )
     wait = getattr(store.recorder, "wait_until_readable", None)
     if wait is not None:  # PostgreSQL: until readers see it all (other sessions hold it back)
         assert await wait(60.0), "the global log stayed held back"

@@ -71,7 +71,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     with facta.connect(url) as store:
         for i in range(5):
-            store.append(f"order-{i % 2}", [Paid(10)])
+            store.append(f"order-{i % 2}", [Paid(10)], facta.ANY)
     return url
 
 
@@ -100,7 +100,7 @@ def test_the_list_shows_checkpoint_lag_and_state(app: str) -> None:
     from shop_read_models import Paid
 
     with facta.connect(app) as store:
-        store.append("order-9", [Paid(1), Paid(2)])
+        store.append("order-9", [Paid(1), Paid(2)], facta.ANY)
     result = CliRunner().invoke(main, ["projections", app])
     assert result.exit_code == 0, result.output
     assert [line.split() for line in result.output.splitlines()] == [
@@ -136,7 +136,7 @@ def test_run_follows_the_log_and_stops_cleanly_on_sigterm(app: str, tmp_path: Pa
     from shop_read_models import Paid
 
     with facta.connect(app) as store:
-        store.append("order-7", [Paid(5)])
+        store.append("order-7", [Paid(5)], facta.ANY)
         for _ in range(1000):
             (status,) = facta.projections.statuses(store)
             if status.lag == 0 and status.checkpoint.position == 6:
@@ -171,7 +171,7 @@ def test_a_failing_event_stops_the_rebuild_with_a_one_line_error(app: str) -> No
     from shop_read_models import Paid
 
     with facta.connect(app) as store:
-        store.append("order-3", [Paid(13)])
+        store.append("order-3", [Paid(13)], facta.ANY)
     result = CliRunner().invoke(
         main, ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
     )
@@ -186,8 +186,8 @@ def test_rebuild_with_dead_letter_parks_the_failing_event_and_goes_on(
     from shop_read_models import Paid
 
     with facta.connect(app) as store:
-        store.append("order-3", [Paid(13)])
-        store.append("order-3", [Paid(7)])
+        store.append("order-3", [Paid(13)], facta.ANY)
+        store.append("order-3", [Paid(7)], facta.ANY)
     rebuild = ["projections", "rebuild", app, "revenue", "-p", "shop_read_models:Revenue"]
     result = CliRunner().invoke(main, [*rebuild, "--dead-letter", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
@@ -215,7 +215,7 @@ def test_run_reads_the_url_from_facta_url_and_parks_failing_events_with_dead_let
     from shop_read_models import Paid
 
     with facta.connect(app) as store:
-        store.append("order-7", [Paid(13), Paid(5)])
+        store.append("order-7", [Paid(13), Paid(5)], facta.ANY)
         for _ in range(1000):
             (status,) = facta.projections.statuses(store)
             if status.lag == 0 and status.checkpoint.position == 7:

@@ -103,7 +103,9 @@ def fill(url: str) -> None:
         for start in range(0, EVENTS, 17):
             store.append_many(
                 [
-                    facta.StreamAppend(f"account-{n}", [Deposited(rng.randint(1, 100)), Noted("")])
+                    facta.StreamAppend(
+                        f"account-{n}", [Deposited(rng.randint(1, 100)), Noted("")], facta.ANY
+                    )
                     for n in range(min(17, EVENTS - start))
                 ]
             )

@@ -79,7 +79,7 @@ def test_a_sqlite_inline_projection_is_current_as_soon_as_the_append_returns(
 ) -> None:
     with facta.connect(f"sqlite:///{tmp_path / 'events.db'}") as store:
         add_inline(store, SQLiteOwners())
-        store.append("account-1", [Opened("ada"), Ignored("x")])
+        store.append("account-1", [Opened("ada"), Ignored("x")], facta.ANY)
         assert sqlite_owners(tmp_path / "events.db") == {"account-1": "ada"}
 
 
@@ -88,12 +88,12 @@ def test_a_refusing_sqlite_inline_projection_fails_the_append_and_nothing_is_wri
 ) -> None:
     with facta.connect(f"sqlite:///{tmp_path / 'events.db'}") as store:
         add_inline(store, SQLiteOwners())
-        store.append("account-1", [Opened("ada")])
+        store.append("account-1", [Opened("ada")], facta.ANY)
         with pytest.raises(ProjectionError, match="mallory may not open accounts") as failure:
             store.append_many(
                 [
-                    facta.StreamAppend("account-2", [Opened("bob")]),
-                    facta.StreamAppend("account-3", [Opened(REFUSED)]),
+                    facta.StreamAppend("account-2", [Opened("bob")], facta.ANY),
+                    facta.StreamAppend("account-3", [Opened(REFUSED)], facta.ANY),
                 ]
             )
         assert "append was not written" in str(failure.value)
@@ -114,9 +114,12 @@ def test_inline_projections_see_the_positions_the_events_were_stored_at(tmp_path
 
     with facta.connect(f"sqlite:///{tmp_path / 'events.db'}") as store:
         add_inline(store, Positions())
-        store.append("a", [Opened("ada"), Ignored("x")])
+        store.append("a", [Opened("ada"), Ignored("x")], facta.ANY)
         store.append_many(
-            [facta.StreamAppend("b", [Ignored("y")]), facta.StreamAppend("a", [Ignored("z")])]
+            [
+                facta.StreamAppend("b", [Ignored("y")], facta.ANY),
+                facta.StreamAppend("a", [Ignored("z")], facta.ANY),
+            ]
         )
         stored = [(e.stream_id, e.version, e.position) for e in store.read_all()]
     assert seen == stored
@@ -125,9 +128,9 @@ def test_inline_projections_see_the_positions_the_events_were_stored_at(tmp_path
 async def test_the_async_sqlite_store_takes_sync_inline_projections(tmp_path: Path) -> None:
     async with facta.connect_async(f"sqlite:///{tmp_path / 'events.db'}") as store:
         await add_inline_async(store, SQLiteOwners())
-        await store.append("account-1", [Opened("ada")])
+        await store.append("account-1", [Opened("ada")], facta.ANY)
         with pytest.raises(ProjectionError):
-            await store.append("account-2", [Opened(REFUSED)])
+            await store.append("account-2", [Opened(REFUSED)], facta.ANY)
         assert await store.stream_version("account-2") == 0
     assert sqlite_owners(tmp_path / "events.db") == {"account-1": "ada"}
 
@@ -142,10 +145,10 @@ def test_a_refusing_memory_inline_projection_fails_the_append_and_nothing_is_wri
     owners = MemoryOwners()
     with facta.connect("memory://") as store:
         add_inline(store, owners)
-        store.append("account-1", [Opened("ada")])
+        store.append("account-1", [Opened("ada")], facta.ANY)
         with pytest.raises(ProjectionError):
-            store.append("account-1", [Opened("bob"), Opened(REFUSED)])
-        store.append("account-2", [Opened("eve")])
+            store.append("account-1", [Opened("bob"), Opened(REFUSED)], facta.ANY)
+        store.append("account-2", [Opened("eve")], facta.ANY)
         stored = [(e.stream_id, e.version, e.position) for e in store.read_all()]
     assert stored == [("account-1", 1, 1), ("account-2", 1, 2)]
     assert owners.owners == {"account-1": "bob", "account-2": "eve"}  # not transactional
@@ -155,7 +158,7 @@ async def test_the_async_memory_store_takes_sync_inline_projections() -> None:
     owners = MemoryOwners()
     async with facta.connect_async("memory://") as store:
         await add_inline_async(store, owners)
-        await store.append("account-1", [Opened("ada")])
+        await store.append("account-1", [Opened("ada")], facta.ANY)
     assert owners.owners == {"account-1": "ada"}
 
 
@@ -203,16 +206,16 @@ def test_a_postgres_inline_projection_commits_with_the_append_or_not_at_all(
 ) -> None:
     with facta.connect(f"{postgres_url}?schema={pg_schema}") as store:
         add_inline(store, PostgresOwners())
-        store.append("account-1", [Opened("ada"), Ignored("x")])
+        store.append("account-1", [Opened("ada"), Ignored("x")], facta.ANY)
         with pytest.raises(ProjectionError, match="mallory may not open accounts"):
             store.append_many(
                 [
-                    facta.StreamAppend("account-2", [Opened("bob")]),
-                    facta.StreamAppend("account-3", [Opened(REFUSED)]),
+                    facta.StreamAppend("account-2", [Opened("bob")], facta.ANY),
+                    facta.StreamAppend("account-3", [Opened(REFUSED)], facta.ANY),
                 ]
             )
         with pytest.raises(ProjectionError):
-            store.append("account-4", [Opened(REFUSED)])
+            store.append("account-4", [Opened(REFUSED)], facta.ANY)
         versions = [store.stream_version(f"account-{n}") for n in range(1, 5)]
         assert versions == [2, 0, 0, 0]
     assert postgres_owners(postgres_url, pg_schema) == {"account-1": "ada"}
@@ -233,9 +236,12 @@ def test_postgres_inline_projections_see_the_events_as_read_all_returns_them(
 
     with facta.connect(f"{postgres_url}?schema={pg_schema}") as store:
         add_inline(store, Places())
-        store.append("a", [Opened("ada"), Ignored("x")])
+        store.append("a", [Opened("ada"), Ignored("x")], facta.ANY)
         store.append_many(
-            [facta.StreamAppend("b", [Ignored("y")]), facta.StreamAppend("a", [Ignored("z")])]
+            [
+                facta.StreamAppend("b", [Ignored("y")], facta.ANY),
+                facta.StreamAppend("a", [Ignored("z")], facta.ANY),
+            ]
         )
         stored = [
             (e.stream_id, e.version, e.transaction_id, e.position)
@@ -251,9 +257,9 @@ async def test_an_async_postgres_inline_projection_commits_with_the_append(
 ) -> None:
     async with facta.connect_async(f"{postgres_url}?schema={pg_schema}") as store:
         await add_inline_async(store, AsyncPostgresOwners())
-        await store.append("account-1", [Opened("ada")])
+        await store.append("account-1", [Opened("ada")], facta.ANY)
         with pytest.raises(ProjectionError):
-            await store.append("account-2", [Opened(REFUSED)])
+            await store.append("account-2", [Opened(REFUSED)], facta.ANY)
         assert await store.stream_version("account-2") == 0
     assert postgres_owners(postgres_url, pg_schema) == {"account-1": "ada"}
 

@@ -124,7 +124,7 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
         CREATE TRIGGER hold AFTER INSERT ON facta_events FOR EACH ROW
         WHEN (NEW.type = 'test.projections_postgres.Late') EXECUTE FUNCTION hold()""",
     )
-    store.append("early", [Deposited(1)])
+    store.append("early", [Deposited(1)], facta.ANY)
     with psycopg.connect(postgres_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (HELD,))
         late = threading.Thread(target=store.append, args=("late", [Late(10)]))
@@ -133,7 +133,7 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
             if run_sql(store, "SELECT 1 FROM pg_locks WHERE NOT granted AND objid = 4242"):
                 break
             threading.Event().wait(0.01)
-        store.append("after", [Deposited(100), Deposited(1000)])  # commit before it
+        store.append("after", [Deposited(100), Deposited(1000)], facta.ANY)  # commit before it
         with ProjectionRunner(store, Totals()) as runner:
             runner.catch_up()
             # only what is below the late writer's transaction
@@ -163,7 +163,7 @@ def test_concurrent_writers_committing_out_of_order_leave_no_gap_in_a_running_pr
         rng = random.Random(writer)
         for i in range(40):
             events = [Deposited(1) for _ in range(rng.randint(1, 3))]
-            store.append(f"writer-{writer}-{i % 4}", events)
+            store.append(f"writer-{writer}-{i % 4}", events, facta.ANY)
 
     with ProjectionRunner(store, Totals(), batch_size=5, poll_interval=0.01) as runner:
         follower = threading.Thread(target=runner.run)
@@ -183,7 +183,7 @@ def test_concurrent_writers_committing_out_of_order_leave_no_gap_in_a_running_pr
 
 
 def test_read_models_live_in_the_stores_schema(store: facta.EventStore) -> None:
-    store.append("a", [Deposited(5)])
+    store.append("a", [Deposited(5)], facta.ANY)
     with ProjectionRunner(store, Totals()) as runner:
         runner.catch_up()
     with pg(store).connection() as conn:
@@ -232,12 +232,15 @@ def test_an_inline_projection_writes_beside_the_events_in_the_appends_transactio
 ) -> None:
     add_inline(store, Ledger())
     store.append_many(
-        [facta.StreamAppend("b", [Deposited(2)]), facta.StreamAppend("a", [Deposited(1)])]
+        [
+            facta.StreamAppend("b", [Deposited(2)], facta.ANY),
+            facta.StreamAppend("a", [Deposited(1)], facta.ANY),
+        ]
     )
     rows = run_sql(store, "SELECT stream_id, amount, position FROM ledger ORDER BY position")
     assert rows == [("b", 2, 1), ("a", 1, 2)]
     with pytest.raises(ProjectionError, match="never negative"):
-        store.append("a", [Deposited(5), Deposited(-1)])
+        store.append("a", [Deposited(5), Deposited(-1)], facta.ANY)
     assert store.stream_version("a") == 1
     assert run_sql(store, "SELECT count(*) FROM ledger") == [(2,)]
 
@@ -245,7 +248,7 @@ def test_an_inline_projection_writes_beside_the_events_in_the_appends_transactio
 async def test_an_async_inline_projection_is_awaited_in_the_appends_transaction(url: str) -> None:
     async with facta.connect_async(url) as store:
         await add_inline_async(store, AsyncLedger())
-        await store.append("a", [Deposited(1), Deposited(2)])
+        await store.append("a", [Deposited(1), Deposited(2)], facta.ANY)
         async with store.recorder.transaction() as conn:
             cur = await conn.execute("SELECT stream_id, amount FROM ledger ORDER BY position")
             rows = await cur.fetchall()
@@ -259,7 +262,7 @@ def test_the_projections_listing_notes_who_holds_readers_back(
         runner.catch_up()
     with psycopg.connect(postgres_url) as holder:
         holder.execute("SELECT pg_current_xact_id()")  # an open transaction of this database
-        store.append("s", [Deposited(1)])
+        store.append("s", [Deposited(1)], facta.ANY)
         listing = CliRunner().invoke(main, ["projections", url])
     assert listing.exit_code == 0, listing.output
     table, note = listing.output.splitlines()[1:-1], listing.output.splitlines()[-1]
@@ -273,7 +276,7 @@ def test_the_projections_listing_has_no_note_when_readers_are_not_held_back(
 ) -> None:
     with ProjectionRunner(store, Totals()) as runner:
         runner.catch_up()
-    store.append("s", [Deposited(1)])
+    store.append("s", [Deposited(1)], facta.ANY)
     settle(store)  # from here on, only this store's events count, and all are readable
     listing = CliRunner().invoke(main, ["projections", url])
     assert listing.exit_code == 0, listing.output
@@ -313,7 +316,7 @@ def test_a_running_projection_retries_a_failing_store_backing_off_and_logging_ea
     store: facta.EventStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="facta.projections")
-    store.append("a", [Deposited(1)])
+    store.append("a", [Deposited(1)], facta.ANY)
     settle(store)
     failing_reads(monkeypatch, store, *[StoreError(f"lost connection {n}") for n in range(4)])
     with (

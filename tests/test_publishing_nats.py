@@ -178,9 +178,11 @@ async def test_a_relay_delivers_each_event_once_in_log_order_with_headers_and_st
     async_store: facta.AsyncEventStore, jetstream: JetStream
 ) -> None:
     traced = facta.Metadata(correlation_id="c-1", causation_id="k-1")
-    await async_store.append("order-1", [NewEvent(Shipped(1), metadata=traced), Shipped(2)])
-    await async_store.append("order-2", [Shipped(3, "x" * 2000)])
-    await async_store.append("order-1", [Shipped(4)])
+    await async_store.append(
+        "order-1", [NewEvent(Shipped(1), metadata=traced), Shipped(2)], facta.ANY
+    )
+    await async_store.append("order-2", [Shipped(3, "x" * 2000)], facta.ANY)
+    await async_store.append("order-1", [Shipped(4)], facta.ANY)
     async with Relay(
         async_store, jetstream.broker(), name="nats", prefix=jetstream.prefix
     ) as relay:
@@ -202,10 +204,10 @@ async def test_a_relay_delivers_each_event_once_in_log_order_with_headers_and_st
 async def test_a_second_relay_s_publications_are_dropped_by_the_duplicate_window(
     async_store: facta.AsyncEventStore, jetstream: JetStream
 ) -> None:
-    await async_store.append("order-1", [Shipped(n) for n in range(1, 4)])
+    await async_store.append("order-1", [Shipped(n) for n in range(1, 4)], facta.ANY)
     async with Relay(async_store, jetstream.broker(), name="one", prefix=jetstream.prefix) as one:
         await one.catch_up()
-    await async_store.append("order-1", [Shipped(4)])
+    await async_store.append("order-1", [Shipped(4)], facta.ANY)
     async with Relay(async_store, jetstream.broker(), name="two", prefix=jetstream.prefix) as two:
         assert await two.catch_up() == 4  # acknowledged as duplicates: all but the last
     info = await jetstream.js.stream_info(jetstream.stream)
@@ -219,7 +221,7 @@ async def test_odd_stream_ids_and_type_names_arrive_under_escaped_subjects(
 ) -> None:
     odd_ids = ["a b", "x..y", "end.", "star*", "%41", "tab\there", "line\nbreak", "é"]
     for stream_id in odd_ids:
-        await async_store.append(stream_id, [Odd(1)])
+        await async_store.append(stream_id, [Odd(1)], facta.ANY)
     async with Relay(async_store, jetstream.broker(), name="odd", prefix=jetstream.prefix) as relay:
         assert await relay.catch_up() == len(odd_ids)
     messages = await consume(jetstream.js, jetstream.stream, f"{jetstream.prefix}.>", len(odd_ids))
@@ -386,7 +388,7 @@ async def test_a_batch_nobody_acknowledges_fails_after_the_ack_timeout() -> None
 async def test_an_event_larger_than_the_server_takes_is_refused_naming_it(
     async_store: facta.AsyncEventStore,
 ) -> None:
-    await async_store.append("order-1", [Shipped(1, "x" * 5000)])
+    await async_store.append("order-1", [Shipped(1, "x" * 5000)], facta.ANY)
     with private_server("max_payload: 4096\n") as server:
         relay = Relay(async_store, JetStreamBroker(server.url), name="big")
         async with relay:
@@ -409,7 +411,7 @@ async def test_a_relay_waits_out_a_nats_outage_and_loses_or_reorders_nothing(
 
                 async def write() -> None:
                     for n in range(total):
-                        await store.append(f"order-{n % streams}", [Shipped(n)])
+                        await store.append(f"order-{n % streams}", [Shipped(n)], facta.ANY)
                         if n % 10 == 0:
                             await asyncio.sleep(0.02)
 

@@ -204,8 +204,10 @@ async def test_a_relay_publishes_every_event_once_in_log_order_with_its_id_heade
 ) -> None:
     inbox = await rabbit.inbox("#")
     caused = facta.Metadata(correlation_id="order-flow-1", causation_id="command-7")
-    await async_store.append("order-1", [Shipped(1), facta.NewEvent(Shipped(2), metadata=caused)])
-    await async_store.append("order-2", [Shipped(3)])
+    await async_store.append(
+        "order-1", [Shipped(1), facta.NewEvent(Shipped(2), metadata=caused)], facta.ANY
+    )
+    await async_store.append("order-2", [Shipped(3)], facta.ANY)
     await readable(async_store)
     async with Relay(async_store, rabbit.broker(), name="shipping", prefix="shop") as relay:
         assert await relay.catch_up() == 3
@@ -238,11 +240,11 @@ async def test_a_restarted_relay_resends_nothing_that_was_confirmed(
     async_store: facta.AsyncEventStore, rabbit: Rabbit
 ) -> None:
     inbox = await rabbit.inbox("#")
-    await async_store.append("order-1", [Shipped(n) for n in range(5)])
+    await async_store.append("order-1", [Shipped(n) for n in range(5)], facta.ANY)
     await readable(async_store)
     async with Relay(async_store, rabbit.broker(), name="restarted", batch_size=2) as relay:
         assert await relay.catch_up() == 5
-    await async_store.append("order-2", [Shipped(n) for n in range(3)])
+    await async_store.append("order-2", [Shipped(n) for n in range(3)], facta.ANY)
     await readable(async_store)
     async with Relay(async_store, rabbit.broker(), name="restarted", batch_size=2) as relay:
         assert await relay.catch_up() == 3
@@ -264,8 +266,10 @@ async def test_a_consumer_sees_each_stream_in_order_while_a_relay_runs(
             one, other = rng.sample(range(8), 2)
             await async_store.append_many(
                 [
-                    facta.StreamAppend(f"account-{one}", [Shipped(n) for n in range(2)]),
-                    facta.StreamAppend(f"account-{other}", [Shipped(n) for n in range(3)]),
+                    facta.StreamAppend(f"account-{one}", [Shipped(n) for n in range(2)], facta.ANY),
+                    facta.StreamAppend(
+                        f"account-{other}", [Shipped(n) for n in range(3)], facta.ANY
+                    ),
                 ]
             )
         ids = [str(row.event_id) for row in await stored(async_store)]
@@ -303,7 +307,7 @@ async def test_an_event_whose_subject_is_too_long_arrives_under_its_shortened_ke
 ) -> None:
     inbox = await rabbit.inbox("facta.tests.rabbitmq.Shipped.#")
     stream = "order-" + "ü" * 150  # a 310-byte subject
-    await async_store.append(stream, [Shipped(1), Shipped(2)])
+    await async_store.append(stream, [Shipped(1), Shipped(2)], facta.ANY)
     await readable(async_store)
     async with Relay(async_store, rabbit.broker(), name="long") as relay:
         assert await relay.catch_up() == 2
@@ -410,14 +414,14 @@ async def test_a_relay_reconnects_when_its_connection_is_lost(
 ) -> None:
     inbox = await rabbit.inbox("#")
     broker = rabbit.broker()
-    await async_store.append("order-1", [Shipped(1)])
+    await async_store.append("order-1", [Shipped(1)], facta.ANY)
     await readable(async_store)
     async with Relay(async_store, broker, name="lost", max_backoff=0.05) as relay:
         assert await relay.catch_up() == 1
         connection = broker._connection  # the server closing it would look the same
         assert connection is not None
         await connection.close()
-        await async_store.append("order-1", [Shipped(2)])
+        await async_store.append("order-1", [Shipped(2)], facta.ANY)
         await readable(async_store)
         with caplog.at_level(logging.WARNING, logger="facta.publishing"):
             assert await relay.catch_up() == 1
@@ -460,7 +464,9 @@ async def start_relay(store_url: str, exchange: str) -> asyncio.subprocess.Proce
 async def append_slowly(store: facta.AsyncEventStore, rng: random.Random) -> None:
     """KILLED_EVENTS events, 5 at a time, in 25 streams taking turns at random."""
     for _ in range(KILLED_EVENTS // 5):
-        await store.append(f"account-{rng.randrange(25)}", [Shipped(n) for n in range(5)])
+        await store.append(
+            f"account-{rng.randrange(25)}", [Shipped(n) for n in range(5)], facta.ANY
+        )
         await asyncio.sleep(rng.uniform(0, 0.02))
 
 

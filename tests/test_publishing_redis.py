@@ -95,7 +95,7 @@ async def test_a_relay_from_each_store_puts_every_event_in_the_stream_once_in_lo
     correlated = facta.NewEvent(Shipped(3), metadata=facta.Metadata(correlation_id="c-1"))
     await async_store.append("order-2", [correlated], facta.ANY)
     await async_store.append_many(
-        [facta.StreamAppend(f"order-{n}", [Shipped(n)]) for n in range(3, 9)]
+        [facta.StreamAppend(f"order-{n}", [Shipped(n)], facta.ANY) for n in range(3, 9)]
     )
     await readable(async_store)
     broker = RedisBroker(REDIS_URL, prefix)
@@ -433,7 +433,7 @@ async def test_a_relay_waits_out_a_redis_outage_and_loses_or_repeats_nothing(
             nonlocal appended
             while not enough.is_set():
                 events = [Shipped(appended + i) for i in range(5)]
-                await store.append(f"order-{appended % 7}", events)
+                await store.append(f"order-{appended % 7}", events, facta.ANY)
                 appended += 5
                 await asyncio.sleep(0.005)
 

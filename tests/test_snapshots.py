@@ -249,7 +249,7 @@ async def test_load_of_a_version_uses_a_snapshot_at_or_before_it(
 async def test_load_that_replays_snapshot_every_events_writes_a_snapshot(
     async_store: facta.AsyncEventStore,
 ) -> None:
-    await async_store.append("t-1", [Added(1)] * 15)  # written without a repository
+    await async_store.append("t-1", [Added(1)] * 15, facta.ANY)  # written without a repository
 
     first = await AsyncRepository(async_store, Tally).load("t-1")
     second = await AsyncRepository(async_store, Tally).load("t-1")
@@ -261,7 +261,7 @@ async def test_load_that_replays_snapshot_every_events_writes_a_snapshot(
 async def test_load_that_replays_fewer_events_writes_no_snapshot(
     async_store: facta.AsyncEventStore,
 ) -> None:
-    await async_store.append("t-1", [Added(1)] * 9)
+    await async_store.append("t-1", [Added(1)] * 9, facta.ANY)
 
     await AsyncRepository(async_store, Tally).load("t-1")
 

@@ -43,7 +43,7 @@ def make_store(path: Path, *ns: int) -> None:
     """A facta store at ``path`` whose stream ``s`` holds ``Happened(n)`` for each n."""
     with facta.connect(url_of(path)) as store:
         if ns:
-            store.append("s", [Happened(n) for n in ns])
+            store.append("s", [Happened(n) for n in ns], facta.ANY)
 
 
 def make_app_file(path: Path) -> None:
@@ -117,14 +117,14 @@ def test_a_relative_url_names_a_file_in_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with facta.connect("sqlite:///relative.db") as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         assert store.recorder.location == "SQLite file 'relative.db'"
     assert (tmp_path / "relative.db").exists()
 
 
 def test_an_in_memory_database_is_a_private_store() -> None:
     with facta.connect("sqlite:///:memory:") as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         assert numbers(store, "s") == [1]
     with facta.connect("sqlite:///:memory:") as store:
         assert numbers(store, "s") == []
@@ -163,19 +163,19 @@ def test_the_timeout_is_how_long_a_write_waits_for_another_writer(tmp_path: Path
     ):
         started = time.monotonic()
         with pytest.raises(facta.StoreError, match="locked"):
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
         assert 0.04 < time.monotonic() - started < 5
 
 
 def test_an_append_that_waits_too_long_names_its_streams_and_the_timeout(tmp_path: Path) -> None:
     make_store(tmp_path / "x.db", 1)
-    appends = [facta.StreamAppend(stream_id, [Happened(2)]) for stream_id in "sabcd"]
+    appends = [facta.StreamAppend(stream_id, [Happened(2)], facta.ANY) for stream_id in "sabcd"]
     with (
         facta.connect(url_of(tmp_path / "x.db"), timeout=0.05) as store,
         writing(tmp_path / "x.db"),
     ):
         with pytest.raises(facta.StoreError) as one:
-            store.append("s", [Happened(2)])
+            store.append("s", [Happened(2)], facta.ANY)
         with pytest.raises(facta.StoreError) as several:
             store.append_many(appends)
         with pytest.raises(facta.StoreError) as snapshot:
@@ -199,7 +199,7 @@ async def test_an_async_append_that_waits_too_long_names_its_stream(tmp_path: Pa
     make_store(tmp_path / "x.db")
     async with facta.connect_async(url_of(tmp_path / "x.db"), timeout=0.05) as store:
         with writing(tmp_path / "x.db"), pytest.raises(facta.StoreError) as caught:
-            await store.append("s", [Happened(1)])
+            await store.append("s", [Happened(1)], facta.ANY)
     assert "appending to stream 's' waited more than timeout=0.05s" in str(caught.value)
 
 
@@ -235,7 +235,7 @@ def test_synchronous_is_set_on_the_store_and_runner_connections(
     """FULL (2, the default) syncs at every commit: an acknowledged append survives a power
     cut. NORMAL (1) is opted into."""
     with facta.connect(url_of(tmp_path / "x.db"), **options) as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         with store.recorder.transaction() as db:
             assert db.execute("PRAGMA synchronous").fetchone() == (level,)
         probe = Probe()
@@ -280,7 +280,7 @@ def test_create_false_on_an_application_file_changes_nothing(tmp_path: Path) -> 
 def test_create_false_opens_an_existing_store(tmp_path: Path) -> None:
     make_store(tmp_path / "x.db", 1, 2)
     with facta.connect(url_of(tmp_path / "x.db"), create=False) as store:
-        store.append("s", [Happened(3)])
+        store.append("s", [Happened(3)], facta.ANY)
         assert numbers(store, "s") == [1, 2, 3]
 
 
@@ -344,7 +344,7 @@ def test_read_only_cannot_write_and_nothing_is_written(tmp_path: Path) -> None:
     before = (tmp_path / "x.db").read_bytes()
     with facta.connect(url_of(tmp_path / "x.db"), read_only=True) as store:
         with pytest.raises(facta.StoreError, match="read-only; nothing was written"):
-            store.append("s", [Happened(2)])
+            store.append("s", [Happened(2)], facta.ANY)
         with pytest.raises(facta.StoreError, match="read-only"):
             store.write_snapshot(SnapshotRecord("s", 1, "A", 1, 0, 0, b"{}"))
         with pytest.raises(facta.StoreError, match="read-only"), store.recorder.transaction():
@@ -368,7 +368,7 @@ async def test_the_async_store_opened_read_only_cannot_write(tmp_path: Path) -> 
     make_store(tmp_path / "x.db", 1)
     async with facta.connect_async(url_of(tmp_path / "x.db"), read_only=True) as store:
         with pytest.raises(facta.StoreError, match="read-only"):
-            await store.append("s", [Happened(2)])
+            await store.append("s", [Happened(2)], facta.ANY)
         assert [e.data.n async for e in store.read_stream("s")] == [1]
 
 
@@ -472,7 +472,7 @@ def test_read_only_refuses_a_read_only_folder_whose_wal_holds_commits(tmp_path: 
     folder = tmp_path / "ro"
     folder.mkdir()
     with facta.connect(url_of(tmp_path / "x.db")) as store:
-        store.append("s", [Happened(2)])  # in x.db-wal until the store closes
+        store.append("s", [Happened(2)], facta.ANY)  # in x.db-wal until the store closes
         for name in ("x.db", "x.db-wal"):
             (folder / name).write_bytes((tmp_path / name).read_bytes())
     with unwritable(folder), pytest.raises(facta.StoreError, match=r"x\.db-wal"):
@@ -485,7 +485,7 @@ def test_read_only_refuses_a_read_only_folder_whose_wal_holds_commits(tmp_path: 
 def test_an_application_events_table_lives_beside_the_store(tmp_path: Path) -> None:
     make_app_file(tmp_path / "app.db")
     with facta.connect(url_of(tmp_path / "app.db")) as store:
-        store.append("s", [Happened(1), Happened(2)])
+        store.append("s", [Happened(1), Happened(2)], facta.ANY)
         assert numbers(store, "s") == [1, 2]
     db = sqlite3.connect(tmp_path / "app.db")
     assert db.execute("SELECT id, what FROM events ORDER BY id").fetchall() == [
@@ -502,7 +502,7 @@ def test_an_application_can_create_its_own_events_table_in_a_store(tmp_path: Pat
         with store.recorder.transaction() as db:
             db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
             db.execute("INSERT INTO events (what) VALUES ('mine')")
-        store.append("s", [Happened(2)])
+        store.append("s", [Happened(2)], facta.ANY)
     with facta.connect(url_of(tmp_path / "x.db")) as store:
         assert numbers(store, "s") == [1, 2]
 
@@ -568,11 +568,11 @@ def test_the_append_hook_gets_the_rows_read_all_returns_inside_the_transaction(
         store.recorder.on_append = hook = Hook()
         store.append_many(
             [
-                facta.StreamAppend("a", [Happened(1), Happened(2)]),
-                facta.StreamAppend("b", [Happened(3)]),
+                facta.StreamAppend("a", [Happened(1), Happened(2)], facta.ANY),
+                facta.StreamAppend("b", [Happened(3)], facta.ANY),
             ]
         )
-        store.append("c", [])
+        store.append("c", [], facta.ANY)
         (connection, rows), *more = hook.calls
         assert more == []
         assert isinstance(connection, sqlite3.Connection)
@@ -587,7 +587,7 @@ def test_an_append_hook_that_fails_leaves_nothing_written(tmp_path: Path) -> Non
             db.execute("CREATE TABLE seen (count INTEGER)")
         store.recorder.on_append = Hook(fail=True)
         with pytest.raises(RuntimeError, match="refused"):
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
         store.recorder.on_append = None
         assert numbers(store, "s") == []
         with store.recorder.transaction() as db:
@@ -612,7 +612,7 @@ def test_a_transaction_that_raises_is_rolled_back(tmp_path: Path) -> None:
             db.execute("CREATE TABLE notes (note TEXT)")
         with pytest.raises(KeyError):
             insert_and_fail(store.recorder)
-        store.append("s", [Happened(1)])  # the store is usable again
+        store.append("s", [Happened(1)], facta.ANY)  # the store is usable again
         with store.recorder.transaction() as db:
             assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
 
@@ -622,7 +622,7 @@ def test_using_the_store_inside_its_own_transaction_fails_instead_of_hanging(
 ) -> None:
     with facta.connect(url_of(tmp_path / "x.db")) as store:
         with pytest.raises(facta.StoreError), store.recorder.transaction():
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
         assert numbers(store, "s") == []
 
 
@@ -630,7 +630,7 @@ async def test_an_async_transaction_commits_and_the_store_waits_for_it(tmp_path:
     async with facta.connect_async(url_of(tmp_path / "x.db")) as store:
         async with store.recorder.transaction() as db:
             db.execute("CREATE TABLE notes (note TEXT)")
-            writer = asyncio.create_task(store.append("s", [Happened(1)]))
+            writer = asyncio.create_task(store.append("s", [Happened(1)], facta.ANY))
             await asyncio.sleep(0.05)
             assert not writer.done()  # it waits for the transaction to end
             db.execute("INSERT INTO notes VALUES ('kept')")
@@ -691,14 +691,14 @@ def test_migrate_false_on_a_new_file_applies_nothing_until_migrate(tmp_path: Pat
             f"holds no facta store yet.*run `facta migrate {url}`, or connect with migrate=True"
         )
         with pytest.raises(SchemaVersionError, match=message):
-            store.append("s", [Happened(1)])
+            store.append("s", [Happened(1)], facta.ANY)
         with pytest.raises(SchemaVersionError, match=message):
             store.recorder.checkpoints("totals")
         with pytest.raises(SchemaVersionError, match=message), store.recorder.transaction():
             pass
         assert store.recorder.migrate() == [1]
         assert store.recorder.migrate() == []
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
         assert numbers(store, "s") == [1]
 
 
@@ -707,9 +707,9 @@ async def test_migrate_false_on_a_new_file_applies_nothing_until_async_migrate(
 ) -> None:
     async with facta.connect_async(url_of(tmp_path / "x.db"), migrate=False) as store:
         with pytest.raises(SchemaVersionError, match="holds no facta store yet"):
-            await store.append("s", [Happened(1)])
+            await store.append("s", [Happened(1)], facta.ANY)
         assert await store.recorder.migrate() == [1]
-        await store.append("s", [Happened(1)])
+        await store.append("s", [Happened(1)], facta.ANY)
         assert [e.data.n async for e in store.read_stream("s")] == [1]
 
 
@@ -743,7 +743,7 @@ async def test_a_transaction_cancelled_at_any_step_leaves_the_store_usable(tmp_p
         for task in (waiter, holder):
             with pytest.raises(asyncio.CancelledError):
                 await task
-        await asyncio.wait_for(store.append("s", [Happened(1)]), 5)
+        await asyncio.wait_for(store.append("s", [Happened(1)], facta.ANY), 5)
         async with asyncio.timeout(5), recorder.transaction():
             pass
         assert [e.data.n async for e in store.read_stream("s")] == [1]

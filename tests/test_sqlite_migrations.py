@@ -307,7 +307,10 @@ def test_a_legacy_file_opened_with_migrate_false_says_to_run_facta_migrate_at_us
     before = files(tmp_path)
     url = url_of(tmp_path / "old.db")
     with facta.connect(url, migrate=False) as store:
-        for use in (lambda: list(store.read_all()), lambda: store.append("a", [Happened(6)])):
+        for use in (
+            lambda: list(store.read_all()),
+            lambda: store.append("a", [Happened(6)], facta.ANY),
+        ):
             with pytest.raises(
                 SchemaVersionError,
                 match=f"facta 0.1 store.*run `facta migrate {url}`, or connect with migrate=True",
@@ -371,7 +374,7 @@ def test_tables_shaped_like_0_1_are_not_a_legacy_store_without_its_user_version(
     db.commit()
     db.close()
     with facta.connect(url_of(tmp_path / "app.db")) as store:
-        store.append("s", [Happened(1)])
+        store.append("s", [Happened(1)], facta.ANY)
     assert tables(tmp_path / "app.db") == {*schema.TABLES, "events", "snapshots"}
 
 

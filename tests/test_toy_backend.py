@@ -125,6 +125,6 @@ def store_with_deposits() -> Iterator[tuple[facta.EventStore, Balances]]:
     with facta.connect("toy://") as store:
         inline = Balances("toy-inline-balances")
         add_inline(store, inline)
-        store.append("account-a", [Deposited("a", 10), Deposited("a", 5)])
-        store.append("account-b", [Deposited("b", 7)])
+        store.append("account-a", [Deposited("a", 10), Deposited("a", 5)], facta.ANY)
+        store.append("account-b", [Deposited("b", 7)], facta.ANY)
         yield store, inline

@@ -200,7 +200,7 @@ class Account(facta.Aggregate):
 async def write_old(store: facta.AsyncEventStore, stream_id: str, events: list[object]) -> int:
     """Append events with the old code; the position of the last one."""
     store.codec = Codec(old)
-    result = await store.append(stream_id, events)
+    result = await store.append(stream_id, events, facta.ANY)
     store.codec = Codec(new, casts)
     return result.position
 
@@ -241,7 +241,7 @@ async def test_events_at_the_current_version_are_never_upcast(
     registry.register(Deposited, "test_upcasting.Deposited", 3)
     never.register("test_upcasting.Deposited", 3, lambda d: pytest.fail("must not run"))
     async_store.codec = Codec(registry, never)
-    await async_store.append("acc-1", [Deposited(1, "EUR")])
+    await async_store.append("acc-1", [Deposited(1, "EUR")], facta.ANY)
 
     assert [e.data async for e in async_store.read_stream("acc-1")] == [Deposited(1, "EUR")]
 
@@ -258,7 +258,9 @@ async def read_error(
 ) -> tuple[str, int]:
     """The message of the error that reading stream "acc-1" (1 good event, 1 old) raises."""
     store.codec = Codec(new)
-    await store.append("acc-1", [Deposited(1, "EUR")])  # current: decodes without upcasting
+    await store.append(
+        "acc-1", [Deposited(1, "EUR")], facta.ANY
+    )  # current: decodes without upcasting
     position = await write_old(store, "acc-1", [DepositedV1(5)])
     store.codec = codec
     with pytest.raises(error) as raised:

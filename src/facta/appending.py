@@ -28,11 +28,11 @@ class ExpectedVersion(enum.IntEnum):
 
 
 class StreamAppend(NamedTuple):
-    """One stream's part of an atomic multi-stream append."""
+    """One stream's part of an atomic multi-stream append; it states what it expects."""
 
     stream_id: str
     events: Sequence[object]
-    expected_version: int = ExpectedVersion.ANY
+    expected_version: int
 
 
 class AppendResult(NamedTuple):

@@ -65,11 +65,14 @@ class EventStore:
         self,
         stream_id: str,
         events: Sequence[object],
-        expected_version: int = ExpectedVersion.ANY,
+        expected_version: int,
     ) -> AppendResult:
         """Append events to one stream, atomically, if it is at ``expected_version``.
 
-        Events are registered event objects or :class:`NewEvent` wrappers. Raises
+        Every append states what it expects: an exact version, ``facta.NO_STREAM``,
+        ``facta.STREAM_EXISTS``, or ``facta.ANY`` where any version will do (the concurrency
+        check is then off, so say so). Events are registered event objects or
+        :class:`NewEvent` wrappers. Raises
         ``ConcurrencyError`` (nothing written) when the stream is elsewhere; re-appending events
         whose ids are already stored there returns ``already_appended=True``.
         """
@@ -131,7 +134,7 @@ class EventStore:
                     version,
                     encoding,
                     payload,
-                    codec.encode_metadata(stream_id, metadata),
+                    codec.encode_metadata(stream_id, metadata, type_name),
                 )
             )
         return PreparedAppend(stream_id, int(expected_version), encoded)

@@ -34,15 +34,15 @@ class AppendContract:
 
     def test_append_to_a_new_stream_numbers_its_events_from_one(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2, 3))
+        store.append(stream, happened(1, 2, 3), ANY)
         assert [e.version for e in read(store, stream)] == [1, 2, 3]
 
     def test_append_returns_the_new_version_and_the_last_events_position(
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
-        result = store.append(stream, happened(2, 3))
+        store.append(stream, happened(1), ANY)
+        result = store.append(stream, happened(2, 3), ANY)
         stored = read(store, stream)
         assert result == AppendResult(stream, 3, stored[-1].position, already_appended=False)
 
@@ -63,7 +63,7 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         start = head(store)
         with pytest.raises(ConcurrencyError):
             store.append(stream, happened(2), NO_STREAM)
@@ -74,7 +74,7 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         result = store.append(stream, happened(2), STREAM_EXISTS)
         assert result.version == 2
 
@@ -89,14 +89,14 @@ class AppendContract:
 
     def test_append_with_the_current_version_writes(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
+        store.append(stream, happened(1, 2), ANY)
         result = store.append(stream, happened(3), 2)
         assert result.version == 3
         assert numbers(read(store, stream)) == [1, 2, 3]
 
     def test_append_with_a_stale_version_raises_and_writes_nothing(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
+        store.append(stream, happened(1, 2), ANY)
         start = head(store)
         with pytest.raises(ConcurrencyError):
             store.append(stream, happened(3, 4), 1)
@@ -107,7 +107,7 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         start = head(store)
         with pytest.raises(ConcurrencyError):
             store.append(stream, happened(2), 5)
@@ -121,7 +121,7 @@ class AppendContract:
         self, store: EventStore, expected: int, description: str
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
+        store.append(stream, happened(1, 2), ANY)
         with pytest.raises(ConcurrencyError) as raised:
             store.append(stream, happened(3), expected)
         error = raised.value
@@ -141,7 +141,7 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
+        store.append(stream, happened(1, 2), ANY)
         start = head(store)
         result = store.append(stream, [], 2)
         assert (result.stream_id, result.version, result.already_appended) == (stream, 2, False)
@@ -162,8 +162,8 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
-        store.append(stream, happened(2, 3, 4))
+        store.append(stream, happened(1), ANY)
+        store.append(stream, happened(2, 3, 4), ANY)
         stored = read(store, stream)
         assert [e.version for e in stored] == [1, 2, 3, 4]
         positions = [e.position for e in stored]
@@ -175,7 +175,7 @@ class AppendContract:
         stream = new_id()
         start = head(store)
         with pytest.raises(InvalidEvent):
-            store.append(stream, [Happened(1), Opaque(object()), Happened(3)])
+            store.append(stream, [Happened(1), Opaque(object()), Happened(3)], ANY)
         assert_nothing_written(store, start, stream)
 
     # -- several streams in one append -----------------------------------------------------
@@ -183,7 +183,7 @@ class AppendContract:
     def test_append_many_writes_every_stream(self, store: EventStore) -> None:
         first, second = new_id(), new_id()
         results = store.append_many(
-            [StreamAppend(first, happened(1, 2), NO_STREAM), StreamAppend(second, happened(3))]
+            [StreamAppend(first, happened(1, 2), NO_STREAM), StreamAppend(second, happened(3), ANY)]
         )
         assert [(r.stream_id, r.version) for r in results] == [(first, 2), (second, 1)]
         assert numbers(read(store, first)) == [1, 2]
@@ -193,7 +193,7 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         first, second = new_id(), new_id()
-        store.append(second, happened(1))
+        store.append(second, happened(1), ANY)
         start = head(store)
         with pytest.raises(ConcurrencyError) as raised:
             store.append_many(
@@ -213,7 +213,10 @@ class AppendContract:
         start = head(store)
         with pytest.raises(InvalidEvent):
             store.append_many(
-                [StreamAppend(first, happened(1)), StreamAppend(second, [Unregistered("x")])]
+                [
+                    StreamAppend(first, happened(1), ANY),
+                    StreamAppend(second, [Unregistered("x")], ANY),
+                ]
             )
         assert_nothing_written(store, start, first, second)
 
@@ -224,7 +227,7 @@ class AppendContract:
         start = head(store)
         with pytest.raises(InvalidEvent, match=stream):
             store.append_many(
-                [StreamAppend(stream, happened(1)), StreamAppend(stream, happened(2))]
+                [StreamAppend(stream, happened(1), ANY), StreamAppend(stream, happened(2), ANY)]
             )
         assert_nothing_written(store, start, stream)
 
@@ -250,10 +253,10 @@ class AppendContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         events = [NewEvent(Happened(2)), NewEvent(Happened(3))]
         first = store.append(stream, events, 1)
-        store.append(stream, happened(4))
+        store.append(stream, happened(4), ANY)
         again = store.append(stream, events, 1)
         assert again == first._replace(already_appended=True)
         assert numbers(read(store, stream)) == [1, 2, 3, 4]
@@ -276,7 +279,7 @@ class AppendContract:
     ) -> None:
         stream = new_id()
         events = [NewEvent(Happened(1))]
-        store.append(stream, happened(0))
+        store.append(stream, happened(0), ANY)
         store.append(stream, events, 1)
         start = head(store)
         with pytest.raises(ConcurrencyError):
@@ -299,21 +302,21 @@ class AppendContract:
     ) -> None:
         stream = new_id()
         stored = NewEvent(Happened(1))
-        store.append(stream, [stored])
+        store.append(stream, [stored], ANY)
         start = head(store)
         with pytest.raises(DuplicateEventId):
-            store.append(stream, [stored, NewEvent(Happened(2))])
+            store.append(stream, [stored, NewEvent(Happened(2))], ANY)
         assert_nothing_written(store, start)
 
     def test_appending_an_event_id_stored_in_another_stream_raises_and_writes_nothing(
         self, store: EventStore
     ) -> None:
         stored = NewEvent(Happened(1))
-        store.append(new_id(), [stored])
+        store.append(new_id(), [stored], ANY)
         other = new_id()
         start = head(store)
         with pytest.raises(DuplicateEventId) as raised:
-            store.append(other, [stored])
+            store.append(other, [stored], ANY)
         assert str(stored.event_id) in str(raised.value)
         assert_nothing_written(store, start, other)
 
@@ -324,5 +327,7 @@ class AppendContract:
         event_id = uuid.uuid4()
         start = head(store)
         with pytest.raises(DuplicateEventId):
-            store.append(stream, [NewEvent(Happened(1), event_id), NewEvent(Happened(2), event_id)])
+            store.append(
+                stream, [NewEvent(Happened(1), event_id), NewEvent(Happened(2), event_id)], ANY
+            )
         assert_nothing_written(store, start, stream)

@@ -35,15 +35,15 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2, 3))
+        await store.append(stream, happened(1, 2, 3), ANY)
         assert [e.version for e in await read(store, stream)] == [1, 2, 3]
 
     async def test_append_returns_the_new_version_and_the_last_events_position(
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
-        result = await store.append(stream, happened(2, 3))
+        await store.append(stream, happened(1), ANY)
+        result = await store.append(stream, happened(2, 3), ANY)
         stored = await read(store, stream)
         assert result == AppendResult(stream, 3, stored[-1].position, already_appended=False)
 
@@ -66,7 +66,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         start = await head(store)
         with pytest.raises(ConcurrencyError):
             await store.append(stream, happened(2), NO_STREAM)
@@ -77,7 +77,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         result = await store.append(stream, happened(2), STREAM_EXISTS)
         assert result.version == 2
 
@@ -92,7 +92,7 @@ class AsyncAppendContract:
 
     async def test_append_with_the_current_version_writes(self, store: AsyncEventStore) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
+        await store.append(stream, happened(1, 2), ANY)
         result = await store.append(stream, happened(3), 2)
         assert result.version == 3
         assert numbers(await read(store, stream)) == [1, 2, 3]
@@ -101,7 +101,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
+        await store.append(stream, happened(1, 2), ANY)
         start = await head(store)
         with pytest.raises(ConcurrencyError):
             await store.append(stream, happened(3, 4), 1)
@@ -112,7 +112,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         start = await head(store)
         with pytest.raises(ConcurrencyError):
             await store.append(stream, happened(2), 5)
@@ -126,7 +126,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore, expected: int, description: str
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
+        await store.append(stream, happened(1, 2), ANY)
         with pytest.raises(ConcurrencyError) as raised:
             await store.append(stream, happened(3), expected)
         error = raised.value
@@ -146,7 +146,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
+        await store.append(stream, happened(1, 2), ANY)
         start = await head(store)
         result = await store.append(stream, [], 2)
         assert (result.stream_id, result.version, result.already_appended) == (stream, 2, False)
@@ -171,8 +171,8 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
-        await store.append(stream, happened(2, 3, 4))
+        await store.append(stream, happened(1), ANY)
+        await store.append(stream, happened(2, 3, 4), ANY)
         stored = await read(store, stream)
         assert [e.version for e in stored] == [1, 2, 3, 4]
         positions = [e.position for e in stored]
@@ -184,7 +184,7 @@ class AsyncAppendContract:
         stream = new_id()
         start = await head(store)
         with pytest.raises(InvalidEvent):
-            await store.append(stream, [Happened(1), Opaque(object()), Happened(3)])
+            await store.append(stream, [Happened(1), Opaque(object()), Happened(3)], ANY)
         await assert_nothing_written(store, start, stream)
 
     # -- several streams in one append -----------------------------------------------------
@@ -192,7 +192,7 @@ class AsyncAppendContract:
     async def test_append_many_writes_every_stream(self, store: AsyncEventStore) -> None:
         first, second = new_id(), new_id()
         results = await store.append_many(
-            [StreamAppend(first, happened(1, 2), NO_STREAM), StreamAppend(second, happened(3))]
+            [StreamAppend(first, happened(1, 2), NO_STREAM), StreamAppend(second, happened(3), ANY)]
         )
         assert [(r.stream_id, r.version) for r in results] == [(first, 2), (second, 1)]
         assert numbers(await read(store, first)) == [1, 2]
@@ -202,7 +202,7 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         first, second = new_id(), new_id()
-        await store.append(second, happened(1))
+        await store.append(second, happened(1), ANY)
         start = await head(store)
         with pytest.raises(ConcurrencyError) as raised:
             await store.append_many(
@@ -222,7 +222,10 @@ class AsyncAppendContract:
         start = await head(store)
         with pytest.raises(InvalidEvent):
             await store.append_many(
-                [StreamAppend(first, happened(1)), StreamAppend(second, [Unregistered("x")])]
+                [
+                    StreamAppend(first, happened(1), ANY),
+                    StreamAppend(second, [Unregistered("x")], ANY),
+                ]
             )
         await assert_nothing_written(store, start, first, second)
 
@@ -233,7 +236,7 @@ class AsyncAppendContract:
         start = await head(store)
         with pytest.raises(InvalidEvent, match=stream):
             await store.append_many(
-                [StreamAppend(stream, happened(1)), StreamAppend(stream, happened(2))]
+                [StreamAppend(stream, happened(1), ANY), StreamAppend(stream, happened(2), ANY)]
             )
         await assert_nothing_written(store, start, stream)
 
@@ -259,10 +262,10 @@ class AsyncAppendContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         events = [NewEvent(Happened(2)), NewEvent(Happened(3))]
         first = await store.append(stream, events, 1)
-        await store.append(stream, happened(4))
+        await store.append(stream, happened(4), ANY)
         again = await store.append(stream, events, 1)
         assert again == first._replace(already_appended=True)
         assert numbers(await read(store, stream)) == [1, 2, 3, 4]
@@ -285,7 +288,7 @@ class AsyncAppendContract:
     ) -> None:
         stream = new_id()
         events = [NewEvent(Happened(1))]
-        await store.append(stream, happened(0))
+        await store.append(stream, happened(0), ANY)
         await store.append(stream, events, 1)
         start = await head(store)
         with pytest.raises(ConcurrencyError):
@@ -308,21 +311,21 @@ class AsyncAppendContract:
     ) -> None:
         stream = new_id()
         stored = NewEvent(Happened(1))
-        await store.append(stream, [stored])
+        await store.append(stream, [stored], ANY)
         start = await head(store)
         with pytest.raises(DuplicateEventId):
-            await store.append(stream, [stored, NewEvent(Happened(2))])
+            await store.append(stream, [stored, NewEvent(Happened(2))], ANY)
         await assert_nothing_written(store, start)
 
     async def test_appending_an_event_id_stored_in_another_stream_raises_and_writes_nothing(
         self, store: AsyncEventStore
     ) -> None:
         stored = NewEvent(Happened(1))
-        await store.append(new_id(), [stored])
+        await store.append(new_id(), [stored], ANY)
         other = new_id()
         start = await head(store)
         with pytest.raises(DuplicateEventId) as raised:
-            await store.append(other, [stored])
+            await store.append(other, [stored], ANY)
         assert str(stored.event_id) in str(raised.value)
         await assert_nothing_written(store, start, other)
 
@@ -334,6 +337,6 @@ class AsyncAppendContract:
         start = await head(store)
         with pytest.raises(DuplicateEventId):
             await store.append(
-                stream, [NewEvent(Happened(1), event_id), NewEvent(Happened(2), event_id)]
+                stream, [NewEvent(Happened(1), event_id), NewEvent(Happened(2), event_id)], ANY
             )
         await assert_nothing_written(store, start, stream)

@@ -15,6 +15,7 @@ from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.store import EventStore
 from facta.testing._support import (
+    ANY,
     assert_nothing_written,
     happened,
     head,
@@ -49,7 +50,7 @@ class BadInputContract:
     ) -> None:
         start = head(store)
         with pytest.raises(InvalidStreamId) as raised:
-            store.append(stream_id, happened(1))
+            store.append(stream_id, happened(1), ANY)
         if stream_id:
             assert repr(stream_id) in str(raised.value)
         assert_nothing_written(store, start)
@@ -67,7 +68,7 @@ class BadInputContract:
         stream = new_id()
         start = head(store)
         with pytest.raises(InvalidEvent) as raised:
-            store.append(stream, [Happened(1), Unregistered("x")])
+            store.append(stream, [Happened(1), Unregistered("x")], ANY)
         assert "Unregistered" in str(raised.value)
         assert repr(stream) in str(raised.value)
         assert_nothing_written(store, start, stream)
@@ -90,7 +91,7 @@ class BadInputContract:
         stream = new_id()
         start = head(store)
         with pytest.raises(InvalidEvent) as raised:
-            store.append(stream, [event])
+            store.append(stream, [event], ANY)
         assert repr(stream) in str(raised.value)
         assert "facta.testing." in str(raised.value)
         assert_nothing_written(store, start, stream)
@@ -102,7 +103,7 @@ class BadInputContract:
         start = head(store)
         metadata = Metadata(user={"key": object()})
         with pytest.raises(InvalidEvent, match="metadata") as raised:
-            store.append(stream, [NewEvent(Happened(1), metadata=metadata)])
+            store.append(stream, [NewEvent(Happened(1), metadata=metadata)], ANY)
         assert repr(stream) in str(raised.value)
         assert_nothing_written(store, start, stream)
 
@@ -115,7 +116,7 @@ class BadInputContract:
         store.codec = Codec(max_event_size=100)
         try:
             with pytest.raises(EventTooLarge) as raised:
-                store.append(stream, [Happened(1), Happened(2, "x" * 100)])
+                store.append(stream, [Happened(1), Happened(2, "x" * 100)], ANY)
         finally:
             store.codec = original
         assert (raised.value.stream_id, raised.value.type_name) == (
@@ -135,7 +136,7 @@ class BadInputContract:
         stream = new_id()
         start = head(store)
         with pytest.raises(InvalidEvent, match="sequence"):
-            store.append(stream, events)
+            store.append(stream, events, ANY)
         assert_nothing_written(store, start, stream)
 
     def test_append_of_a_new_event_whose_id_is_no_uuid_raises_and_writes_nothing(
@@ -145,7 +146,7 @@ class BadInputContract:
         start = head(store)
         bad = NewEvent(Happened(1), event_id="not-a-uuid")  # type: ignore[arg-type]
         with pytest.raises(InvalidEvent, match="not-a-uuid"):
-            store.append(stream, [bad])
+            store.append(stream, [bad], ANY)
         assert_nothing_written(store, start, stream)
 
     def test_reading_an_event_of_an_unknown_type_raises_naming_the_stream(
@@ -153,7 +154,7 @@ class BadInputContract:
     ) -> None:
         stream = new_id()
         start = head(store)
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         original = store.codec
         store.codec = Codec(EventRegistry())
         try:
@@ -171,7 +172,7 @@ class BadInputContract:
     ) -> None:
         stream = new_id()
         start = head(store)
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         registry = EventRegistry()
         registry.register(Mismatched, "facta.testing.Happened")
         original = store.codec

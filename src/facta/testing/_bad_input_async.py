@@ -14,6 +14,7 @@ from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.store_async import AsyncEventStore
 from facta.testing._support_async import (
+    ANY,
     assert_nothing_written,
     happened,
     head,
@@ -48,7 +49,7 @@ class AsyncBadInputContract:
     ) -> None:
         start = await head(store)
         with pytest.raises(InvalidStreamId) as raised:
-            await store.append(stream_id, happened(1))
+            await store.append(stream_id, happened(1), ANY)
         if stream_id:
             assert repr(stream_id) in str(raised.value)
         await assert_nothing_written(store, start)
@@ -68,7 +69,7 @@ class AsyncBadInputContract:
         stream = new_id()
         start = await head(store)
         with pytest.raises(InvalidEvent) as raised:
-            await store.append(stream, [Happened(1), Unregistered("x")])
+            await store.append(stream, [Happened(1), Unregistered("x")], ANY)
         assert "Unregistered" in str(raised.value)
         assert repr(stream) in str(raised.value)
         await assert_nothing_written(store, start, stream)
@@ -91,7 +92,7 @@ class AsyncBadInputContract:
         stream = new_id()
         start = await head(store)
         with pytest.raises(InvalidEvent) as raised:
-            await store.append(stream, [event])
+            await store.append(stream, [event], ANY)
         assert repr(stream) in str(raised.value)
         assert "facta.testing." in str(raised.value)
         await assert_nothing_written(store, start, stream)
@@ -103,7 +104,7 @@ class AsyncBadInputContract:
         start = await head(store)
         metadata = Metadata(user={"key": object()})
         with pytest.raises(InvalidEvent, match="metadata") as raised:
-            await store.append(stream, [NewEvent(Happened(1), metadata=metadata)])
+            await store.append(stream, [NewEvent(Happened(1), metadata=metadata)], ANY)
         assert repr(stream) in str(raised.value)
         await assert_nothing_written(store, start, stream)
 
@@ -116,7 +117,7 @@ class AsyncBadInputContract:
         store.codec = Codec(max_event_size=100)
         try:
             with pytest.raises(EventTooLarge) as raised:
-                await store.append(stream, [Happened(1), Happened(2, "x" * 100)])
+                await store.append(stream, [Happened(1), Happened(2, "x" * 100)], ANY)
         finally:
             store.codec = original
         assert (raised.value.stream_id, raised.value.type_name) == (
@@ -136,7 +137,7 @@ class AsyncBadInputContract:
         stream = new_id()
         start = await head(store)
         with pytest.raises(InvalidEvent, match="sequence"):
-            await store.append(stream, events)
+            await store.append(stream, events, ANY)
         await assert_nothing_written(store, start, stream)
 
     async def test_append_of_a_new_event_whose_id_is_no_uuid_raises_and_writes_nothing(
@@ -146,7 +147,7 @@ class AsyncBadInputContract:
         start = await head(store)
         bad = NewEvent(Happened(1), event_id="not-a-uuid")  # type: ignore[arg-type]
         with pytest.raises(InvalidEvent, match="not-a-uuid"):
-            await store.append(stream, [bad])
+            await store.append(stream, [bad], ANY)
         await assert_nothing_written(store, start, stream)
 
     async def test_reading_an_event_of_an_unknown_type_raises_naming_the_stream(
@@ -154,7 +155,7 @@ class AsyncBadInputContract:
     ) -> None:
         stream = new_id()
         start = await head(store)
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         original = store.codec
         store.codec = Codec(EventRegistry())
         try:
@@ -172,7 +173,7 @@ class AsyncBadInputContract:
     ) -> None:
         stream = new_id()
         start = await head(store)
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         registry = EventRegistry()
         registry.register(Mismatched, "facta.testing.Happened")
         original = store.codec

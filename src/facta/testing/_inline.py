@@ -16,7 +16,7 @@ from facta.projections import ProjectionError, add_inline
 from facta.store import EventStore
 from facta.testing._projections import inline_tally
 from facta.testing._read_model import ReadModel, unique_name
-from facta.testing._support import assert_nothing_written, head, numbers, projected, read
+from facta.testing._support import ANY, assert_nothing_written, head, numbers, projected, read
 
 __all__ = ["InlineContract"]
 
@@ -30,9 +30,11 @@ class InlineContract:
         first, second = new_id(), new_id()
         model = ReadModel({first, second})
         add_inline(store, inline_tally(store, unique_name("inline"), model))
-        store.append(first, projected(1, 2))
+        store.append(first, projected(1, 2), ANY)
         assert model.calls == [(first, 1), (first, 2)]
-        store.append_many([StreamAppend(second, projected(3)), StreamAppend(first, projected(4))])
+        store.append_many(
+            [StreamAppend(second, projected(3), ANY), StreamAppend(first, projected(4), ANY)]
+        )
         assert model.calls == [(first, 1), (first, 2), (second, 1), (first, 3)]
         stored = [*read(store, first), *read(store, second)]
         stored.sort(key=lambda e: e.checkpoint)
@@ -47,15 +49,15 @@ class InlineContract:
         stream, name = new_id(), unique_name("refusing")
         model = ReadModel({stream}, refuse={3})
         add_inline(store, inline_tally(store, name, model))
-        store.append(stream, projected(1))
+        store.append(stream, projected(1), ANY)
         start = head(store)
         with pytest.raises(ProjectionError) as raised:
-            store.append(stream, projected(2, 3))
+            store.append(stream, projected(2, 3), ANY)
         failure = raised.value
         assert (failure.projection, failure.stream_id, failure.version) == (name, stream, 3)
         assert_nothing_written(store, start)
         assert store.stream_version(stream) == 1
-        result = store.append(stream, projected(4))
+        result = store.append(stream, projected(4), ANY)
         assert result.version == 2
         assert numbers(read(store, stream)) == [1, 4]
 
@@ -68,6 +70,6 @@ class InlineContract:
         start = head(store)
         with pytest.raises(ProjectionError):
             store.append_many(
-                [StreamAppend(first, projected(1)), StreamAppend(second, projected(2))]
+                [StreamAppend(first, projected(1), ANY), StreamAppend(second, projected(2), ANY)]
             )
         assert_nothing_written(store, start, first, second)

@@ -15,7 +15,7 @@ from facta.projections import ProjectionError, add_inline_async
 from facta.store_async import AsyncEventStore
 from facta.testing._projections_async import inline_tally
 from facta.testing._read_model import ReadModel, unique_name
-from facta.testing._support_async import assert_nothing_written, head, numbers, projected, read
+from facta.testing._support_async import ANY, assert_nothing_written, head, numbers, projected, read
 
 __all__ = ["AsyncInlineContract"]
 
@@ -29,10 +29,10 @@ class AsyncInlineContract:
         first, second = new_id(), new_id()
         model = ReadModel({first, second})
         await add_inline_async(store, inline_tally(store, unique_name("inline"), model))
-        await store.append(first, projected(1, 2))
+        await store.append(first, projected(1, 2), ANY)
         assert model.calls == [(first, 1), (first, 2)]
         await store.append_many(
-            [StreamAppend(second, projected(3)), StreamAppend(first, projected(4))]
+            [StreamAppend(second, projected(3), ANY), StreamAppend(first, projected(4), ANY)]
         )
         assert model.calls == [(first, 1), (first, 2), (second, 1), (first, 3)]
         stored = [*await read(store, first), *await read(store, second)]
@@ -48,15 +48,15 @@ class AsyncInlineContract:
         stream, name = new_id(), unique_name("refusing")
         model = ReadModel({stream}, refuse={3})
         await add_inline_async(store, inline_tally(store, name, model))
-        await store.append(stream, projected(1))
+        await store.append(stream, projected(1), ANY)
         start = await head(store)
         with pytest.raises(ProjectionError) as raised:
-            await store.append(stream, projected(2, 3))
+            await store.append(stream, projected(2, 3), ANY)
         failure = raised.value
         assert (failure.projection, failure.stream_id, failure.version) == (name, stream, 3)
         await assert_nothing_written(store, start)
         assert await store.stream_version(stream) == 1
-        result = await store.append(stream, projected(4))
+        result = await store.append(stream, projected(4), ANY)
         assert result.version == 2
         assert numbers(await read(store, stream)) == [1, 4]
 
@@ -69,6 +69,6 @@ class AsyncInlineContract:
         start = await head(store)
         with pytest.raises(ProjectionError):
             await store.append_many(
-                [StreamAppend(first, projected(1)), StreamAppend(second, projected(2))]
+                [StreamAppend(first, projected(1), ANY), StreamAppend(second, projected(2), ANY)]
             )
         await assert_nothing_written(store, start, first, second)

@@ -62,7 +62,7 @@ class ModelStore(Protocol):
     """What the machine calls: a sync ``EventStore`` has it, and so has :class:`Blocking`."""
 
     def append(
-        self, stream_id: str, events: Sequence[object], expected_version: int = ...
+        self, stream_id: str, events: Sequence[object], expected_version: int
     ) -> AppendResult: ...
 
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]: ...
@@ -97,7 +97,7 @@ class Blocking:
         return asyncio.run_coroutine_threadsafe(call, self.loop).result()
 
     def append(
-        self, stream_id: str, events: Sequence[object], expected_version: int = ANY
+        self, stream_id: str, events: Sequence[object], expected_version: int
     ) -> AppendResult:
         return self._run(self.store.append(stream_id, events, expected_version))
 

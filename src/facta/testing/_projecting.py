@@ -21,7 +21,7 @@ from facta.projections import (
 from facta.store import EventStore
 from facta.testing._projections import Tally
 from facta.testing._read_model import ReadModel, unique_name
-from facta.testing._support import head, projected, read
+from facta.testing._support import ANY, head, projected, read
 
 __all__ = ["ProjectionContract"]
 
@@ -43,7 +43,7 @@ class ProjectionContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, projected(1, 2, 3))
+        store.append(stream, projected(1, 2, 3), ANY)
         model = ReadModel({stream})
         with ProjectionRunner(store, Tally(unique_name("once"), model)) as runner:
             runner.catch_up()
@@ -58,12 +58,12 @@ class ProjectionContract:
         self, store: EventStore
     ) -> None:
         stream, name = new_id(), unique_name("resume")
-        store.append(stream, projected(1, 2))
+        store.append(stream, projected(1, 2), ANY)
         model = ReadModel({stream})
         with ProjectionRunner(store, Tally(name, model)) as runner:
             runner.catch_up()
             first = runner.checkpoint
-        store.append(stream, projected(3))
+        store.append(stream, projected(3), ANY)
         model.calls.clear()
         with ProjectionRunner(store, Tally(name, model)) as runner:
             assert runner.checkpoint == first
@@ -74,7 +74,7 @@ class ProjectionContract:
 
     def test_rebuild_empties_the_read_model_and_replays_the_log(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, projected(1, 2, 3))
+        store.append(stream, projected(1, 2, 3), ANY)
         model = ReadModel({stream})
         with ProjectionRunner(store, Tally(unique_name("rebuild"), model)) as runner:
             runner.catch_up()
@@ -91,7 +91,7 @@ class ProjectionContract:
         self, store: EventStore
     ) -> None:
         stream, name = new_id(), unique_name("stop")
-        store.append(stream, projected(1, 2, 3))
+        store.append(stream, projected(1, 2, 3), ANY)
         events = read(store, stream)
         model = ReadModel({stream}, refuse={2})
         with ProjectionRunner(store, Tally(name, model)) as runner:
@@ -115,7 +115,7 @@ class ProjectionContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, projected(1, 2, 3))
+        store.append(stream, projected(1, 2, 3), ANY)
         events = read(store, stream)
         model = ReadModel({stream}, refuse={2})
         tally = Tally(unique_name("parking"), model)
@@ -159,13 +159,13 @@ class ProjectionContract:
         self, store: EventStore
     ) -> None:
         stream, name = new_id(), unique_name("status")
-        store.append(stream, projected(1, 2))
+        store.append(stream, projected(1, 2), ANY)
         with ProjectionRunner(store, Tally(name, ReadModel({stream}))) as runner:
             runner.catch_up()
             checkpoint = runner.checkpoint
             status = status_of(store, name)
             assert (status.checkpoint, status.lag, status.state) == (checkpoint, 0, "running")
-        store.append(stream, projected(3, 4))
+        store.append(stream, projected(3, 4), ANY)
         status = status_of(store, name)
         assert (status.checkpoint, status.lag, status.state) == (checkpoint, 2, "stopped")
         assert status.error is None

@@ -20,7 +20,7 @@ from facta.projections import (
 from facta.store_async import AsyncEventStore
 from facta.testing._projections_async import AsyncTally
 from facta.testing._read_model import ReadModel, unique_name
-from facta.testing._support_async import head, projected, read
+from facta.testing._support_async import ANY, head, projected, read
 
 __all__ = ["AsyncProjectionContract"]
 
@@ -42,7 +42,7 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, projected(1, 2, 3))
+        await store.append(stream, projected(1, 2, 3), ANY)
         model = ReadModel({stream})
         async with AsyncProjectionRunner(store, AsyncTally(unique_name("once"), model)) as runner:
             await runner.catch_up()
@@ -57,12 +57,12 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream, name = new_id(), unique_name("resume")
-        await store.append(stream, projected(1, 2))
+        await store.append(stream, projected(1, 2), ANY)
         model = ReadModel({stream})
         async with AsyncProjectionRunner(store, AsyncTally(name, model)) as runner:
             await runner.catch_up()
             first = runner.checkpoint
-        await store.append(stream, projected(3))
+        await store.append(stream, projected(3), ANY)
         model.calls.clear()
         async with AsyncProjectionRunner(store, AsyncTally(name, model)) as runner:
             assert runner.checkpoint == first
@@ -75,7 +75,7 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, projected(1, 2, 3))
+        await store.append(stream, projected(1, 2, 3), ANY)
         model = ReadModel({stream})
         async with AsyncProjectionRunner(
             store, AsyncTally(unique_name("rebuild"), model)
@@ -94,7 +94,7 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream, name = new_id(), unique_name("stop")
-        await store.append(stream, projected(1, 2, 3))
+        await store.append(stream, projected(1, 2, 3), ANY)
         events = await read(store, stream)
         model = ReadModel({stream}, refuse={2})
         async with AsyncProjectionRunner(store, AsyncTally(name, model)) as runner:
@@ -118,7 +118,7 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, projected(1, 2, 3))
+        await store.append(stream, projected(1, 2, 3), ANY)
         events = await read(store, stream)
         model = ReadModel({stream}, refuse={2})
         tally = AsyncTally(unique_name("parking"), model)
@@ -164,13 +164,13 @@ class AsyncProjectionContract:
         self, store: AsyncEventStore
     ) -> None:
         stream, name = new_id(), unique_name("status")
-        await store.append(stream, projected(1, 2))
+        await store.append(stream, projected(1, 2), ANY)
         async with AsyncProjectionRunner(store, AsyncTally(name, ReadModel({stream}))) as runner:
             await runner.catch_up()
             checkpoint = runner.checkpoint
             status = await status_of(store, name)
             assert (status.checkpoint, status.lag, status.state) == (checkpoint, 0, "running")
-        await store.append(stream, projected(3, 4))
+        await store.append(stream, projected(3, 4), ANY)
         status = await status_of(store, name)
         assert (status.checkpoint, status.lag, status.state) == (checkpoint, 2, "stopped")
         assert status.error is None

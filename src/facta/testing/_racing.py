@@ -16,6 +16,7 @@ from facta.testing._concurrency import run_concurrently
 from facta.testing._projections import inline_tally
 from facta.testing._read_model import HOLD, PATIENCE, Gate, ReadModel, unique_name
 from facta.testing._support import (
+    ANY,
     EVENTS_EACH,
     MAX_CONFLICTS,
     PATIENCE_POLLS,
@@ -85,10 +86,13 @@ class RaceContract:
                 first, second = shared[(number + event) % 3], shared[(number + 2 * event) % 3]
                 if event % 2 and first != second:
                     store.append_many(
-                        [StreamAppend(first, happened(n)), StreamAppend(second, happened(n))]
+                        [
+                            StreamAppend(first, happened(n), ANY),
+                            StreamAppend(second, happened(n), ANY),
+                        ]
                     )
                 else:
-                    store.append(first, happened(n))
+                    store.append(first, happened(n), ANY)
                 time.sleep(0)
 
         run_concurrently([functools.partial(writer, n) for n in range(WRITERS)])
@@ -107,7 +111,7 @@ class RaceContract:
 
         def writer(stream: str) -> None:
             for event in range(EVENTS_EACH):
-                store.append(stream, happened(event, event))
+                store.append(stream, happened(event, event), ANY)
                 time.sleep(0)
             finished.append(stream)
 
@@ -154,14 +158,14 @@ class RaceContract:
 
         def writer_a() -> None:
             try:
-                store.append(held, projected(1, 2))
+                store.append(held, projected(1, 2), ANY)
             finally:
                 finished.append("a")
 
         def writer_b() -> None:
             wait_until(gate.entered.is_set, PATIENCE)  # A has taken its positions
             try:
-                store.append(later, projected(3))
+                store.append(later, projected(3), ANY)
             finally:
                 finished.append("b")
 

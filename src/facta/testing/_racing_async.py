@@ -16,6 +16,7 @@ from facta.testing._concurrency import run_concurrently_async
 from facta.testing._projections_async import inline_tally
 from facta.testing._read_model import HOLD, PATIENCE, Gate, ReadModel, unique_name
 from facta.testing._support_async import (
+    ANY,
     EVENTS_EACH,
     MAX_CONFLICTS,
     PATIENCE_POLLS,
@@ -89,10 +90,13 @@ class AsyncRaceContract:
                 first, second = shared[(number + event) % 3], shared[(number + 2 * event) % 3]
                 if event % 2 and first != second:
                     await store.append_many(
-                        [StreamAppend(first, happened(n)), StreamAppend(second, happened(n))]
+                        [
+                            StreamAppend(first, happened(n), ANY),
+                            StreamAppend(second, happened(n), ANY),
+                        ]
                     )
                 else:
-                    await store.append(first, happened(n))
+                    await store.append(first, happened(n), ANY)
                 await asyncio.sleep(0)
 
         await run_concurrently_async([functools.partial(writer, n) for n in range(WRITERS)])
@@ -111,7 +115,7 @@ class AsyncRaceContract:
 
         async def writer(stream: str) -> None:
             for event in range(EVENTS_EACH):
-                await store.append(stream, happened(event, event))
+                await store.append(stream, happened(event, event), ANY)
                 await asyncio.sleep(0)
             finished.append(stream)
 
@@ -158,14 +162,14 @@ class AsyncRaceContract:
 
         async def writer_a() -> None:
             try:
-                await store.append(held, projected(1, 2))
+                await store.append(held, projected(1, 2), ANY)
             finally:
                 finished.append("a")
 
         async def writer_b() -> None:
             await wait_until(gate.entered.is_set, PATIENCE)  # A has taken its positions
             try:
-                await store.append(later, projected(3))
+                await store.append(later, projected(3), ANY)
             finally:
                 finished.append("b")
 

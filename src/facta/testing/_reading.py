@@ -13,7 +13,7 @@ from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.snapshots import SNAPSHOT_CANDIDATES
 from facta.store import EventStore
-from facta.testing._support import happened, head, log_after, numbers, read, snapshot
+from facta.testing._support import ANY, happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Mismatched, Noted
 
 __all__ = ["ReadContract"]
@@ -29,9 +29,9 @@ class ReadContract:
 
     def test_read_stream_yields_the_streams_events_in_order(self, store: EventStore) -> None:
         stream, other = new_id(), new_id()
-        store.append(stream, happened(1, 2))
-        store.append(other, happened(9))
-        store.append(stream, happened(3))
+        store.append(stream, happened(1, 2), ANY)
+        store.append(other, happened(9), ANY)
+        store.append(stream, happened(3), ANY)
         stored = read(store, stream)
         assert numbers(stored) == [1, 2, 3]
         assert {e.stream_id for e in stored} == {stream}
@@ -41,7 +41,7 @@ class ReadContract:
         self, store: EventStore, batch_size: int
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(*range(1, 8)))
+        store.append(stream, happened(*range(1, 8)), ANY)
         stored = read(store, stream, batch_size=batch_size)
         assert [e.version for e in stored] == list(range(1, 8))
 
@@ -66,7 +66,7 @@ class ReadContract:
         versions: list[int],
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2, 3, 4, 5))
+        store.append(stream, happened(1, 2, 3, 4, 5), ANY)
         stored = read(store, stream, from_version, to_version, batch_size=2)
         assert [e.version for e in stored] == versions
 
@@ -82,7 +82,7 @@ class ReadContract:
     ) -> None:
         stream = new_id()
         first, second = NewEvent(Happened(1, "one")), NewEvent(Noted("two"))
-        store.append(stream, [first, second])
+        store.append(stream, [first, second], ANY)
         stored = read(store, stream)
         assert [(e.event_id, e.type, e.schema_version, e.data) for e in stored] == [
             (first.event_id, "facta.testing.Happened", 1, Happened(1, "one")),
@@ -91,7 +91,7 @@ class ReadContract:
 
     def test_plain_events_get_distinct_event_ids(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2, 3))
+        store.append(stream, happened(1, 2, 3), ANY)
         ids = [e.event_id for e in read(store, stream)]
         assert len(set(ids)) == 3
 
@@ -102,19 +102,19 @@ class ReadContract:
             causation_id=new_id(),
             user={"tenant": "acme", "tags": ["a", "b"], "depth": {"n": 1}, "ratio": 0.5},
         )
-        store.append(stream, [NewEvent(Happened(1), metadata=metadata)])
+        store.append(stream, [NewEvent(Happened(1), metadata=metadata)], ANY)
         assert [e.metadata for e in read(store, stream)] == [metadata]
 
     def test_events_appended_without_metadata_read_back_with_empty_metadata(
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         assert [e.metadata for e in read(store, stream)] == [Metadata()]
 
     def test_recorded_at_is_timezone_aware_and_close_to_the_append(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         (stored,) = read(store, stream)
         assert stored.recorded_at.utcoffset() is not None
         assert abs(stored.recorded_at - datetime.now(UTC)).total_seconds() < 3600
@@ -124,7 +124,7 @@ class ReadContract:
         original = store.codec
         store.codec = Codec(compress_above=0)
         try:
-            store.append(stream, [Happened(1, "x" * 1000), Noted("y")])
+            store.append(stream, [Happened(1, "x" * 1000), Noted("y")], ANY)
             stored = read(store, stream)
         finally:
             store.codec = original
@@ -136,7 +136,7 @@ class ReadContract:
     )
     def test_any_non_empty_string_is_a_stream_id(self, store: EventStore, suffix: str) -> None:
         stream = new_id() + suffix
-        store.append(stream, happened(1))
+        store.append(stream, happened(1), ANY)
         assert [e.stream_id for e in read(store, stream)] == [stream]
         assert store.stream_version(stream) == 1
 
@@ -147,9 +147,9 @@ class ReadContract:
     ) -> None:
         first, second = new_id(), new_id()
         start = head(store)
-        store.append(first, happened(1, 2))
-        store.append(second, happened(3))
-        store.append(first, happened(4))
+        store.append(first, happened(1, 2), ANY)
+        store.append(second, happened(3), ANY)
+        store.append(first, happened(4), ANY)
         log = log_after(store, start)
         assert [(e.stream_id, e.data.n) for e in log] == [
             (first, 1),
@@ -160,20 +160,20 @@ class ReadContract:
 
     def test_read_all_positions_match_the_append_results(self, store: EventStore) -> None:
         start = head(store)
-        results = [store.append(new_id(), happened(n)) for n in range(3)]
+        results = [store.append(new_id(), happened(n), ANY) for n in range(3)]
         assert [e.position for e in log_after(store, start)] == [r.position for r in results]
 
     def test_read_all_checkpoints_increase_strictly(self, store: EventStore) -> None:
         start = head(store)
         for n in range(4):
-            store.append(new_id(), happened(n, n))
+            store.append(new_id(), happened(n, n), ANY)
         checkpoints = [start] + [e.checkpoint for e in log_after(store, start)]
         assert checkpoints == sorted(set(checkpoints))
 
     def test_read_all_after_a_checkpoint_resumes_just_after_it(self, store: EventStore) -> None:
         stream = new_id()
         start = head(store)
-        store.append(stream, happened(1, 2, 3, 4))
+        store.append(stream, happened(1, 2, 3, 4), ANY)
         log = log_after(store, start)
         for index, recorded in enumerate(log):
             assert log_after(store, recorded.checkpoint) == log[index + 1 :]
@@ -183,12 +183,12 @@ class ReadContract:
         self, store: EventStore, limit: int, expected: list[int]
     ) -> None:
         start = head(store)
-        store.append(new_id(), happened(1, 2, 3, 4, 5))
+        store.append(new_id(), happened(1, 2, 3, 4, 5), ANY)
         assert numbers(log_after(store, start, limit=limit, batch_size=2)) == expected
 
     def test_read_all_with_a_limit_beyond_the_log_yields_the_rest(self, store: EventStore) -> None:
         start = head(store)
-        store.append(new_id(), happened(1, 2))
+        store.append(new_id(), happened(1, 2), ANY)
         assert numbers(log_after(store, start, limit=100)) == [1, 2]
 
     @pytest.mark.parametrize("batch_size", [1, 2, 5, 6])
@@ -196,15 +196,15 @@ class ReadContract:
         self, store: EventStore, batch_size: int
     ) -> None:
         start = head(store)
-        store.append(new_id(), happened(1, 2, 3))
-        store.append(new_id(), happened(4, 5))
+        store.append(new_id(), happened(1, 2, 3), ANY)
+        store.append(new_id(), happened(4, 5), ANY)
         log = log_after(store, start, batch_size=batch_size)
         assert numbers(log) == [1, 2, 3, 4, 5]
 
     def test_read_all_with_types_yields_only_events_of_those_types(self, store: EventStore) -> None:
         start = head(store)
         stream = new_id()
-        store.append(stream, [Happened(1), Noted("a"), Measured(0.5), Happened(2)])
+        store.append(stream, [Happened(1), Noted("a"), Measured(0.5), Happened(2)], ANY)
         log = log_after(store, start, types=["facta.testing.Happened"])
         assert [e.data for e in log] == [Happened(1), Happened(2)]
         log = log_after(store, start, types={"facta.testing.Noted", "facta.testing.Measured"})
@@ -215,18 +215,18 @@ class ReadContract:
     ) -> None:
         start = head(store)
         events = [Noted("a"), Happened(1), Noted("b"), Noted("c"), Happened(2), Happened(3)]
-        store.append(new_id(), events)
+        store.append(new_id(), events, ANY)
         log = log_after(store, start, types=["facta.testing.Happened"], limit=2, batch_size=1)
         assert numbers(log) == [1, 2]
 
     def test_read_all_with_no_types_yields_nothing(self, store: EventStore) -> None:
         start = head(store)
-        store.append(new_id(), happened(1))
+        store.append(new_id(), happened(1), ANY)
         assert log_after(store, start, types=[]) == []
 
     def test_read_all_with_a_type_nobody_wrote_yields_nothing(self, store: EventStore) -> None:
         start = head(store)
-        store.append(new_id(), happened(1))
+        store.append(new_id(), happened(1), ANY)
         assert log_after(store, start, types=["facta.testing.NeverWritten"]) == []
 
     # -- versions and streams --------------------------------------------------------------
@@ -236,9 +236,9 @@ class ReadContract:
 
     def test_stream_version_counts_the_streams_events(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
-        store.append(new_id(), happened(3))
-        store.append(stream, happened(4))
+        store.append(stream, happened(1, 2), ANY)
+        store.append(new_id(), happened(3), ANY)
+        store.append(stream, happened(4), ANY)
         assert store.stream_version(stream) == 3
 
     @pytest.mark.parametrize("batch_size", [1, 2, 1000])
@@ -247,7 +247,7 @@ class ReadContract:
     ) -> None:
         mine = {new_id(): 2, new_id(): 1, new_id(): 3}
         for stream, version in mine.items():
-            store.append(stream, happened(*range(version)))
+            store.append(stream, happened(*range(version)), ANY)
         listed = [item for item in store.streams(batch_size=batch_size)]
         ids = [stream for stream, _ in listed]
         assert ids == sorted(set(ids))
@@ -260,8 +260,8 @@ class ReadContract:
         self, store: EventStore, batch_size: int
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2, 3, 4, 5))
-        store.append(new_id(), happened(9))
+        store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        store.append(new_id(), happened(9), ANY)
         pages = [p for p in store.replay_stream(stream, batch_size=batch_size)]
         assert all(0 < len(page) <= batch_size for page in pages)
         replayed = [pair for page in pages for pair in page]
@@ -269,7 +269,7 @@ class ReadContract:
 
     def test_replay_stream_honours_the_version_range(self, store: EventStore) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2, 3, 4, 5))
+        store.append(stream, happened(1, 2, 3, 4, 5), ANY)
         pages = [p for p in store.replay_stream(stream, 2, 4, batch_size=2)]
         assert [version for page in pages for version, _ in page] == [2, 3, 4]
 
@@ -280,7 +280,7 @@ class ReadContract:
         self, store: EventStore
     ) -> None:
         stream = new_id()
-        store.append(stream, happened(1, 2))
+        store.append(stream, happened(1, 2), ANY)
         registry = EventRegistry()
         registry.register(Mismatched, "facta.testing.Happened")
         original = store.codec

@@ -12,7 +12,7 @@ from facta.events import EventRegistry, Metadata, NewEvent
 from facta.ids import new_id
 from facta.snapshots import SNAPSHOT_CANDIDATES
 from facta.store_async import AsyncEventStore
-from facta.testing._support_async import happened, head, log_after, numbers, read, snapshot
+from facta.testing._support_async import ANY, happened, head, log_after, numbers, read, snapshot
 from facta.testing.events import Happened, Measured, Mismatched, Noted
 
 __all__ = ["AsyncReadContract"]
@@ -32,9 +32,9 @@ class AsyncReadContract:
         self, store: AsyncEventStore
     ) -> None:
         stream, other = new_id(), new_id()
-        await store.append(stream, happened(1, 2))
-        await store.append(other, happened(9))
-        await store.append(stream, happened(3))
+        await store.append(stream, happened(1, 2), ANY)
+        await store.append(other, happened(9), ANY)
+        await store.append(stream, happened(3), ANY)
         stored = await read(store, stream)
         assert numbers(stored) == [1, 2, 3]
         assert {e.stream_id for e in stored} == {stream}
@@ -44,7 +44,7 @@ class AsyncReadContract:
         self, store: AsyncEventStore, batch_size: int
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(*range(1, 8)))
+        await store.append(stream, happened(*range(1, 8)), ANY)
         stored = await read(store, stream, batch_size=batch_size)
         assert [e.version for e in stored] == list(range(1, 8))
 
@@ -69,7 +69,7 @@ class AsyncReadContract:
         versions: list[int],
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2, 3, 4, 5))
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
         stored = await read(store, stream, from_version, to_version, batch_size=2)
         assert [e.version for e in stored] == versions
 
@@ -85,7 +85,7 @@ class AsyncReadContract:
     ) -> None:
         stream = new_id()
         first, second = NewEvent(Happened(1, "one")), NewEvent(Noted("two"))
-        await store.append(stream, [first, second])
+        await store.append(stream, [first, second], ANY)
         stored = await read(store, stream)
         assert [(e.event_id, e.type, e.schema_version, e.data) for e in stored] == [
             (first.event_id, "facta.testing.Happened", 1, Happened(1, "one")),
@@ -94,7 +94,7 @@ class AsyncReadContract:
 
     async def test_plain_events_get_distinct_event_ids(self, store: AsyncEventStore) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2, 3))
+        await store.append(stream, happened(1, 2, 3), ANY)
         ids = [e.event_id for e in await read(store, stream)]
         assert len(set(ids)) == 3
 
@@ -105,21 +105,21 @@ class AsyncReadContract:
             causation_id=new_id(),
             user={"tenant": "acme", "tags": ["a", "b"], "depth": {"n": 1}, "ratio": 0.5},
         )
-        await store.append(stream, [NewEvent(Happened(1), metadata=metadata)])
+        await store.append(stream, [NewEvent(Happened(1), metadata=metadata)], ANY)
         assert [e.metadata for e in await read(store, stream)] == [metadata]
 
     async def test_events_appended_without_metadata_read_back_with_empty_metadata(
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         assert [e.metadata for e in await read(store, stream)] == [Metadata()]
 
     async def test_recorded_at_is_timezone_aware_and_close_to_the_append(
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         (stored,) = await read(store, stream)
         assert stored.recorded_at.utcoffset() is not None
         assert abs(stored.recorded_at - datetime.now(UTC)).total_seconds() < 3600
@@ -129,7 +129,7 @@ class AsyncReadContract:
         original = store.codec
         store.codec = Codec(compress_above=0)
         try:
-            await store.append(stream, [Happened(1, "x" * 1000), Noted("y")])
+            await store.append(stream, [Happened(1, "x" * 1000), Noted("y")], ANY)
             stored = await read(store, stream)
         finally:
             store.codec = original
@@ -143,7 +143,7 @@ class AsyncReadContract:
         self, store: AsyncEventStore, suffix: str
     ) -> None:
         stream = new_id() + suffix
-        await store.append(stream, happened(1))
+        await store.append(stream, happened(1), ANY)
         assert [e.stream_id for e in await read(store, stream)] == [stream]
         assert await store.stream_version(stream) == 1
 
@@ -154,9 +154,9 @@ class AsyncReadContract:
     ) -> None:
         first, second = new_id(), new_id()
         start = await head(store)
-        await store.append(first, happened(1, 2))
-        await store.append(second, happened(3))
-        await store.append(first, happened(4))
+        await store.append(first, happened(1, 2), ANY)
+        await store.append(second, happened(3), ANY)
+        await store.append(first, happened(4), ANY)
         log = await log_after(store, start)
         assert [(e.stream_id, e.data.n) for e in log] == [
             (first, 1),
@@ -169,13 +169,13 @@ class AsyncReadContract:
         self, store: AsyncEventStore
     ) -> None:
         start = await head(store)
-        results = [await store.append(new_id(), happened(n)) for n in range(3)]
+        results = [await store.append(new_id(), happened(n), ANY) for n in range(3)]
         assert [e.position for e in await log_after(store, start)] == [r.position for r in results]
 
     async def test_read_all_checkpoints_increase_strictly(self, store: AsyncEventStore) -> None:
         start = await head(store)
         for n in range(4):
-            await store.append(new_id(), happened(n, n))
+            await store.append(new_id(), happened(n, n), ANY)
         checkpoints = [start] + [e.checkpoint for e in await log_after(store, start)]
         assert checkpoints == sorted(set(checkpoints))
 
@@ -184,7 +184,7 @@ class AsyncReadContract:
     ) -> None:
         stream = new_id()
         start = await head(store)
-        await store.append(stream, happened(1, 2, 3, 4))
+        await store.append(stream, happened(1, 2, 3, 4), ANY)
         log = await log_after(store, start)
         for index, recorded in enumerate(log):
             assert await log_after(store, recorded.checkpoint) == log[index + 1 :]
@@ -194,14 +194,14 @@ class AsyncReadContract:
         self, store: AsyncEventStore, limit: int, expected: list[int]
     ) -> None:
         start = await head(store)
-        await store.append(new_id(), happened(1, 2, 3, 4, 5))
+        await store.append(new_id(), happened(1, 2, 3, 4, 5), ANY)
         assert numbers(await log_after(store, start, limit=limit, batch_size=2)) == expected
 
     async def test_read_all_with_a_limit_beyond_the_log_yields_the_rest(
         self, store: AsyncEventStore
     ) -> None:
         start = await head(store)
-        await store.append(new_id(), happened(1, 2))
+        await store.append(new_id(), happened(1, 2), ANY)
         assert numbers(await log_after(store, start, limit=100)) == [1, 2]
 
     @pytest.mark.parametrize("batch_size", [1, 2, 5, 6])
@@ -209,8 +209,8 @@ class AsyncReadContract:
         self, store: AsyncEventStore, batch_size: int
     ) -> None:
         start = await head(store)
-        await store.append(new_id(), happened(1, 2, 3))
-        await store.append(new_id(), happened(4, 5))
+        await store.append(new_id(), happened(1, 2, 3), ANY)
+        await store.append(new_id(), happened(4, 5), ANY)
         log = await log_after(store, start, batch_size=batch_size)
         assert numbers(log) == [1, 2, 3, 4, 5]
 
@@ -219,7 +219,7 @@ class AsyncReadContract:
     ) -> None:
         start = await head(store)
         stream = new_id()
-        await store.append(stream, [Happened(1), Noted("a"), Measured(0.5), Happened(2)])
+        await store.append(stream, [Happened(1), Noted("a"), Measured(0.5), Happened(2)], ANY)
         log = await log_after(store, start, types=["facta.testing.Happened"])
         assert [e.data for e in log] == [Happened(1), Happened(2)]
         log = await log_after(store, start, types={"facta.testing.Noted", "facta.testing.Measured"})
@@ -230,20 +230,20 @@ class AsyncReadContract:
     ) -> None:
         start = await head(store)
         events = [Noted("a"), Happened(1), Noted("b"), Noted("c"), Happened(2), Happened(3)]
-        await store.append(new_id(), events)
+        await store.append(new_id(), events, ANY)
         log = await log_after(store, start, types=["facta.testing.Happened"], limit=2, batch_size=1)
         assert numbers(log) == [1, 2]
 
     async def test_read_all_with_no_types_yields_nothing(self, store: AsyncEventStore) -> None:
         start = await head(store)
-        await store.append(new_id(), happened(1))
+        await store.append(new_id(), happened(1), ANY)
         assert await log_after(store, start, types=[]) == []
 
     async def test_read_all_with_a_type_nobody_wrote_yields_nothing(
         self, store: AsyncEventStore
     ) -> None:
         start = await head(store)
-        await store.append(new_id(), happened(1))
+        await store.append(new_id(), happened(1), ANY)
         assert await log_after(store, start, types=["facta.testing.NeverWritten"]) == []
 
     # -- versions and streams --------------------------------------------------------------
@@ -253,9 +253,9 @@ class AsyncReadContract:
 
     async def test_stream_version_counts_the_streams_events(self, store: AsyncEventStore) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
-        await store.append(new_id(), happened(3))
-        await store.append(stream, happened(4))
+        await store.append(stream, happened(1, 2), ANY)
+        await store.append(new_id(), happened(3), ANY)
+        await store.append(stream, happened(4), ANY)
         assert await store.stream_version(stream) == 3
 
     @pytest.mark.parametrize("batch_size", [1, 2, 1000])
@@ -264,7 +264,7 @@ class AsyncReadContract:
     ) -> None:
         mine = {new_id(): 2, new_id(): 1, new_id(): 3}
         for stream, version in mine.items():
-            await store.append(stream, happened(*range(version)))
+            await store.append(stream, happened(*range(version)), ANY)
         listed = [item async for item in store.streams(batch_size=batch_size)]
         ids = [stream for stream, _ in listed]
         assert ids == sorted(set(ids))
@@ -277,8 +277,8 @@ class AsyncReadContract:
         self, store: AsyncEventStore, batch_size: int
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2, 3, 4, 5))
-        await store.append(new_id(), happened(9))
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        await store.append(new_id(), happened(9), ANY)
         pages = [p async for p in store.replay_stream(stream, batch_size=batch_size)]
         assert all(0 < len(page) <= batch_size for page in pages)
         replayed = [pair for page in pages for pair in page]
@@ -286,7 +286,7 @@ class AsyncReadContract:
 
     async def test_replay_stream_honours_the_version_range(self, store: AsyncEventStore) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2, 3, 4, 5))
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
         pages = [p async for p in store.replay_stream(stream, 2, 4, batch_size=2)]
         assert [version for page in pages for version, _ in page] == [2, 3, 4]
 
@@ -299,7 +299,7 @@ class AsyncReadContract:
         self, store: AsyncEventStore
     ) -> None:
         stream = new_id()
-        await store.append(stream, happened(1, 2))
+        await store.append(stream, happened(1, 2), ANY)
         registry = EventRegistry()
         registry.register(Mismatched, "facta.testing.Happened")
         original = store.codec
