@@ -127,7 +127,7 @@ def test_a_runner_never_skips_an_event_whose_writer_commits_late(
     store.append("early", [Deposited(1)], facta.ANY)
     with psycopg.connect(postgres_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (HELD,))
-        late = threading.Thread(target=store.append, args=("late", [Late(10)]))
+        late = threading.Thread(target=store.append, args=("late", [Late(10)], facta.ANY))
         late.start()
         for _ in range(3000):  # until the late writer waits, its position taken
             if run_sql(store, "SELECT 1 FROM pg_locks WHERE NOT granted AND objid = 4242"):
