@@ -106,7 +106,7 @@ def test_a_catch_up_projection_and_an_inline_projection_agree(store_with_deposit
     with ProjectionRunner(store, catch_up) as runner:
         assert runner.catch_up() == 3
     assert catch_up.balances == inline.balances == {"a": 15, "b": 7}
-    store.append("account-a", [Deposited("a", 1)])
+    store.append("account-a", [Deposited("a", 1)], facta.ANY)
     with ProjectionRunner(store, catch_up) as runner:
         assert runner.catch_up() == 1
     assert catch_up.balances == inline.balances == {"a": 16, "b": 7}
