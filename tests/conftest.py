@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,16 @@ async def async_store(url: str) -> AsyncIterator[facta.AsyncEventStore]:
     """An empty async store, once per backend."""
     async with facta.connect_async(url) as opened:
         yield opened
+
+
+@pytest.fixture
+def readable() -> Callable[[facta.EventStore], None]:
+    """``readable(store)``: wait until the store's global log shows everything committed so
+    far (PostgreSQL: other sessions' transactions hold it back; see settle_reads)."""
+    return settle_reads
+
+
+@pytest.fixture
+def readable_async() -> Callable[[facta.AsyncEventStore], Awaitable[None]]:
+    """``await readable_async(store)``: ``readable`` for an async store."""
+    return settle_reads_async
