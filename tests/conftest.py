@@ -88,3 +88,22 @@ def readable() -> Callable[[facta.EventStore], None]:
 def readable_async() -> Callable[[facta.AsyncEventStore], Awaitable[None]]:
     """``await readable_async(store)``: ``readable`` for an async store."""
     return settle_reads_async
+
+
+def settle_reads(store: facta.EventStore) -> None:
+    """Wait until ``read_all`` returns everything committed so far (PostgreSQL only).
+
+    On PostgreSQL an event is readable once every older transaction of its database has
+    ended, and other suites keep the shared server busy; the embedded backends are always
+    settled.
+    """
+    wait = getattr(store.recorder, "wait_until_readable", None)
+    if wait is not None and not wait(PATIENCE):
+        raise AssertionError(f"the global log was held back for more than {PATIENCE} s")
+
+
+async def settle_reads_async(store: facta.AsyncEventStore) -> None:
+    """``settle_reads`` for an async store."""
+    wait = getattr(store.recorder, "wait_until_readable", None)
+    if wait is not None and not await wait(PATIENCE):
+        raise AssertionError(f"the global log was held back for more than {PATIENCE} s")
