@@ -162,7 +162,7 @@ class Queries(NamedTuple):
     stream_version: str
     read_stream: str
     replay_stream: str
-    read_all: str  # ends with "LIMIT ": the recorder appends the page size (see read_all)
+    read_all: str
     read_all_types: str
     locate: str
     streams: str
@@ -198,7 +198,7 @@ class Queries(NamedTuple):
 
         read_all = (
             f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE (transaction_id, position) > (%s, %s)"
-            f" AND transaction_id < {_HORIZON} {{types}}ORDER BY transaction_id, position LIMIT "
+            f" AND transaction_id < {_HORIZON} {{types}}ORDER BY transaction_id, position LIMIT %s"
         )
         return cls(
             write_any=write(_WRITE, _CLAIM_ANY),

@@ -508,15 +508,11 @@ class AsyncPostgresRecorder(AsyncRecorder):
     async def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
     ) -> list[StoredEvent]:
-        # The page size is written into the statement, not passed: with a known LIMIT the
-        # server settles on one generic plan per connection and page size, instead of
-        # planning the statement (its horizon is several subqueries) on every page.
-        page = f"{int(limit):d}"
         if types is None:
-            params: tuple[Any, ...] = (after.transaction_id, after.position)
-            return await self._query(self._sql.read_all + page, params, rows=_stored)
-        params = (after.transaction_id, after.position, list(types))
-        return await self._query(self._sql.read_all_types + page, params, rows=_stored)
+            params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
+            return await self._query(self._sql.read_all, params, rows=_stored)
+        params = (after.transaction_id, after.position, list(types), limit)
+        return await self._query(self._sql.read_all_types, params, rows=_stored)
 
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         rows = await self._query(self._sql.streams, ("" if after is None else after, limit))
