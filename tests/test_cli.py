@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +45,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_url(url: str) -> str:
-    """A store with two streams: "a" (2 events) and "b" (1 event), written in that order."""
+def db_url(url: str, readable: Callable[[facta.EventStore], None]) -> str:
+    """A store with two streams: "a" (2 events) and "b" (1 event), written in that order.
+
+    Waits until the global log shows them, so ``facta log`` reads all three.
+    """
     with facta.connect(url, codec=facta.Codec(registry)) as store:
         store.append("a", [Noted("first")], facta.ANY)
         store.append("b", [Noted("second")], facta.ANY)
         store.append("a", [Noted("third")], facta.ANY)
+        readable(store)
     return url
 
 
@@ -62,14 +67,18 @@ class _Garbling(facta.Codec):
 
 
 @pytest.fixture
-def store_with_a_corrupt_event(url: str) -> str:
-    """Stream "a": a sound event, one whose stored bytes do not decode, a sound one."""
+def store_with_a_corrupt_event(url: str, readable: Callable[[facta.EventStore], None]) -> str:
+    """Stream "a": a sound event, one whose stored bytes do not decode, a sound one.
+
+    Waits until the global log shows them, so ``facta log`` reads all three.
+    """
     with facta.connect(url, codec=facta.Codec(registry)) as store:
         store.append("a", [Noted("before")], facta.ANY)
         store.codec = _Garbling(registry)
         store.append("a", [Noted("garbled")], facta.ANY)
         store.codec = facta.Codec(registry)
         store.append("a", [Noted("after")], facta.ANY)
+        readable(store)
     return url
 
 

@@ -117,6 +117,17 @@ def stop(process: subprocess.Popen[str], how: signal.Signals) -> tuple[str, str]
         return process.communicate()
 
 
+def running(process: subprocess.Popen[str]) -> str:
+    """The relay's stderr up to the line that says it runs (all of it, if it ended first)."""
+    assert process.stderr is not None
+    said = ""
+    while line := process.stderr.readline():
+        said += line
+        if line.startswith("relaying "):
+            break
+    return said
+
+
 def readable(store: facta.EventStore) -> None:
     """On PostgreSQL, wait until other sessions' transactions no longer hide events."""
     wait = getattr(store.recorder, "wait_until_readable", None)
@@ -282,11 +293,22 @@ async def test_a_relay_killed_again_and_again_delivers_every_event_once_in_order
     with facta.connect(url):
         pass  # the store exists before the relay starts: relay run never creates one
     done = threading.Event()
+    # Kills done so far. The writer keeps pace with them: before kill k it writes at most
+    # k + 1 shares of ``total`` (of kills + 1), so a busy server slowing the kills down (held
+    # back reads) never lets the writer finish before the last kill.
+    killed = threading.Condition()
+    kills_done = 0
 
     def write() -> None:  # appends of 1-5 events, spread over ``seconds``
         with facta.connect(url) as store:
             n, started = 0, time.monotonic()
             while n < total:
+                stalled = time.monotonic()
+                with killed:
+                    while n >= total * (kills_done + 1) // (kills + 1) and kills_done < kills:
+                        if not killed.wait(120):
+                            break
+                started += time.monotonic() - stalled  # the pace goes on after a stall
                 size = min(random.randint(1, 5), total - n)
                 store.append(f"box-{n % streams}", [Packed(n + i) for i in range(size)], facta.ANY)
                 n += size
@@ -306,8 +328,15 @@ async def test_a_relay_killed_again_and_again_delivers_every_event_once_in_order
             writing_at_last_kill = not done.is_set()
             killed_at.append(await jetstream.count())
             resent += killed_at[-1] - await asyncio.to_thread(checkpointed, url, "killed")
+            with killed:
+                kills_done += 1
+                killed.notify_all()
         process = relay_process(url, "killed", jetstream)
+        said = ""
         try:
+            # The killed relays may have published everything already: wait until this one
+            # runs (says so, its SIGTERM handler in place) before stopping it.
+            said = await asyncio.wait_for(asyncio.to_thread(running, process), 60)
             await asyncio.to_thread(writer.join, 120)
             for _ in range(6000):
                 if await jetstream.count() >= total:
@@ -315,8 +344,13 @@ async def test_a_relay_killed_again_and_again_delivers_every_event_once_in_order
                 await asyncio.sleep(0.01)
         finally:
             _, err = stop(process, signal.SIGTERM)
+            err = said + err
+        assert "relaying 'killed'" in said, err
         assert process.returncode == 0, err
     finally:
+        with killed:
+            kills_done = kills  # the writer waits for no more kills
+            killed.notify_all()
         writer.join(120)
     assert done.is_set()
     assert len(killed_at) == kills

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,12 @@ class Rang:
     n: int
 
 
-def lines_until(process: subprocess.Popen[str], wanted: int, seconds: float = 30.0) -> list[str]:
-    """The process's stdout lines, once ``wanted`` of them arrived (or the time is up)."""
+def lines_until(process: subprocess.Popen[str], wanted: int, seconds: float = 60.0) -> list[str]:
+    """The process's stdout lines, once ``wanted`` of them arrived (or the time is up).
+
+    60 s: on PostgreSQL an event reaches the log only once every older transaction of the
+    database has ended, and other writers may hold it back for a while.
+    """
     assert process.stdout is not None
     stdout = process.stdout
     arrived: queue.Queue[str] = queue.Queue()
@@ -53,9 +58,10 @@ def tail(url: str, *options: str) -> subprocess.Popen[str]:
     )
 
 
-def follow(url: str) -> None:
+def follow(url: str, readable: Callable[[facta.EventStore], None]) -> None:
     with facta.connect(url) as store:
         store.append("bell-1", [Rang(1)], facta.ANY)  # before tail starts: not shown
+        readable(store)  # in the log before tail looks for its end
     process = tail(url)
     try:
         assert process.stderr is not None
@@ -76,15 +82,17 @@ def follow(url: str) -> None:
     assert "stopped after" in err
 
 
-def test_tail_prints_events_committed_by_another_process_on_sqlite(tmp_path: Path) -> None:
-    follow(f"sqlite:///{tmp_path / 'bells.db'}")
+def test_tail_prints_events_committed_by_another_process_on_sqlite(
+    tmp_path: Path, readable: Callable[[facta.EventStore], None]
+) -> None:
+    follow(f"sqlite:///{tmp_path / 'bells.db'}", readable)
 
 
 @pytest.mark.postgres
 def test_tail_prints_events_committed_by_another_process_on_postgres(
-    postgres_url: str, pg_schema: str
+    postgres_url: str, pg_schema: str, readable: Callable[[facta.EventStore], None]
 ) -> None:
-    follow(f"{postgres_url}?schema={pg_schema}")
+    follow(f"{postgres_url}?schema={pg_schema}", readable)
 
 
 def test_tail_after_zero_starts_at_the_beginning_of_the_log(tmp_path: Path) -> None:

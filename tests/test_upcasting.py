@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +219,10 @@ async def test_stored_v1_events_read_as_the_current_v3_class(
 
 async def test_stored_events_of_a_renamed_type_read_as_the_new_class(
     async_store: facta.AsyncEventStore,
+    readable_async: Callable[[facta.AsyncEventStore], Awaitable[None]],
 ) -> None:
     await write_old(async_store, "acc-1", [Paid(3)])
+    await readable_async(async_store)
 
     events = [e.data async for e in async_store.read_all()]
 
@@ -335,8 +338,10 @@ async def test_unknown_type_without_upcaster_raises_unknown_event_type_naming_th
 
 async def test_read_all_raises_the_same_named_upcast_error(
     async_store: facta.AsyncEventStore,
+    readable_async: Callable[[facta.AsyncEventStore], Awaitable[None]],
 ) -> None:
     position = await write_old(async_store, "acc-1", [DepositedV1(5)])
+    await readable_async(async_store)
     async_store.codec = Codec(new, Upcasters())
 
     with pytest.raises(UpcastError) as raised:
