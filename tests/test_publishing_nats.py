@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from facta.records import StoredEvent
 
 NATS_URL = os.environ.get("FACTA_TEST_NATS_URL", "nats://127.0.0.1:4222")
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+# ``readable_async`` (conftest): wait until the log shows what was committed, as relays read it.
+Readable = Callable[[facta.AsyncEventStore], Awaitable[None]]
 
 
 @facta.event("tests.nats.Shipped")
@@ -175,7 +177,7 @@ def test_escaped_subjects_are_valid_and_undo_token_by_token(tokens: list[str]) -
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
 async def test_a_relay_delivers_each_event_once_in_log_order_with_headers_and_stored_bytes(
-    async_store: facta.AsyncEventStore, jetstream: JetStream
+    async_store: facta.AsyncEventStore, jetstream: JetStream, readable_async: Readable
 ) -> None:
     traced = facta.Metadata(correlation_id="c-1", causation_id="k-1")
     await async_store.append(
@@ -183,6 +185,7 @@ async def test_a_relay_delivers_each_event_once_in_log_order_with_headers_and_st
     )
     await async_store.append("order-2", [Shipped(3, "x" * 2000)], facta.ANY)
     await async_store.append("order-1", [Shipped(4)], facta.ANY)
+    await readable_async(async_store)  # a relay publishes up to the readable end
     async with Relay(
         async_store, jetstream.broker(), name="nats", prefix=jetstream.prefix
     ) as relay:
@@ -202,12 +205,14 @@ async def test_a_relay_delivers_each_event_once_in_log_order_with_headers_and_st
 
 
 async def test_a_second_relay_s_publications_are_dropped_by_the_duplicate_window(
-    async_store: facta.AsyncEventStore, jetstream: JetStream
+    async_store: facta.AsyncEventStore, jetstream: JetStream, readable_async: Readable
 ) -> None:
     await async_store.append("order-1", [Shipped(n) for n in range(1, 4)], facta.ANY)
+    await readable_async(async_store)
     async with Relay(async_store, jetstream.broker(), name="one", prefix=jetstream.prefix) as one:
-        await one.catch_up()
+        assert await one.catch_up() == 3
     await async_store.append("order-1", [Shipped(4)], facta.ANY)
+    await readable_async(async_store)
     async with Relay(async_store, jetstream.broker(), name="two", prefix=jetstream.prefix) as two:
         assert await two.catch_up() == 4  # acknowledged as duplicates: all but the last
     info = await jetstream.js.stream_info(jetstream.stream)
@@ -217,11 +222,12 @@ async def test_a_second_relay_s_publications_are_dropped_by_the_duplicate_window
 
 
 async def test_odd_stream_ids_and_type_names_arrive_under_escaped_subjects(
-    async_store: facta.AsyncEventStore, jetstream: JetStream
+    async_store: facta.AsyncEventStore, jetstream: JetStream, readable_async: Readable
 ) -> None:
     odd_ids = ["a b", "x..y", "end.", "star*", "%41", "tab\there", "line\nbreak", "é"]
     for stream_id in odd_ids:
         await async_store.append(stream_id, [Odd(1)], facta.ANY)
+    await readable_async(async_store)
     async with Relay(async_store, jetstream.broker(), name="odd", prefix=jetstream.prefix) as relay:
         assert await relay.catch_up() == len(odd_ids)
     messages = await consume(jetstream.js, jetstream.stream, f"{jetstream.prefix}.>", len(odd_ids))
@@ -336,6 +342,21 @@ class PrivateServer:
         assert self.process is not None
         self.process.send_signal(number)
 
+    def pause(self) -> None:
+        """SIGSTOP the server and wait until every thread of it has stopped: the kernel stops
+        a thread only when it next runs, and on a busy machine a thread still runnable when
+        the signal is sent may first answer what it is sent meanwhile."""
+        assert self.process is not None
+        self.signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        if not tasks.is_dir():
+            return  # no /proc to look at (not Linux)
+        deadline = time.monotonic() + 10
+        while not all(thread_stopped(task) for task in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server {self.process.pid} did not stop in 10 s")
+            time.sleep(0.001)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None:
@@ -346,6 +367,15 @@ class PrivateServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def thread_stopped(task: Path) -> bool:
+    """Whether the thread ``/proc/<pid>/task/<tid>`` is stopped (or gone)."""
+    try:
+        stat = (task / "stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
 @contextlib.contextmanager
@@ -363,7 +393,7 @@ async def test_a_batch_fails_as_soon_as_the_connection_breaks_not_after_the_ack_
     with private_server() as server:
         async with JetStreamBroker(server.url, ack_timeout=30) as broker:
             assert await broker.publish("r", messages_to(["facta.t.s"])) == 1
-            server.signal(signal.SIGSTOP)  # the server takes the messages in, answers nothing
+            server.pause()  # the server takes the messages in, answers nothing
             publishing = asyncio.create_task(broker.publish("r", messages_to(["facta.t.s"] * 9)))
             await asyncio.sleep(0.3)
             assert not publishing.done()
@@ -377,7 +407,7 @@ async def test_a_batch_fails_as_soon_as_the_connection_breaks_not_after_the_ack_
 async def test_a_batch_nobody_acknowledges_fails_after_the_ack_timeout() -> None:
     with private_server() as server:
         async with JetStreamBroker(server.url, ack_timeout=0.5) as broker:
-            server.signal(signal.SIGSTOP)
+            server.pause()
             try:
                 with pytest.raises(BrokerUnavailable, match=r"no acknowledgement within 0\.5 s"):
                     await broker.publish("r", messages_to(["facta.t.s"] * 3))
@@ -386,9 +416,10 @@ async def test_a_batch_nobody_acknowledges_fails_after_the_ack_timeout() -> None
 
 
 async def test_an_event_larger_than_the_server_takes_is_refused_naming_it(
-    async_store: facta.AsyncEventStore,
+    async_store: facta.AsyncEventStore, readable_async: Readable
 ) -> None:
     await async_store.append("order-1", [Shipped(1, "x" * 5000)], facta.ANY)
+    await readable_async(async_store)
     with private_server("max_payload: 4096\n") as server:
         relay = Relay(async_store, JetStreamBroker(server.url), name="big")
         async with relay:

@@ -185,6 +185,21 @@ async def past_the_checkpoint(store: facta.AsyncEventStore, inbox: Inbox, relay:
     )
 
 
+async def sent(
+    store: facta.AsyncEventStore, inbox: Inbox, count: int, appending: asyncio.Task[None]
+) -> None:
+    """Until ``inbox`` holds ``count`` messages, or every event appended arrived (a relay
+    has nothing more to send)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while len(inbox.messages) < count:
+        if appending.done() and {str(row.event_id) for row in await stored(store)} <= inbox.ids():
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{count - len(inbox.messages)} messages never came")
+        await asyncio.sleep(0.005)
+
+
 def first_of_each(messages: Sequence[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
     """A consumer's de-duplication by message id: the first copy of each message."""
     seen: set[str | None] = set()
@@ -434,10 +449,21 @@ async def test_a_relay_reconnects_when_its_connection_is_lost(
 # -- a relay killed ---------------------------------------------------------------------------
 
 
+class SlowToConfirm(RabbitMQBroker):
+    """Answers a while after RabbitMQ confirmed the batch: widens the window between what the
+    exchange took and the checkpoint the store saves, where a kill leaves messages to resend
+    (an unloaded machine otherwise sends a batch and saves its checkpoint within moments)."""
+
+    async def publish(self, relay: str, messages: Sequence[Message]) -> int:
+        confirmed = await super().publish(relay, messages)
+        await asyncio.sleep(0.01)
+        return confirmed
+
+
 async def run_relay(store_url: str, amqp_url: str, exchange: str) -> None:
     """The relay the kill test runs in a subprocess: publishes until SIGTERM."""
     async with facta.connect_async(store_url) as store:
-        broker = RabbitMQBroker(amqp_url, exchange=exchange)
+        broker = SlowToConfirm(amqp_url, exchange=exchange)
         async with Relay(
             store,
             broker,
@@ -481,9 +507,18 @@ async def test_a_relay_killed_at_random_moments_delivers_every_event_once_after_
     processes: list[asyncio.subprocess.Process] = []
     midway = 0  # kills that left messages sent but not checkpointed
     try:
-        for _ in range(KILLS):
+        for kill in range(KILLS):
+            # what was appended since the last kill becomes the new relay's backlog once
+            # readable (a shared PostgreSQL holds it back a while): then a kill can land while
+            # the relay is sending it, rather than while it waits for the log to show it
+            await readable(async_store)
+            before = len(inbox.messages)
             processes.append(await start_relay(url, rabbit.exchange))
-            await asyncio.sleep(rng.uniform(0.0, 0.2))
+            if kill % 2:  # at a random moment after it is ready: starting, sending or idle
+                await asyncio.sleep(rng.uniform(0.0, 0.2))
+            else:  # once a random number of its messages arrived: while it is sending (how
+                # soon after it is ready it sends depends on how busy the machine is)
+                await sent(async_store, inbox, before + rng.randint(1, 80), appending)
             processes[-1].kill()
             assert await processes[-1].wait() == -signal.SIGKILL
             midway += await past_the_checkpoint(async_store, inbox, "killed") > 0
