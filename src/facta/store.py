@@ -238,12 +238,8 @@ class EventStore:
         (others are not decoded at all).
         """
         _check_batch_size(batch_size)
+        _check_checkpoint(after)
         self._check_open()
-        if after is not None and not isinstance(after, Checkpoint):
-            raise InvalidCheckpoint(
-                f"read_all(after=...) takes a facta.Checkpoint (an event's .checkpoint, or "
-                f"Checkpoint(transaction_id, position)), got {type(after).__name__} {after!r}"
-            )
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
         decode = self.decode
@@ -278,6 +274,8 @@ class EventStore:
         ``types`` keeps only those type names; ``poll_interval`` bounds the wait when a
         wake-up is missed.
         """
+        _check_batch_size(batch_size)
+        _check_checkpoint(after)
         self._check_open()
         return Subscription(
             self,
@@ -394,3 +392,11 @@ class EventStore:
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
+
+def _check_checkpoint(after: object) -> None:
+    if after is not None and not isinstance(after, Checkpoint):
+        raise InvalidCheckpoint(
+            f"after= takes a facta.Checkpoint (an event's .checkpoint, or "
+            f"Checkpoint(transaction_id, position)), got {type(after).__name__} {after!r}"
+        )

@@ -65,8 +65,6 @@ class AsyncSubscription:
         poll_interval: float,
         wait: bool,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
         if name is not None and after is not None:
@@ -74,8 +72,6 @@ class AsyncSubscription:
                 f"a durable subscription ({name!r}) resumes after its stored checkpoint; "
                 "give name or after, not both"
             )
-        if after is not None and not isinstance(after, Checkpoint):
-            raise TypeError(f"after must be a facta.Checkpoint, got {type(after).__name__}")
         self.store, self.name = store, name
         self.types = None if types is None else tuple(sorted(set(types)))
         self.batch_size, self.poll_interval, self.wait = batch_size, poll_interval, wait
