@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import facta
+from facta.backends.sqlite import schema
 from facta.backends.sqlite.recorder import SQLiteRecorder
 from facta.backends.sqlite.recorder_async import AsyncSQLiteRecorder
 from facta.errors import ConfigurationError, NotAFactaStore, SchemaVersionError
@@ -29,6 +30,8 @@ from facta.recorder_async import AsyncRecorder
 from facta.records import StoredEvent
 from facta.snapshots import SnapshotRecord
 from facta.testing.events import Happened
+
+ALL = list(range(1, schema.latest_version() + 1))  # every migration, in order
 
 
 def url_of(path: Path) -> str:
@@ -655,7 +658,7 @@ def test_stores_opening_a_new_file_at_once_create_it_once(tmp_path: Path, attemp
         thread.join()
     assert found == [[]] * 6
     with closing(sqlite3.connect(tmp_path / "x.db")) as db:
-        assert db.execute("SELECT version FROM facta_migrations").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM facta_migrations").fetchall() == [(1,), (2,)]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -673,7 +676,7 @@ def test_migrations_applied_at_once_by_several_stores_run_once(tmp_path: Path) -
         thread.join()
     for store in stores:
         store.close()
-    assert sorted(applied) == [[]] * 5 + [[1]]
+    assert sorted(applied) == [[]] * 5 + [ALL]
 
 
 def test_migrate_false_opens_a_store_that_is_up_to_date(tmp_path: Path) -> None:
@@ -696,7 +699,7 @@ def test_migrate_false_on_a_new_file_applies_nothing_until_migrate(tmp_path: Pat
             store.recorder.checkpoints("totals")
         with pytest.raises(SchemaVersionError, match=message), store.recorder.transaction():
             pass
-        assert store.recorder.migrate() == [1]
+        assert store.recorder.migrate() == ALL
         assert store.recorder.migrate() == []
         store.append("s", [Happened(1)], facta.ANY)
         assert numbers(store, "s") == [1]
@@ -708,7 +711,7 @@ async def test_migrate_false_on_a_new_file_applies_nothing_until_async_migrate(
     async with facta.connect_async(url_of(tmp_path / "x.db"), migrate=False) as store:
         with pytest.raises(SchemaVersionError, match="holds no facta store yet"):
             await store.append("s", [Happened(1)], facta.ANY)
-        assert await store.recorder.migrate() == [1]
+        assert await store.recorder.migrate() == ALL
         await store.append("s", [Happened(1)], facta.ANY)
         assert [e.data.n async for e in store.read_stream("s")] == [1]
 

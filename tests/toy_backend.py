@@ -19,7 +19,13 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
+from facta.appending import (
+    AppendResult,
+    PreparedAppend,
+    check_aggregate_type,
+    check_expected,
+    duplicate_event_id,
+)
 from facta.backends import Backend
 from facta.errors import ConfigurationError, StoreError
 from facta.events import Checkpoint, RecordedEvent
@@ -61,6 +67,7 @@ class ToyRecorder(Recorder):
         self.lock = threading.RLock()  # re-entrant: an inline handler may read the store
         self.log: list[StoredEvent] = []  # the event at position p is log[p - 1]
         self.by_stream: dict[str, list[StoredEvent]] = {}
+        self.types: dict[str, str] = {}  # the aggregate type each typed stream was created as
         self.by_id: dict[uuid.UUID, StoredEvent] = {}
         self.snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self.places: dict[str, Place] = {}
@@ -75,6 +82,8 @@ class ToyRecorder(Recorder):
         """Check, number, show the rows to ``hook``, and only then store them: all or nothing."""
         with self.lock:
             for append in appends:
+                recorded = self.types.get(append.stream_id)
+                check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
                 check_expected(append.stream_id, append.expected_version, self.version(append))
             ids = [event.event_id for append in appends for event in append.events]
             if len(set(ids)) < len(ids) or any(i in self.by_id for i in ids):
@@ -90,6 +99,9 @@ class ToyRecorder(Recorder):
                 results.append(AppendResult(append.stream_id, version, last))
             if hook is not None and rows:
                 hook.call(None, rows)  # if an inline projection raises, nothing is stored
+            for append in appends:
+                if append.events and append.aggregate_type and not self.version(append):
+                    self.types[append.stream_id] = append.aggregate_type
             for row in rows:
                 self.log.append(row)
                 self.by_stream.setdefault(row.stream_id, []).append(row)
@@ -107,6 +119,10 @@ class ToyRecorder(Recorder):
     def stream_version(self, stream_id: str) -> int:
         with self.lock:
             return len(self.by_stream.get(stream_id, ()))
+
+    def stream_type(self, stream_id: str) -> str | None:
+        with self.lock:
+            return self.types.get(stream_id)
 
     def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -247,6 +263,9 @@ class AsyncToyRecorder(AsyncRecorder):
 
     async def stream_version(self, stream_id: str) -> int:
         return self.sync.stream_version(stream_id)
+
+    async def stream_type(self, stream_id: str) -> str | None:
+        return self.sync.stream_type(stream_id)
 
     async def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int

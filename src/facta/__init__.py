@@ -28,6 +28,7 @@ from facta.errors import (
     StoreError,
     UnknownEventType,
     UpcastError,
+    WrongAggregateType,
 )
 from facta.events import (
     Checkpoint,
@@ -88,6 +89,7 @@ __all__ = [
     "UnknownEventType",
     "UpcastError",
     "Upcasters",
+    "WrongAggregateType",
     "check_store",
     "check_store_async",
     "connect",

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
-from facta.errors import ConcurrencyError, DuplicateEventId
+from facta.errors import ConcurrencyError, DuplicateEventId, WrongAggregateType
 
 __all__ = ["AppendResult", "EncodedEvent", "ExpectedVersion", "PreparedAppend", "StreamAppend"]
 
@@ -28,11 +28,16 @@ class ExpectedVersion(enum.IntEnum):
 
 
 class StreamAppend(NamedTuple):
-    """One stream's part of an atomic multi-stream append; it states what it expects."""
+    """One stream's part of an atomic multi-stream append; it states what it expects.
+
+    ``aggregate_type`` (as repositories give it) is recorded when the append creates the
+    stream, and refused for a stream created with another one.
+    """
 
     stream_id: str
     events: Sequence[object]
     expected_version: int
+    aggregate_type: str | None = None
 
 
 class AppendResult(NamedTuple):
@@ -61,11 +66,16 @@ class EncodedEvent(NamedTuple):
 
 
 class PreparedAppend(NamedTuple):
-    """A validated, encoded stream append, as a backend receives it."""
+    """A validated, encoded stream append, as a backend receives it.
+
+    ``aggregate_type``, when given, is recorded as the stream's if the append creates it;
+    a stream that has another one refuses the append (``check_aggregate_type``).
+    """
 
     stream_id: str
     expected_version: int
     events: list[EncodedEvent]
+    aggregate_type: str | None = None
 
 
 def check_expected(stream_id: str, expected: int, actual: int) -> None:
@@ -79,6 +89,13 @@ def check_expected(stream_id: str, expected: int, actual: int) -> None:
         return
     stated = ExpectedVersion(expected) if expected <= 0 else expected
     raise ConcurrencyError(stream_id, stated, actual)
+
+
+def check_aggregate_type(stream_id: str, recorded: str | None, given: str | None) -> None:
+    """Raise ``WrongAggregateType`` when a stream recorded as one aggregate type is used as
+    another; a stream without one (plain appends) and a caller without one always pass."""
+    if recorded is not None and given is not None and recorded != given:
+        raise WrongAggregateType(stream_id, recorded, given)
 
 
 def duplicate_event_id(

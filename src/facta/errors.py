@@ -99,6 +99,24 @@ class AggregateNotFound(FactaError, LookupError):
         return type(self), (self.aggregate_type, self.stream_id)
 
 
+class WrongAggregateType(FactaError, TypeError):
+    """A repository of one aggregate type was asked to load or save a stream that another
+    aggregate type created; nothing was read or written."""
+
+    def __init__(self, stream_id: str, recorded: str, given: str) -> None:
+        self.stream_id, self.recorded, self.given = stream_id, recorded, given
+        super().__init__(
+            f"stream {stream_id!r} belongs to aggregate type {recorded!r}, not {given!r}; "
+            "nothing was read or written: a repository loads and saves only the streams its "
+            f"aggregate type created (if {recorded!r} was "
+            f"renamed to {given!r}, keep the stored name with type_name = {recorded!r} on the "
+            "class)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.recorded, self.given)
+
+
 class InvalidCheckpoint(FactaError, TypeError):
     """What was given as a place in the global log is not a ``facta.Checkpoint``."""
 

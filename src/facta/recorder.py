@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
-from facta.appending import AppendResult, PreparedAppend
+from facta.appending import AppendResult, PreparedAppend, check_aggregate_type
 from facta.events import Checkpoint, RecordedEvent
 from facta.records import (
     DeadLetter,
@@ -78,7 +78,9 @@ class Recorder(abc.ABC):
         version (``facta.appending.check_expected`` says) and ``DuplicateEventId`` when an
         event id is already stored. An append with no events writes nothing and returns the
         stream's version and position 0. Call ``on_append`` with the written rows before
-        committing.
+        committing. An append that creates a stream records its ``aggregate_type``; an append
+        with one into a stream created with another raises ``WrongAggregateType``
+        (``facta.appending.check_aggregate_type``), before any version check.
         """
 
     @abc.abstractmethod
@@ -99,14 +101,29 @@ class Recorder(abc.ABC):
         inclusive, if given), in version order."""
 
     def replay_stream(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
     ) -> Sequence[ReplayRow]:
         """Like :meth:`read_stream`, only ``(version, type, schema_version, encoding, data)``.
 
-        The lean path of every load: a backend overrides it to fetch just those columns.
+        With ``aggregate_type``, raise ``WrongAggregateType`` if the stream was created as
+        another aggregate type. The lean path of every load: a backend overrides it to fetch
+        just those columns, checking the type in the same query where it can.
         """
+        if aggregate_type is not None:
+            recorded = self.stream_type(stream_id)
+            check_aggregate_type(stream_id, recorded, aggregate_type)
         rows = self.read_stream(stream_id, from_version, to_version, limit)
         return [(e.version, e.type, e.schema_version, e.encoding, e.data) for e in rows]
+
+    @abc.abstractmethod
+    def stream_type(self, stream_id: str) -> str | None:
+        """The aggregate type recorded when the stream was created; None when its creating
+        append gave none (or there is no such stream)."""
 
     @abc.abstractmethod
     def read_all(

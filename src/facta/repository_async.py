@@ -88,15 +88,20 @@ class AsyncRepository(Generic[A]):
 
         Starts from the newest usable snapshot (if the aggregate type takes snapshots) and
         applies the events after it as they stream in. Raises ``AggregateNotFound`` when the
-        stream holds no events.
+        stream holds no events, ``WrongAggregateType`` when a repository of another aggregate
+        type created it (streams of plain appends load as any type).
         """
         validate_stream_id(aggregate_id)
         aggregate, skipped = await self._from_snapshot(aggregate_id, version)
+        # A snapshot of this type shows the stream is one; else the replay checks its type.
+        check = None
         if aggregate is None:
             aggregate = self.aggregate_type(aggregate_id)
+            check = self.aggregate_type.type_name
         start = last = aggregate.version
         apply = aggregate.apply
-        async for page in self.store.replay_stream(aggregate_id, start + 1, version):
+        pages = self.store.replay_stream(aggregate_id, start + 1, version, aggregate_type=check)
+        async for page in pages:
             for _, event in page:
                 apply(event)
             last = page[-1][0]
@@ -150,7 +155,8 @@ class AsyncRepository(Generic[A]):
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Raises ``ConcurrencyError`` (and keeps the pending events) if another writer got
-        there first. Returns None when there was nothing to save. A snapshot that cannot be
+        there first. A save that creates the stream records the aggregate type in it; one into
+        a stream created as another type raises ``WrongAggregateType``. Returns None when there was nothing to save. A snapshot that cannot be
         stored is logged, never raised; but ``snapshot_state()`` returning something other
         than the ``snapshot_type`` is a bug, raised as ``SnapshotError`` after the events
         were saved.
@@ -160,7 +166,8 @@ class AsyncRepository(Generic[A]):
             return None
         events = pending if metadata is None else [NewEvent(e, metadata=metadata) for e in pending]
         before = aggregate.version
-        result = await self.store.append(aggregate.id, events, before)
+        type_name = self.aggregate_type.type_name
+        result = await self.store.append(aggregate.id, events, before, aggregate_type=type_name)
         aggregate.mark_saved(result.version)
         every = self._every
         if every is not None and result.version // every > before // every:

@@ -66,6 +66,8 @@ class AsyncEventStore:
         stream_id: str,
         events: Sequence[object],
         expected_version: int,
+        *,
+        aggregate_type: str | None = None,
     ) -> AppendResult:
         """Append events to one stream, atomically, if it is at ``expected_version``.
 
@@ -75,8 +77,11 @@ class AsyncEventStore:
         :class:`NewEvent` wrappers. Raises
         ``ConcurrencyError`` (nothing written) when the stream is elsewhere; re-appending events
         whose ids are already stored there returns ``already_appended=True``.
+        ``aggregate_type`` (repositories give theirs) is recorded if the append creates the
+        stream; a stream created with another one raises ``WrongAggregateType``.
         """
-        results = await self.append_many([StreamAppend(stream_id, events, expected_version)])
+        append = StreamAppend(stream_id, events, expected_version, aggregate_type)
+        results = await self.append_many([append])
         return results[0]
 
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
@@ -100,9 +105,20 @@ class AsyncEventStore:
             return results
 
     def _prepare(
-        self, stream_id: str, events: Sequence[object], expected_version: int
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        expected_version: int,
+        aggregate_type: str | None = None,
     ) -> PreparedAppend:
         validate_stream_id(stream_id)
+        if aggregate_type is not None and (
+            not isinstance(aggregate_type, str) or not aggregate_type
+        ):
+            raise InvalidEvent(
+                f"aggregate type for stream {stream_id!r} must be a non-empty str or None, "
+                f"got {aggregate_type!r}"
+            )
         if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
             raise InvalidEvent(
                 f"events for stream {stream_id!r} must be a sequence of events, "
@@ -137,7 +153,7 @@ class AsyncEventStore:
                     codec.encode_metadata(stream_id, metadata, type_name),
                 )
             )
-        return PreparedAppend(stream_id, int(expected_version), encoded)
+        return PreparedAppend(stream_id, int(expected_version), encoded, aggregate_type)
 
     async def _already_appended(self, prepared: list[PreparedAppend]) -> list[AppendResult] | None:
         """Results for an append whose events are all stored already, in order; else None."""
@@ -199,11 +215,13 @@ class AsyncEventStore:
         to_version: int | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        aggregate_type: str | None = None,
     ) -> AsyncIterator[list[tuple[int, Any]]]:
         """Yield a stream's events as pages of ``(version, event)``: the lean path of a load.
 
         Only what a replay needs is fetched and decoded (no envelope, metadata, ids or times),
-        one page of ``batch_size`` at a time.
+        one page of ``batch_size`` at a time. With ``aggregate_type``, a stream created with
+        another aggregate type raises ``WrongAggregateType`` before any page.
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
@@ -211,8 +229,9 @@ class AsyncEventStore:
         decode = self.codec.decode
         while to_version is None or from_version <= to_version:
             rows = await self.recorder.replay_stream(
-                stream_id, from_version, to_version, batch_size
+                stream_id, from_version, to_version, batch_size, aggregate_type
             )
+            aggregate_type = None  # the first page has checked it
             page = []
             for version, type_name, schema_version, encoding, data in rows:
                 try:

@@ -26,6 +26,7 @@ from facta.testing._modelling import ModelContract
 from facta.testing._projecting import ProjectionContract
 from facta.testing._racing import RaceContract
 from facta.testing._reading import ReadContract
+from facta.testing._stream_types import StreamTypeContract
 from facta.testing._subscribing import SubscriptionContract
 
 __all__ = ["EventStoreContract"]
@@ -34,6 +35,7 @@ __all__ = ["EventStoreContract"]
 class EventStoreContract(
     AppendContract,
     ReadContract,
+    StreamTypeContract,
     BadInputContract,
     RaceContract,
     ProjectionContract,

@@ -28,6 +28,7 @@ from facta.testing._modelling_async import AsyncModelContract
 from facta.testing._projecting_async import AsyncProjectionContract
 from facta.testing._racing_async import AsyncRaceContract
 from facta.testing._reading_async import AsyncReadContract
+from facta.testing._stream_types_async import AsyncStreamTypeContract
 from facta.testing._subscribing_async import AsyncSubscriptionContract
 
 __all__ = ["AsyncEventStoreContract"]
@@ -36,6 +37,7 @@ __all__ = ["AsyncEventStoreContract"]
 class AsyncEventStoreContract(
     AsyncAppendContract,
     AsyncReadContract,
+    AsyncStreamTypeContract,
     AsyncBadInputContract,
     AsyncRaceContract,
     AsyncProjectionContract,

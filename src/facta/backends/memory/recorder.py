@@ -10,7 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from facta.appending import AppendResult, PreparedAppend, check_expected
+from facta.appending import (
+    AppendResult,
+    PreparedAppend,
+    check_aggregate_type,
+    check_expected,
+)
 from facta.backends.memory.checkpoints import Book, MemoryCheckpoints
 from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, StoreError
@@ -32,6 +37,7 @@ class MemoryRecorder(Recorder):
         self._lock = threading.Lock()
         self._log: list[StoredEvent] = []  # the event at index i has position i + 1
         self._streams: dict[str, list[int]] = {}  # stream id -> its events' indexes in _log
+        self._types: dict[str, str] = {}  # stream id -> the aggregate type it was created as
         self._ids: dict[uuid.UUID, int] = {}  # event id -> index in _log
         self._snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self._book = Book()
@@ -47,6 +53,8 @@ class MemoryRecorder(Recorder):
         with self._lock:
             new_ids: set[uuid.UUID] = set()
             for append in appends:
+                recorded = self._types.get(append.stream_id)
+                check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
                 actual = len(self._streams.get(append.stream_id, ()))
                 check_expected(append.stream_id, append.expected_version, actual)
                 for event in append.events:
@@ -65,6 +73,8 @@ class MemoryRecorder(Recorder):
                     results.append(AppendResult(append.stream_id, version, 0))
                     continue
                 indexes = self._streams.setdefault(append.stream_id, [])
+                if not indexes and append.aggregate_type is not None:
+                    self._types[append.stream_id] = append.aggregate_type
                 for event in append.events:
                     index = len(self._log)
                     self._log.append(
@@ -106,6 +116,7 @@ class MemoryRecorder(Recorder):
             indexes.pop()
             if not indexes:
                 del self._streams[event.stream_id]
+                self._types.pop(event.stream_id, None)
         del self._log[start:]
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
@@ -121,6 +132,10 @@ class MemoryRecorder(Recorder):
             stop = len(indexes) if to_version is None else min(to_version, len(indexes))
             start = max(from_version, 1) - 1
             return [self._log[i] for i in indexes[start : min(stop, start + limit)]]
+
+    def stream_type(self, stream_id: str) -> str | None:
+        with self._lock:
+            return self._types.get(stream_id)
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int

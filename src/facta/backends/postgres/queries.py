@@ -84,23 +84,28 @@ FROM (SELECT DISTINCT hashtext(stream_id) AS key FROM unnest(%s::text[]) AS stre
 ORDER BY key"""
 
 # How an append claims its stream; each returns the stream's row after the claim, or no row
-# when the stream is not where the append expects it. All take the stream's row lock.
+# when the stream is not where the append expects it, or was created as another aggregate
+# type than %(aggregate)s (when that is not NULL). All take the stream's row lock.
 # {row} is the new row (VALUES, or a SELECT from the lock); {lock} is empty or the lock.
-_CLAIM_ANY = """
-    INSERT INTO {schema}.facta_streams AS t (stream_id, version) {row}
+_TYPE_FITS = (
+    "(t.aggregate_type IS NULL OR %(aggregate)s::text IS NULL OR t.aggregate_type = %(aggregate)s)"
+)
+_CLAIM_ANY = f"""
+    INSERT INTO {{schema}}.facta_streams AS t (stream_id, version, aggregate_type) {{row}}
     ON CONFLICT (stream_id) DO UPDATE SET version = t.version + excluded.version
+    WHERE {_TYPE_FITS}
     RETURNING t.stream_id, t.version"""
 _CLAIM_NEW = """
-    INSERT INTO {schema}.facta_streams (stream_id, version) {row}
+    INSERT INTO {schema}.facta_streams (stream_id, version, aggregate_type) {row}
     ON CONFLICT (stream_id) DO NOTHING
     RETURNING stream_id, version"""
 # %(expected)s is the exact version, or -2 (STREAM_EXISTS) for any existing version.
-_CLAIM_EXISTING = """
-    UPDATE {schema}.facta_streams SET version = version + %(n)s {lock}
-    WHERE stream_id = %(stream)s AND %(expected)s IN (-2, version)
-    RETURNING stream_id, version"""
-_ROW = "VALUES (%(stream)s, %(n)s)"
-_LOCKED_ROW = "SELECT %(stream)s, %(n)s " + _LOCKED
+_CLAIM_EXISTING = f"""
+    UPDATE {{schema}}.facta_streams AS t SET version = t.version + %(n)s {{lock}}
+    WHERE t.stream_id = %(stream)s AND %(expected)s IN (-2, t.version) AND {_TYPE_FITS}
+    RETURNING t.stream_id, t.version"""
+_ROW = "VALUES (%(stream)s, %(n)s, %(aggregate)s)"
+_LOCKED_ROW = "SELECT %(stream)s, %(n)s, %(aggregate)s " + _LOCKED
 # Then the events, numbered after the claimed version; nothing runs unless the claim did.
 # Arrays carry a batch in one statement; a single event goes as plain values, which psycopg
 # adapts several times faster than arrays.
@@ -145,6 +150,14 @@ WITH w AS (
 SELECT max(position), pg_notify({channel}, '') FROM w"""
 
 
+# A load's first page: no rows if the stream was created as another aggregate type (the
+# recorder then looks at the stream's row to say which), at the price of one index probe.
+_REPLAY = """SELECT version, type, schema_version, encoding, data FROM {schema}.facta_events
+WHERE stream_id = %s AND version BETWEEN %s AND %s {check}ORDER BY version LIMIT %s"""
+_NOT_ANOTHER_TYPE = """AND NOT EXISTS (SELECT FROM {schema}.facta_streams
+    WHERE stream_id = %s AND aggregate_type <> %s) """
+
+
 class Queries(NamedTuple):
     """Every statement of one store's recorder, rendered for its schema."""
 
@@ -160,8 +173,10 @@ class Queries(NamedTuple):
     insert: str
     lock_streams: str
     stream_version: str
+    stream_row: str
     read_stream: str
     replay_stream: str
+    replay_stream_as: str
     read_all: str
     read_all_types: str
     locate: str
@@ -213,14 +228,15 @@ class Queries(NamedTuple):
             insert=text(_INSERT, channel=sql.Literal(channel)),
             lock_streams=text(_LOCK_STREAMS, lock_class=lock_class),
             stream_version=text("SELECT version FROM {schema}.facta_streams WHERE stream_id = %s"),
+            stream_row=text(
+                "SELECT version, aggregate_type FROM {schema}.facta_streams WHERE stream_id = %s"
+            ),
             read_stream=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE stream_id = %s"
                 " AND version BETWEEN %s AND %s ORDER BY version LIMIT %s"
             ),
-            replay_stream=text(
-                "SELECT version, type, schema_version, encoding, data FROM {schema}.facta_events"
-                " WHERE stream_id = %s AND version BETWEEN %s AND %s ORDER BY version LIMIT %s"
-            ),
+            replay_stream=text(_REPLAY.format(schema="{schema}", check="")),
+            replay_stream_as=text(_REPLAY.format(schema="{schema}", check=_NOT_ANOTHER_TYPE)),
             read_all=text(read_all, types=sql.SQL("")),
             read_all_types=text(read_all, types=sql.SQL("AND type = ANY(%s::text[]) ")),
             locate=text(

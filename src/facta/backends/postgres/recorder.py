@@ -45,6 +45,7 @@ from facta.appending import (
     AppendResult,
     ExpectedVersion,
     PreparedAppend,
+    check_aggregate_type,
     check_expected,
     duplicate_event_id,
 )
@@ -384,11 +385,9 @@ class PostgresRecorder(Recorder):
 
     def _write(self, conn: Connection[TupleRow], append: PreparedAppend) -> AppendResult:
         """Claim the stream at its expected version and insert the events, in one statement."""
-        stream_id, expected, events = append
+        stream_id, expected, events, aggregate_type = append
         if not events:
-            actual = _version(conn, self._sql.stream_version, stream_id)
-            check_expected(stream_id, expected, actual)
-            return AppendResult(stream_id, actual, 0)
+            return AppendResult(stream_id, self._refuse(conn, append), 0)
         kind = _claim_kind(expected)
         params: dict[str, Any]
         if len(events) == 1:  # plain values: psycopg adapts them several times faster than arrays
@@ -397,6 +396,7 @@ class PostgresRecorder(Recorder):
                 "stream": stream_id,
                 "n": 1,
                 "expected": expected,
+                "aggregate": aggregate_type,
                 "id": event_id,
                 "type": type_name,
                 "sv": version,
@@ -404,11 +404,11 @@ class PostgresRecorder(Recorder):
                 "data": data,
                 "meta": metadata,
             }
-            row = self._claim(conn, self._write_one[kind], params, stream_id, expected)
+            row = self._claim(conn, self._write_one[kind], params, append)
         else:
-            params = {"stream": stream_id, "n": len(events), "expected": expected}
+            params = _claim_params(append)
             params.update(_arrays(append))
-            row = self._claim(conn, self._write_many[kind], params, stream_id, expected)
+            row = self._claim(conn, self._write_many[kind], params, append)
         return AppendResult(stream_id, row[0], row[1])
 
     def _write_several(
@@ -420,16 +420,12 @@ class PostgresRecorder(Recorder):
         conn.execute(self._sql.lock_streams, (streams,), prepare=True)
         versions = {}
         for append in sorted(appends, key=lambda a: a.stream_id):
-            stream_id, expected, events = append
-            if events:
-                params = {"stream": stream_id, "n": len(events), "expected": expected}
-                claim = self._claims[_claim_kind(expected)]
-                row = self._claim(conn, claim, params, stream_id, expected)
-                versions[stream_id] = row[1]
+            if append.events:
+                claim = self._claims[_claim_kind(append.expected_version)]
+                row = self._claim(conn, claim, _claim_params(append), append)
+                versions[append.stream_id] = row[1]
             else:
-                actual = _version(conn, self._sql.stream_version, stream_id)
-                check_expected(stream_id, expected, actual)
-                versions[stream_id] = actual
+                versions[append.stream_id] = self._refuse(conn, append)
         results = []
         for append in appends:
             stream_id, version = append.stream_id, versions[append.stream_id]
@@ -449,8 +445,7 @@ class PostgresRecorder(Recorder):
         conn: Connection[TupleRow],
         query: str,
         params: dict[str, Any],
-        stream_id: str,
-        expected: int,
+        append: PreparedAppend,
     ) -> TupleRow:
         """Run a statement that claims the stream at its expected version; its row."""
         for _ in range(_CLAIM_ATTEMPTS):
@@ -458,12 +453,21 @@ class PostgresRecorder(Recorder):
             row = cur.fetchone()
             if row is not None:
                 return row
-            # The stream is elsewhere: ConcurrencyError, unless it has moved to where the
-            # append expects it since the statement looked (then the claim is tried again).
-            actual = _version(conn, self._sql.stream_version, stream_id)
-            check_expected(stream_id, expected, actual)
+            # The stream is elsewhere or another type's: an error, unless it has moved to
+            # where the append expects it since the statement looked (then claim it again).
+            actual = self._refuse(conn, append)
+        expected = append.expected_version
         stated = ExpectedVersion(expected) if expected <= 0 else expected
-        raise ConcurrencyError(stream_id, stated, actual)
+        raise ConcurrencyError(append.stream_id, stated, actual)
+
+    def _refuse(self, conn: Connection[TupleRow], append: PreparedAppend) -> int:
+        """The stream's version, after raising ``WrongAggregateType`` or ``ConcurrencyError``
+        if the append does not fit the stream's row as it is now."""
+        cur = conn.execute(self._sql.stream_row, (append.stream_id,), prepare=True)
+        actual, recorded = cur.fetchone() or (0, None)
+        check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
+        check_expected(append.stream_id, append.expected_version, actual)
+        return int(actual)
 
     def _duplicate(
         self, conn: Connection[TupleRow], appends: Sequence[PreparedAppend]
@@ -501,10 +505,26 @@ class PostgresRecorder(Recorder):
         return self._query(self._sql.read_stream, params, rows=_stored)
 
     def replay_stream(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
     ) -> list[ReplayRow]:
         last = _LAST_VERSION if to_version is None else to_version
-        return self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
+        if aggregate_type is None:
+            params: tuple[Any, ...] = (stream_id, from_version, last, limit)
+            return self._query(self._sql.replay_stream, params)
+        params = (stream_id, from_version, last, stream_id, aggregate_type, limit)
+        rows: list[ReplayRow] = self._query(self._sql.replay_stream_as, params)
+        if not rows:  # none to replay, or none for this aggregate type: the stream says which
+            check_aggregate_type(stream_id, self.stream_type(stream_id), aggregate_type)
+        return rows
+
+    def stream_type(self, stream_id: str) -> str | None:
+        rows = self._query(self._sql.stream_row, (stream_id,))
+        return rows[0][1] if rows else None
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
@@ -588,16 +608,20 @@ class PostgresRecorder(Recorder):
                 ) from e
 
 
-def _version(conn: Connection[TupleRow], query: str, stream_id: str) -> int:
-    cur = conn.execute(query, (stream_id,), prepare=True)
-    row = cur.fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def _claim_kind(expected: int) -> int:
     """Which claim an append makes: 0 (ANY) upserts its stream, 1 (NO_STREAM) creates it,
     2 (an exact version, or STREAM_EXISTS) updates it."""
     return 0 if expected == ExpectedVersion.ANY else 1 if expected == 0 else 2
+
+
+def _claim_params(append: PreparedAppend) -> dict[str, Any]:
+    """The parameters every claim of a stream takes."""
+    return {
+        "stream": append.stream_id,
+        "n": len(append.events),
+        "expected": append.expected_version,
+        "aggregate": append.aggregate_type,
+    }
 
 
 def _arrays(append: PreparedAppend) -> dict[str, list[Any]]:

@@ -44,6 +44,7 @@ from facta.appending import (
     AppendResult,
     ExpectedVersion,
     PreparedAppend,
+    check_aggregate_type,
     check_expected,
     duplicate_event_id,
 )
@@ -383,11 +384,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
 
     async def _write(self, conn: AsyncConnection[TupleRow], append: PreparedAppend) -> AppendResult:
         """Claim the stream at its expected version and insert the events, in one statement."""
-        stream_id, expected, events = append
+        stream_id, expected, events, aggregate_type = append
         if not events:
-            actual = await _version(conn, self._sql.stream_version, stream_id)
-            check_expected(stream_id, expected, actual)
-            return AppendResult(stream_id, actual, 0)
+            return AppendResult(stream_id, await self._refuse(conn, append), 0)
         kind = _claim_kind(expected)
         params: dict[str, Any]
         if len(events) == 1:  # plain values: psycopg adapts them several times faster than arrays
@@ -396,6 +395,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 "stream": stream_id,
                 "n": 1,
                 "expected": expected,
+                "aggregate": aggregate_type,
                 "id": event_id,
                 "type": type_name,
                 "sv": version,
@@ -403,11 +403,11 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 "data": data,
                 "meta": metadata,
             }
-            row = await self._claim(conn, self._write_one[kind], params, stream_id, expected)
+            row = await self._claim(conn, self._write_one[kind], params, append)
         else:
-            params = {"stream": stream_id, "n": len(events), "expected": expected}
+            params = _claim_params(append)
             params.update(_arrays(append))
-            row = await self._claim(conn, self._write_many[kind], params, stream_id, expected)
+            row = await self._claim(conn, self._write_many[kind], params, append)
         return AppendResult(stream_id, row[0], row[1])
 
     async def _write_several(
@@ -419,16 +419,12 @@ class AsyncPostgresRecorder(AsyncRecorder):
         await conn.execute(self._sql.lock_streams, (streams,), prepare=True)
         versions = {}
         for append in sorted(appends, key=lambda a: a.stream_id):
-            stream_id, expected, events = append
-            if events:
-                params = {"stream": stream_id, "n": len(events), "expected": expected}
-                claim = self._claims[_claim_kind(expected)]
-                row = await self._claim(conn, claim, params, stream_id, expected)
-                versions[stream_id] = row[1]
+            if append.events:
+                claim = self._claims[_claim_kind(append.expected_version)]
+                row = await self._claim(conn, claim, _claim_params(append), append)
+                versions[append.stream_id] = row[1]
             else:
-                actual = await _version(conn, self._sql.stream_version, stream_id)
-                check_expected(stream_id, expected, actual)
-                versions[stream_id] = actual
+                versions[append.stream_id] = await self._refuse(conn, append)
         results = []
         for append in appends:
             stream_id, version = append.stream_id, versions[append.stream_id]
@@ -448,8 +444,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
         conn: AsyncConnection[TupleRow],
         query: str,
         params: dict[str, Any],
-        stream_id: str,
-        expected: int,
+        append: PreparedAppend,
     ) -> TupleRow:
         """Run a statement that claims the stream at its expected version; its row."""
         for _ in range(_CLAIM_ATTEMPTS):
@@ -457,12 +452,21 @@ class AsyncPostgresRecorder(AsyncRecorder):
             row = await cur.fetchone()
             if row is not None:
                 return row
-            # The stream is elsewhere: ConcurrencyError, unless it has moved to where the
-            # append expects it since the statement looked (then the claim is tried again).
-            actual = await _version(conn, self._sql.stream_version, stream_id)
-            check_expected(stream_id, expected, actual)
+            # The stream is elsewhere or another type's: an error, unless it has moved to
+            # where the append expects it since the statement looked (then claim it again).
+            actual = await self._refuse(conn, append)
+        expected = append.expected_version
         stated = ExpectedVersion(expected) if expected <= 0 else expected
-        raise ConcurrencyError(stream_id, stated, actual)
+        raise ConcurrencyError(append.stream_id, stated, actual)
+
+    async def _refuse(self, conn: AsyncConnection[TupleRow], append: PreparedAppend) -> int:
+        """The stream's version, after raising ``WrongAggregateType`` or ``ConcurrencyError``
+        if the append does not fit the stream's row as it is now."""
+        cur = await conn.execute(self._sql.stream_row, (append.stream_id,), prepare=True)
+        actual, recorded = await cur.fetchone() or (0, None)
+        check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
+        check_expected(append.stream_id, append.expected_version, actual)
+        return int(actual)
 
     async def _duplicate(
         self, conn: AsyncConnection[TupleRow], appends: Sequence[PreparedAppend]
@@ -500,10 +504,26 @@ class AsyncPostgresRecorder(AsyncRecorder):
         return await self._query(self._sql.read_stream, params, rows=_stored)
 
     async def replay_stream(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
     ) -> list[ReplayRow]:
         last = _LAST_VERSION if to_version is None else to_version
-        return await self._query(self._sql.replay_stream, (stream_id, from_version, last, limit))
+        if aggregate_type is None:
+            params: tuple[Any, ...] = (stream_id, from_version, last, limit)
+            return await self._query(self._sql.replay_stream, params)
+        params = (stream_id, from_version, last, stream_id, aggregate_type, limit)
+        rows: list[ReplayRow] = await self._query(self._sql.replay_stream_as, params)
+        if not rows:  # none to replay, or none for this aggregate type: the stream says which
+            check_aggregate_type(stream_id, await self.stream_type(stream_id), aggregate_type)
+        return rows
+
+    async def stream_type(self, stream_id: str) -> str | None:
+        rows = await self._query(self._sql.stream_row, (stream_id,))
+        return rows[0][1] if rows else None
 
     async def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
@@ -587,16 +607,20 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 ) from e
 
 
-async def _version(conn: AsyncConnection[TupleRow], query: str, stream_id: str) -> int:
-    cur = await conn.execute(query, (stream_id,), prepare=True)
-    row = await cur.fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def _claim_kind(expected: int) -> int:
     """Which claim an append makes: 0 (ANY) upserts its stream, 1 (NO_STREAM) creates it,
     2 (an exact version, or STREAM_EXISTS) updates it."""
     return 0 if expected == ExpectedVersion.ANY else 1 if expected == 0 else 2
+
+
+def _claim_params(append: PreparedAppend) -> dict[str, Any]:
+    """The parameters every claim of a stream takes."""
+    return {
+        "stream": append.stream_id,
+        "n": len(append.events),
+        "expected": append.expected_version,
+        "aggregate": append.aggregate_type,
+    }
 
 
 def _arrays(append: PreparedAppend) -> dict[str, list[Any]]:

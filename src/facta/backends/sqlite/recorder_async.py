@@ -18,7 +18,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from facta.appending import AppendResult, PreparedAppend, check_expected, duplicate_event_id
+from facta.appending import (
+    AppendResult,
+    PreparedAppend,
+    check_aggregate_type,
+    check_expected,
+    duplicate_event_id,
+)
 from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
@@ -40,6 +46,8 @@ _INSERT = (
     " data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _VERSION = "SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ?"
+_STREAM_TYPE = "SELECT aggregate_type FROM facta_streams WHERE stream_id = ?"
+_RECORD_TYPE = "INSERT INTO facta_streams (stream_id, aggregate_type) VALUES (?, ?)"
 _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM facta_events WHERE stream_id = ? AND version >= ?"
     " AND version <= ? ORDER BY version LIMIT ?"
@@ -154,11 +162,16 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             db.execute("BEGIN IMMEDIATE")
             results = []
             for append in appends:
-                actual = self._stream_version(append.stream_id)
-                check_expected(append.stream_id, append.expected_version, actual)
+                stream_id, given = append.stream_id, append.aggregate_type
+                if given is not None:
+                    check_aggregate_type(stream_id, self._stream_type(stream_id), given)
+                actual = self._stream_version(stream_id)
+                check_expected(stream_id, append.expected_version, actual)
                 if not append.events:
-                    results.append(AppendResult(append.stream_id, actual, 0))
+                    results.append(AppendResult(stream_id, actual, 0))
                     continue
+                if actual == 0 and given is not None:
+                    db.execute(_RECORD_TYPE, (stream_id, given))
                 db.executemany(
                     _INSERT,
                     [
@@ -227,10 +240,30 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         return await self._run(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
 
     async def replay_stream(
-        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
     ) -> list[ReplayRow]:
         last = _LAST_VERSION if to_version is None else to_version
-        return await self._run(self._fetch, _REPLAY, (stream_id, from_version, last, limit))
+        params = (stream_id, from_version, last, limit)
+        if aggregate_type is None:
+            return await self._run(self._fetch, _REPLAY, params)
+        return await self._run(self._replay_as, params, aggregate_type)
+
+    def _replay_as(self, params: tuple[str, int, int, int], aggregate_type: str) -> list[ReplayRow]:
+        """A replay that first checks the stream was created as ``aggregate_type``."""
+        check_aggregate_type(params[0], self._stream_type(params[0]), aggregate_type)
+        return self._fetch(_REPLAY, params)
+
+    async def stream_type(self, stream_id: str) -> str | None:
+        return await self._run(self._stream_type, stream_id)
+
+    def _stream_type(self, stream_id: str) -> str | None:
+        row = self._db.execute(_STREAM_TYPE, (stream_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     async def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int

@@ -38,6 +38,7 @@ __all__ = [
 TABLES = (
     "facta_migrations",
     "facta_events",
+    "facta_streams",
     "facta_snapshots",
     "facta_projections",
     "facta_dead_letters",

@@ -1,0 +1,145 @@
+# WARNING: generated from src/facta/testing/_stream_types_async.py by tools/gen_sync.py; do not edit.
+"""The contract's aggregate type tests: a stream remembers the type that created it."""
+
+from __future__ import annotations
+
+import pytest
+
+from facta.aggregate import Aggregate
+from facta.appending import StreamAppend
+from facta.errors import WrongAggregateType
+from facta.ids import new_id
+from facta.repository import Repository
+from facta.store import EventStore
+from facta.testing._support import ANY, NO_STREAM, happened, numbers, read
+from facta.testing.events import Happened
+
+__all__ = ["StreamTypeContract"]
+
+
+class Tally(Aggregate):
+    """Adds up the ``Happened`` numbers of its stream."""
+
+    type_name = "facta.testing.Tally"
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id)
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        self.record(Happened(n))
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, Happened):
+            self.total += event.n
+
+
+class Ledger(Tally):
+    """The same events under another aggregate type."""
+
+    type_name = "facta.testing.Ledger"
+
+
+def replay(store: EventStore, stream_id: str, aggregate_type: str) -> list[int]:
+    """The versions ``replay_stream`` yields when it replays as ``aggregate_type``."""
+    pages = store.replay_stream(stream_id, aggregate_type=aggregate_type, batch_size=2)
+    return [version for page in pages for version, _ in page]
+
+
+class StreamTypeContract:
+    """A stream records the aggregate type that created it and refuses any other."""
+
+    def test_an_append_that_creates_a_stream_records_its_aggregate_type(
+        self, store: EventStore
+    ) -> None:
+        typed, plain = new_id(), new_id()
+        store.append(typed, happened(1), NO_STREAM, aggregate_type="Cart")
+        store.append(plain, happened(1), NO_STREAM)
+        assert store.recorder.stream_type(typed) == "Cart"
+        assert store.recorder.stream_type(plain) is None
+        assert store.recorder.stream_type(new_id()) is None
+
+    def test_an_append_as_another_type_is_refused_naming_both_and_writes_nothing(
+        self, store: EventStore
+    ) -> None:
+        stream = new_id()
+        store.append(stream, happened(1), NO_STREAM, aggregate_type="Cart")
+        for expected in (1, ANY, 7):  # the type is checked before the version
+            with pytest.raises(WrongAggregateType) as raised:
+                store.append(stream, happened(2), expected, aggregate_type="Account")
+            assert (raised.value.recorded, raised.value.given) == ("Cart", "Account")
+            assert "to aggregate type 'Cart', not 'Account'" in str(raised.value)
+        with pytest.raises(WrongAggregateType):
+            store.append(stream, [], 1, aggregate_type="Account")
+        assert numbers(read(store, stream)) == [1]
+
+    def test_an_append_many_with_one_stream_of_another_type_writes_no_stream(
+        self, store: EventStore
+    ) -> None:
+        cart, fresh = new_id(), new_id()
+        store.append(cart, happened(1), NO_STREAM, aggregate_type="Cart")
+        with pytest.raises(WrongAggregateType):
+            store.append_many(
+                [
+                    StreamAppend(fresh, happened(1), NO_STREAM, "Account"),
+                    StreamAppend(cart, happened(2), 1, "Account"),
+                ]
+            )
+        assert store.stream_version(fresh) == 0
+        assert store.stream_version(cart) == 1
+        assert store.recorder.stream_type(fresh) is None
+
+    def test_appends_of_the_same_type_and_plain_appends_go_into_a_typed_stream(
+        self, store: EventStore
+    ) -> None:
+        stream = new_id()
+        store.append(stream, happened(1), NO_STREAM, aggregate_type="Cart")
+        store.append(stream, happened(2), 1, aggregate_type="Cart")
+        store.append(stream, happened(3), ANY)
+        assert numbers(read(store, stream)) == [1, 2, 3]
+        assert store.recorder.stream_type(stream) == "Cart"
+
+    def test_a_stream_of_plain_appends_takes_any_type_and_stays_untyped(
+        self, store: EventStore
+    ) -> None:
+        stream = new_id()
+        store.append(stream, happened(1), NO_STREAM)
+        store.append(stream, happened(2), 1, aggregate_type="Cart")
+        store.append(stream, happened(3), 2, aggregate_type="Account")
+        assert store.recorder.stream_type(stream) is None
+        assert replay(store, stream, "Account") == [1, 2, 3]
+
+    def test_a_replay_as_another_type_raises_before_any_page(self, store: EventStore) -> None:
+        stream = new_id()
+        store.append(stream, happened(1, 2, 3), NO_STREAM, aggregate_type="Cart")
+        assert replay(store, stream, "Cart") == [1, 2, 3]
+        with pytest.raises(WrongAggregateType, match="'Cart'"):
+            replay(store, stream, "Account")
+        # A replay that starts past the stream's end still says whose it is.
+        pages = store.replay_stream(stream, 4, aggregate_type="Account")
+        with pytest.raises(WrongAggregateType):
+            [page for page in pages]
+        assert replay(store, new_id(), "Account") == []
+
+    def test_a_repository_refuses_to_load_or_save_another_type_s_aggregate(
+        self, store: EventStore
+    ) -> None:
+        tallies, ledgers = Repository(store, Tally), Repository(store, Ledger)
+        tally = Tally(new_id())
+        tally.add(5)
+        tallies.save(tally)
+        with pytest.raises(WrongAggregateType, match=r"facta\.testing\.Tally"):
+            ledgers.load(tally.id)
+        impostor = Ledger(tally.id)
+        impostor.version = 1
+        impostor.add(1)
+        with pytest.raises(WrongAggregateType):
+            ledgers.save(impostor)
+        with pytest.raises(WrongAggregateType):
+            ledgers.update(tally.id, lambda ledger: ledger.add(1))
+        assert (tallies.load(tally.id)).total == 5
+
+    def test_a_repository_loads_a_stream_of_plain_appends(self, store: EventStore) -> None:
+        stream = new_id()
+        store.append(stream, happened(2, 3), NO_STREAM)
+        assert (Repository(store, Ledger).load(stream)).total == 5
