@@ -2,8 +2,9 @@
 
 A stored event is ``(type, schema_version, encoding, data, metadata)``: ``data`` is the
 event's fields as a JSON object; ``encoding`` says which stages were applied to it
-(``PLAIN`` or ``ZLIB``). Decoding goes straight into the registered class; older schema
-versions pass through the upcaster chain first.
+(``PLAIN`` or ``ZLIB``). Decoding goes straight into the registered class, validating; older
+schema versions pass through the upcaster chain first. A pydantic model is stored as the same
+JSON as the equivalent dataclass and decoded by pydantic (see :mod:`facta.event_classes`).
 
 An event is stored only if it reads back equal to what was appended (see
 :mod:`facta.readback`): NaN in an ``Any`` field, bytes in a ``str`` field or a tuple in a ``list``
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from facta.errors import DecodeError, EventTooLarge, InvalidEvent, UnknownEventType, UpcastError
+from facta.event_classes import convert, encode_hook, json_decoder
 from facta.events import EMPTY_METADATA, EventRegistry, Metadata, default_registry
 from facta.readback import Check, difference, fast_check, metadata_check
 from facta.upcasting import Upcasters, default_upcasters
@@ -56,7 +58,7 @@ class _EventClass(NamedTuple):
 
     cls: type
     version: int
-    decoder: Any  # msgspec.json.Decoder of cls; None for a type renamed by upcasters
+    decoder: Any  # the JSON decoder of cls; None for a type renamed by upcasters
     check: Check | None  # the fast read-back check; None: always decode and compare
     constrained: bool  # values that pass the check are decoded too, for the constraints
 
@@ -80,7 +82,7 @@ class Codec:
         self.upcasters = default_upcasters if upcasters is None else upcasters
         self.max_event_size = max_event_size
         self.compress_above = compress_above
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=encode_hook)
         self._metadata_decoder = msgspec.json.Decoder(Metadata)
         self._metadata_check, _ = metadata_check()
         self._dict_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -221,7 +223,7 @@ class Codec:
                 "that defines it, or register an upcaster that renames it"
             )
         cls, version = found
-        known = _EventClass(cls, version, msgspec.json.Decoder(cls), *fast_check(cls))
+        known = _EventClass(cls, version, json_decoder(cls), *fast_check(cls))
         self._classes[type_name] = known
         return known
 
@@ -243,7 +245,7 @@ class Codec:
         )
         try:
             # strict, as the typed decoder of the fast path: upcasted data decodes by the same rules
-            return msgspec.convert(fields, self.registry.class_of(name))
+            return convert(fields, self.registry.class_of(name))
         except (msgspec.ValidationError, UnknownEventType) as e:
             raise UpcastError(
                 f"{where}type {type_name!r} schema version {schema_version}: upcasted to "

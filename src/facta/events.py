@@ -1,8 +1,8 @@
 """Event types and the envelopes events travel in.
 
-A user event is a plain typed class (a frozen dataclass or a ``msgspec.Struct``) registered
-under a stable type name and a schema version. The type name, never the module path, is what
-is stored, so renaming or moving a class does not break stored data.
+A user event is a plain typed class (a frozen dataclass, a ``msgspec.Struct`` or a pydantic
+model) registered under a stable type name and a schema version. The type name, never the
+module path, is what is stored, so renaming or moving a class does not break stored data.
 
 >>> from dataclasses import dataclass
 >>> @event("doc.AccountOpened", version=2)
@@ -15,16 +15,16 @@ EventType(name='doc.AccountOpened', version=2)
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
 from facta.errors import InvalidEvent, UnknownEventType
+from facta.event_classes import is_event_class
 from facta.ids import uuid7
 
 __all__ = [
@@ -39,6 +39,12 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=type)
+if TYPE_CHECKING:  # PEP 696 defaults: a bare RecordedEvent is RecordedEvent[Any]
+    from typing_extensions import TypeVar as DefaultingTypeVar
+
+    D = DefaultingTypeVar("D", covariant=True, default=Any)
+else:  # typing.TypeVar takes a default from Python 3.13 on; at run time none is needed
+    D = TypeVar("D", covariant=True)
 
 
 class EventType(NamedTuple):
@@ -63,12 +69,10 @@ class EventRegistry:
             raise InvalidEvent(f"event type name must be a non-empty str without NUL: {name!r}")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise InvalidEvent(f"schema version of {name!r} must be an int >= 1, got {version!r}")
-        if not (
-            isinstance(cls, type)
-            and (dataclasses.is_dataclass(cls) or issubclass(cls, msgspec.Struct))
-        ):
+        if not is_event_class(cls):
             raise InvalidEvent(
-                f"event type {name!r}: {cls!r} is not a dataclass or msgspec.Struct class"
+                f"event type {name!r}: {cls!r} is not a dataclass, msgspec.Struct or pydantic "
+                "model class"
             )
         with self._lock:
             old = self._by_name.get(name)
@@ -172,8 +176,13 @@ class Checkpoint(NamedTuple):
     position: int = 0
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
-    """A stored event, decoded, with where and when it was stored."""
+class RecordedEvent(msgspec.Struct, Generic[D], frozen=True, gc=False):
+    """A stored event, decoded, with where and when it was stored.
+
+    Generic in its ``data``: a handler that takes ``RecordedEvent[Deposited]`` has
+    ``event.data`` checked as a ``Deposited`` by a type checker; a bare ``RecordedEvent``
+    is ``RecordedEvent[Any]``.
+    """
 
     stream_id: str
     version: int
@@ -181,7 +190,7 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     event_id: uuid.UUID
     type: str
     schema_version: int
-    data: Any
+    data: D
     metadata: Metadata
     recorded_at: datetime
     transaction_id: int = 0

@@ -12,11 +12,14 @@ exactly of a type that the round trip gives back unchanged (a str in a str field
 float in a float field, JSON's own types in an Any field). Only what it does not pass, and
 classes it cannot model (__post_init__, custom types), is decoded and compared
 (:func:`difference`); a class with constrained fields (Meta(ge=0)) has what passes decoded,
-as the constraints are the decoder's to check. Pure functions, no I/O.
+as the constraints are the decoder's to check. A pydantic model is checked as a dataclass with
+the same fields would be, unless something of its own may change its values on the way
+(validators, serializers, aliases, excluded or extra fields). Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable
@@ -30,6 +33,7 @@ from uuid import UUID
 import msgspec
 import msgspec.inspect as mi
 
+from facta.event_classes import is_pydantic_model
 from facta.events import Metadata
 
 __all__ = ["Check", "Difference", "difference", "fast_check", "metadata_check"]
@@ -61,21 +65,25 @@ _KEYS: dict[type[mi.Type], type] = {  # dict key annotations whose keys read bac
 
 
 class _Records(dict[type, "Check | None"]):
-    """The checks of the records (dataclasses, Structs) met while building one class's check."""
+    """The checks of the records (dataclasses, Structs, pydantic models) met while building one
+    class's check."""
 
     constrained = False  # a field has constraints (Meta(ge=0)...): values are decoded too
+    text_bytes = False  # within a pydantic model that reads bytes from JSON as UTF-8 text
 
 
 def fast_check(cls: type) -> tuple[Check | None, bool]:
     """The fast read-back check of an event class (None if every event is to be decoded and
     compared), and whether events that pass it are to be decoded too, for constraints."""
+    records = _Records()
+    if is_pydantic_model(cls):
+        return _model_rule(cls, records), records.constrained
     try:
         info = mi.type_info(cls)
     except (TypeError, ValueError):  # not something msgspec decodes: the decoder says why
         return None, False
     if not isinstance(info, mi.DataclassType | mi.StructType):
         return None, False
-    records = _Records()
     return _record_rule(info, records), records.constrained
 
 
@@ -93,6 +101,8 @@ def _rule(annotation: mi.Type, records: _Records) -> _Rule | None:
         records.constrained = True  # Meta(ge=0) and the like: the decoder checks them
     exact = _EXACT.get(type(annotation))
     if exact is not None:
+        if records.text_bytes and exact in (bytes, bytearray):
+            return None  # bytes to base64 text and back as UTF-8: only a comparison tells
         return frozenset((exact,))
     match annotation:
         case mi.AnyType():
@@ -122,15 +132,13 @@ def _rule(annotation: mi.Type, records: _Records) -> _Rule | None:
             return _dict_rule(annotation, records)
         case mi.DataclassType() | mi.StructType():
             return _record_rule(annotation, records)
+        case mi.CustomType(cls=cls) if is_pydantic_model(cls):
+            return _model_rule(cls, records)
     return None  # memoryview, Raw, NamedTuple, TypedDict, custom types: decode and compare
 
 
 def _record_rule(info: mi.DataclassType | mi.StructType, records: _Records) -> Check | None:
-    """The check of a dataclass or Struct: its exact class, then each field by its rule.
-
-    The check is generated as one function of straight-line tests (as dataclasses generates
-    ``__init__``): a loop over the fields calling a closure each costs as much as decoding.
-    """
+    """The check of a dataclass or Struct: its exact class, then each field by its rule."""
     cls = info.cls
     if cls in records:  # built already, or being built (a class that refers to itself)
         return records[cls]
@@ -139,12 +147,61 @@ def _record_rule(info: mi.DataclassType | mi.StructType, records: _Records) -> C
     ):  # decoding runs __post_init__ again, attrs classes their hooks: only a comparison tells
         records[cls] = None
         return None
+    return _fields_rule(cls, [(field.name, field.type) for field in info.fields], records)
+
+
+def _model_rule(cls: type, records: _Records) -> Check | None:
+    """The check of a pydantic model, as of a dataclass with the same fields; None if the
+    model may change a value on its way to JSON and back, or has a field msgspec cannot type.
+    """
+    if cls in records:  # built already, or being built (a model that refers to itself)
+        return records[cls]
+    fields = _model_fields(cls, records)
+    if fields is None:
+        records[cls] = None
+        return None
+    config = cls.model_config  # type: ignore[attr-defined]
+    outer, records.text_bytes = records.text_bytes, config.get("val_json_bytes") != "base64"
+    try:
+        return _fields_rule(cls, fields, records)
+    finally:
+        records.text_bytes = outer
+
+
+def _model_fields(cls: Any, records: _Records) -> list[tuple[str, mi.Type]] | None:
+    """A pydantic model's fields and their types, or None if the model has something of its
+    own that may change values on the way (validators, serializers, computed fields, aliases,
+    excluded or extra fields) or a field of a type msgspec does not know (``EmailStr``...)."""
+    decorators = cls.__pydantic_decorators__
+    if any(getattr(decorators, kind.name) for kind in dataclasses.fields(decorators)):
+        return None
+    if cls.model_config.get("extra") == "allow":
+        return None
+    fields = []
+    for name, info in cls.model_fields.items():
+        if info.alias or info.validation_alias or info.serialization_alias or info.exclude:
+            return None
+        try:
+            fields.append((name, mi.type_info(info.annotation)))
+        except (TypeError, ValueError):
+            return None
+        if info.metadata:  # Field(ge=0), Annotated[int, Gt(0)]...: pydantic checks them
+            records.constrained = True
+    return fields
+
+
+def _fields_rule(cls: type, fields: list[tuple[str, mi.Type]], records: _Records) -> Check | None:
+    """The check of a record class: its exact class, then each field by its rule.
+
+    The check is generated as one function of straight-line tests (as dataclasses generates
+    ``__init__``): a loop over the fields calling a closure each costs as much as decoding.
+    """
     built: list[Check] = []
     records[cls] = lambda value: bool(built) and built[0](value)
     namespace: dict[str, Any] = {"cls": cls}
     lines = ["def check(value):", "    if type(value) is not cls:", "        return False"]
-    for index, field in enumerate(info.fields):
-        rule = _rule(field.type, records)
+    for index, (name, annotation) in enumerate(fields):
+        rule = _rule(annotation, records)
         if rule is None:
             records[cls] = None
             return None
@@ -159,9 +216,9 @@ def _record_rule(info: mi.DataclassType | mi.StructType, records: _Records) -> C
             namespace[rule_name] = rule
             failed = f"not {rule_name}(found)"
         get = (
-            f"value.{field.name}"
-            if field.name.isidentifier() and not iskeyword(field.name)
-            else f"getattr(value, {field.name!r})"
+            f"value.{name}"
+            if name.isidentifier() and not iskeyword(name)
+            else f"getattr(value, {name!r})"
         )
         lines += [f"    found = {get}", f"    if {failed}:", "        return False"]
     lines.append("    return True")
@@ -350,6 +407,11 @@ class Difference(NamedTuple):
             return "; NaN is not equal to itself"
         if isinstance(written, int) and isinstance(read, float):
             return "; a float holds that int only approximately"
+        if isinstance(written, bytes) and read == base64.b64encode(written):
+            return (
+                "; a pydantic model reads bytes from JSON as UTF-8 text unless its model_config "
+                "says val_json_bytes='base64'"
+            )
         if isinstance(written, datetime | time) and (written.utcoffset() or _NO_TIME) % _MINUTE:
             return "; JSON keeps UTC offsets to the minute"
         if type(read) is type(written):
@@ -407,11 +469,13 @@ def _equal(written: Any, read: Any) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _record_fields(kind: type) -> tuple[str, ...] | None:
-    """The field names of a dataclass or Struct type, or None for any other type."""
+    """The field names of a dataclass, Struct or pydantic model type, or None for any other."""
     if issubclass(kind, msgspec.Struct):
         return kind.__struct_fields__
     if dataclasses.is_dataclass(kind):
         return tuple(field.name for field in dataclasses.fields(kind))
+    if is_pydantic_model(kind):
+        return tuple(kind.model_fields)  # type: ignore[attr-defined]
     return None
 
 

@@ -2,11 +2,11 @@
 
 An aggregate opts in with four explicit declarations, and nothing is guessed from its
 attributes: ``snapshot_every`` (take a snapshot after every N events), ``snapshot_type`` (a
-dataclass or ``msgspec.Struct`` holding the state), ``snapshot_state()`` (the state as that
-type) and ``restore_state(state)`` (set up a just-constructed aggregate from it). Change the
-state's shape and you bump ``snapshot_version``: older snapshots are then skipped (the load
-replays the stream and writes a fresh one) unless a :func:`~facta.snapshot_upcaster` migrates
-them.
+dataclass, ``msgspec.Struct`` or pydantic model holding the state), ``snapshot_state()`` (the
+state as that type) and ``restore_state(state)`` (set up a just-constructed aggregate from it).
+Change the state's shape and you bump ``snapshot_version``: older snapshots are then skipped
+(the load replays the stream and writes a fresh one) unless a :func:`~facta.snapshot_upcaster`
+migrates them.
 
 >>> from dataclasses import dataclass
 >>> import facta
@@ -49,7 +49,6 @@ version and decoding are all checked, and any failure is a :class:`SnapshotError
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -58,6 +57,7 @@ import msgspec
 from facta.aggregate import Aggregate
 from facta.codec import PLAIN, ZLIB
 from facta.errors import SnapshotError, UpcastError
+from facta.event_classes import convert, encode_hook, is_event_class, json_decoder
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["SNAPSHOT_CANDIDATES", "SnapshotCodec", "SnapshotRecord", "checksum"]
@@ -105,8 +105,8 @@ class SnapshotCodec(Generic[A]):
         self.aggregate_type = aggregate_type
         self.upcasters = default_snapshot_upcasters if upcasters is None else upcasters
         self.compress_above = compress_above
-        self._encoder = msgspec.json.Encoder()
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.state_type)
+        self._encoder = msgspec.json.Encoder(enc_hook=encode_hook)
+        self._decoder = json_decoder(self.state_type)
         self._dict_decoder = msgspec.json.Decoder(dict[str, Any])
 
     def encode(self, aggregate: A) -> SnapshotRecord:
@@ -200,7 +200,7 @@ class SnapshotCodec(Generic[A]):
         except UpcastError as e:
             raise SnapshotError(str(e)) from e
         try:
-            return msgspec.convert(fields, self.state_type)
+            return convert(fields, self.state_type)
         except msgspec.ValidationError as e:
             raise SnapshotError(
                 f"{named}upcasted to schema version {version}, which does not decode into "
@@ -216,13 +216,11 @@ def _state_type(cls: type[Aggregate]) -> type:
         raise TypeError(f"{name}.snapshot_every must be None or an int >= 1, got {every!r}")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise TypeError(f"{name}.snapshot_version must be an int >= 1, got {version!r}")
-    if not (
-        isinstance(state_type, type)
-        and (dataclasses.is_dataclass(state_type) or issubclass(state_type, msgspec.Struct))
-    ):
+    if not (isinstance(state_type, type) and is_event_class(state_type)):
         raise TypeError(
             f"{name} is snapshotted, so {name}.snapshot_type must be the dataclass or "
-            f"msgspec.Struct that its snapshot_state() returns, got {state_type!r}"
+            f"msgspec.Struct (or pydantic model) that its snapshot_state() returns, got "
+            f"{state_type!r}"
         )
     for method in ("snapshot_state", "restore_state"):
         if getattr(cls, method) is getattr(Aggregate, method):

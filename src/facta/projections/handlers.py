@@ -2,7 +2,9 @@
 
 The table maps event classes to method names; a runner resolves it against its store's codec
 into the stored type names to read (so the store skips every other event without decoding it)
-and the bound method for each class.
+and the bound method for each class. A handler that takes ``RecordedEvent[Deposited]`` has
+``event.data`` type-checked as a ``Deposited``, and ``@handles`` of one class is checked
+against that annotation.
 
 >>> import sqlite3
 >>> from dataclasses import dataclass
@@ -19,7 +21,7 @@ and the bound method for each class.
 ...     def reset(self, db: sqlite3.Connection) -> None:
 ...         db.execute("DELETE FROM balances")
 ...     @handles(Deposited)
-...     def deposited(self, event: RecordedEvent, db: sqlite3.Connection) -> None:
+...     def deposited(self, event: RecordedEvent[Deposited], db: sqlite3.Connection) -> None:
 ...         db.execute(
 ...             "INSERT INTO balances VALUES (?, ?) ON CONFLICT (id)"
 ...             " DO UPDATE SET amount = amount + excluded.amount",
@@ -38,25 +40,38 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from facta.codec import Codec
 from facta.errors import InvalidEvent
+from facta.events import RecordedEvent
 from facta.records import check_name
 
 __all__ = ["check_methods", "check_name", "handler_table", "handles", "resolve"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
+# A handler of events of class E: (self, RecordedEvent[E], connection) -> anything
+Handler = Callable[Concatenate[S, RecordedEvent[E], P], R]
 
 _MARK = "__facta_handles__"
 
 
+@overload
+def handles(event_class: type[E], /) -> Callable[[Handler[S, E, P, R]], Handler[S, E, P, R]]: ...
+@overload
+def handles(*event_classes: type) -> Callable[[F], F]: ...
 def handles(*event_classes: type) -> Callable[[F], F]:
     """Method decorator: this method handles events of these classes.
 
     The method is called as ``method(event, connection)`` with the :class:`RecordedEvent`
     (its ``data`` is an instance of one of the classes, upcasted) and the read model's
-    connection, inside the transaction that also moves the projection's checkpoint.
+    connection, inside the transaction that also moves the projection's checkpoint. Annotate
+    ``event`` as ``RecordedEvent[Deposited]`` (a union for several classes) to have its
+    ``data`` type-checked.
     """
     if not event_classes or not all(isinstance(cls, type) for cls in event_classes):
         raise TypeError(f"@handles takes one or more event classes, got {event_classes!r}")
