@@ -1,7 +1,7 @@
 # Sourced by scripts/*.sh from the repo root: makes .venv (if missing), installs the project into
 # it (again only when pyproject.toml changed), puts .venv first on PATH. FACTA_INSTALL says what:
-# "demo" installs facta alone; "test" (the default) adds the postgres extra and the dev and
-# bench groups.
+# "demo" installs facta alone; "test" (the default) adds the postgres extra and the dev, bench
+# and docs groups.
 what="${FACTA_INSTALL:-test}"
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
@@ -12,7 +12,7 @@ if [[ "$(cat ".venv/.installed-$what" 2>/dev/null)" != "$stamp" ]]; then
     if [[ "$what" == demo ]]; then
         .venv/bin/python -m pip install --quiet -e .
     else
-        .venv/bin/python -m pip install --quiet -e '.[postgres]' --group dev --group bench
+        .venv/bin/python -m pip install --quiet -e '.[postgres]' --group dev --group bench --group docs
         echo "$stamp" > .venv/.installed-demo  # the test install holds the demo's too
     fi
     echo "$stamp" > ".venv/.installed-$what"

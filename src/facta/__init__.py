@@ -2,6 +2,30 @@
 
 Aggregates record events; an event store keeps them in append-only streams and one global
 log; repositories load aggregates by replaying their streams and save what they recorded.
+
+The main names, all importable from ``facta``:
+
+- Stores: ``connect(url)`` and ``connect_async(url)`` (``memory://``, ``sqlite:///file.db``,
+  ``postgresql://...``) open an ``EventStore`` or an ``AsyncEventStore``.
+- Events: ``@event("TypeName", version=1)`` on a frozen dataclass or ``msgspec.Struct``;
+  ``NewEvent`` (an event with its id and ``Metadata``); ``RecordedEvent``, and its
+  ``Checkpoint`` in the global log.
+- Aggregates: ``Aggregate``; ``Repository`` and ``AsyncRepository`` (load, save, update);
+  ``RetryPolicy``.
+- Appending: ``ANY``, ``NO_STREAM``, ``STREAM_EXISTS`` (``ExpectedVersion``), ``StreamAppend``,
+  ``AppendResult``.
+- Old data: ``@upcaster``, ``@snapshot_upcaster``, ``Upcasters``; ``check_store`` reads
+  everything stored with the current code.
+- Ids: ``new_id()``, ``id_from_key(kind, key)``.
+- Errors: ``FactaError`` and the tree under it (``ConcurrencyError``, ``AggregateNotFound``...).
+
+Beside them: ``facta.projections`` (read models: ``Projection``, ``@handles``,
+``ProjectionRunner``, ``add_inline``), ``facta.publishing`` (``Relay`` and one module per
+broker) and ``facta.testing`` (the backend contract suite).
+
+The documentation (getting started, concepts, a guide per feature, the command line and API
+reference) is a site built from ``docs/`` in the repository: ``mkdocs serve`` shows it,
+``docs/index.md`` is its first page.
 """
 
 from facta.aggregate import Aggregate
