@@ -1,9 +1,11 @@
-"""The event store contract suite, for facta's backends and third-party ones.
+"""Test helpers: given / when / then scenarios for an application's aggregates and
+projections, and the event store contract suite for facta's backends and third-party ones.
 
-A backend's test module subclasses the suite and provides the store under test as a fixture:
-``store`` for :class:`EventStoreContract`, ``async_store`` for
-:class:`AsyncEventStoreContract`. Needs pytest (and pytest-asyncio for the async suite);
-the model test needs hypothesis, and is skipped without it.
+:func:`scenario` and :func:`projection_scenario` (see :mod:`facta.testing.scenarios`) test an
+application's code in plain pytest tests. A backend's test module subclasses the contract suite
+and provides the store under test as a fixture: ``store`` for :class:`EventStoreContract`,
+``async_store`` for :class:`AsyncEventStoreContract`. Needs pytest (and pytest-asyncio for the
+async suite); the model test needs hypothesis, and is skipped without it.
 """
 
 import pytest
@@ -32,5 +34,18 @@ pytest.register_assert_rewrite(
 
 from facta.testing.contract import EventStoreContract  # noqa: E402
 from facta.testing.contract_async import AsyncEventStoreContract  # noqa: E402
+from facta.testing.scenarios import (  # noqa: E402
+    AggregateScenario,
+    ProjectionScenario,
+    projection_scenario,
+    scenario,
+)
 
-__all__ = ["AsyncEventStoreContract", "EventStoreContract"]
+__all__ = [
+    "AggregateScenario",
+    "AsyncEventStoreContract",
+    "EventStoreContract",
+    "ProjectionScenario",
+    "projection_scenario",
+    "scenario",
+]
