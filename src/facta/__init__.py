@@ -7,9 +7,9 @@ The main names, all importable from ``facta``:
 
 - Stores: ``connect(url)`` and ``connect_async(url)`` (``memory://``, ``sqlite:///file.db``,
   ``postgresql://...``) open an ``EventStore`` or an ``AsyncEventStore``.
-- Events: ``@event("TypeName", version=1)`` on a frozen dataclass or ``msgspec.Struct``;
-  ``NewEvent`` (an event with its id and ``Metadata``); ``RecordedEvent``, and its
-  ``Checkpoint`` in the global log.
+- Events: ``@event("TypeName", version=1)`` on a frozen dataclass, a ``msgspec.Struct`` or a
+  pydantic model; ``NewEvent`` (an event with its id and ``Metadata``); ``RecordedEvent``, and
+  its ``Checkpoint`` in the global log.
 - Aggregates: ``Aggregate``; ``Repository`` and ``AsyncRepository`` (load, save, update);
   ``RetryPolicy``.
 - Appending: ``ANY``, ``NO_STREAM``, ``STREAM_EXISTS`` (``ExpectedVersion``), ``StreamAppend``,
