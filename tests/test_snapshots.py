@@ -553,10 +553,15 @@ async def test_snapshot_of_a_renamed_aggregate_type_is_read_through_a_rename_ste
     steps = Upcasters("snapshot_upcaster")
     steps.register("test_snapshots.Tally", 1, lambda s: s, to_type="test_snapshots.Counter")
 
-    counter = await AsyncRepository(async_store, Counter, snapshot_upcasters=steps).load("t-1")
+    counters = AsyncRepository(async_store, Counter, snapshot_upcasters=steps)
+    counter = await counters.load("t-1")
 
     assert (counter.total, counter.replayed) == (triangle(10), 0)
     assert not caplog.records
+    # The stream was created as a Tally: under its new name it is still this type's own.
+    counter.add(11)
+    await counters.save(counter)
+    assert (await counters.load("t-1")).total == triangle(11)
 
 
 def test_default_snapshot_upcasters_are_extended_by_the_decorator() -> None:

@@ -21,14 +21,22 @@ from datetime import UTC, datetime
 
 from facta.appending import (
     AppendResult,
+    EncodedEvent,
     PreparedAppend,
     check_aggregate_type,
     check_expected,
     duplicate_event_id,
 )
 from facta.backends import Backend
-from facta.errors import ConfigurationError, StoreError
+from facta.errors import ConfigurationError, InvalidEvent, StoreError
 from facta.events import Checkpoint, RecordedEvent
+from facta.lifecycle import (
+    check_deletable,
+    check_open,
+    check_reopenable,
+    check_truncation,
+    next_marker_version,
+)
 from facta.projections import ProjectionLocked
 from facta.recorder import AppendHook, Checkpoints, Recorder
 from facta.recorder_async import AsyncCheckpoints, AsyncRecorder
@@ -37,6 +45,7 @@ from facta.records import (
     EventPlace,
     ProjectionStatus,
     StoredEvent,
+    StreamInfo,
     StreamVersion,
     shown_state,
 )
@@ -65,9 +74,13 @@ class ToyRecorder(Recorder):
         if url != "toy://":
             raise ConfigurationError(f"a toy store's URL is toy:// and nothing more; got {url!r}")
         self.lock = threading.RLock()  # re-entrant: an inline handler may read the store
-        self.log: list[StoredEvent] = []  # the event at position p is log[p - 1]
-        self.by_stream: dict[str, list[StoredEvent]] = {}
-        self.types: dict[str, str] = {}  # the aggregate type each typed stream was created as
+        self.log: dict[int, StoredEvent] = {}  # by position, in order; deletions leave gaps
+        self.last_position = 0
+        self.by_stream: dict[str, list[StoredEvent]] = {}  # each stream's stored events
+        # What is recorded of a stream beside its events (type, deletion, truncation,
+        # retention); its version field counts only once the stream is hard-deleted.
+        self.info: dict[str, StreamInfo] = {}
+        self.lowest: dict[str, int] = {}  # each stream's last marker version (-1, -2...)
         self.by_id: dict[uuid.UUID, StoredEvent] = {}
         self.snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self.places: dict[str, Place] = {}
@@ -82,34 +95,47 @@ class ToyRecorder(Recorder):
         """Check, number, show the rows to ``hook``, and only then store them: all or nothing."""
         with self.lock:
             for append in appends:
-                recorded = self.types.get(append.stream_id)
-                check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
-                check_expected(append.stream_id, append.expected_version, self.version(append))
+                info = self.stream_info(append.stream_id)
+                check_open(info)
+                if info is not None:
+                    check_aggregate_type(
+                        append.stream_id, info.aggregate_type, append.aggregate_type
+                    )
+                check_expected(
+                    append.stream_id, append.expected_version, self.stream_version(append.stream_id)
+                )
             ids = [event.event_id for append in appends for event in append.events]
             if len(set(ids)) < len(ids) or any(i in self.by_id for i in ids):
                 raise duplicate_event_id(appends, {i for i in ids if i in self.by_id})
             rows: list[StoredEvent] = []
             results, now = [], datetime.now(UTC)
             for append in appends:
-                version = self.version(append)
+                version = self.stream_version(append.stream_id)
                 for event in append.events:
-                    version, position = version + 1, len(self.log) + len(rows) + 1
+                    version, position = version + 1, self.last_position + len(rows) + 1
                     rows.append(StoredEvent(append.stream_id, version, position, 0, *event, now))
                 last = rows[-1].position if append.events else 0
                 results.append(AppendResult(append.stream_id, version, last))
             if hook is not None and rows:
                 hook.call(None, rows)  # if an inline projection raises, nothing is stored
             for append in appends:
-                if append.events and append.aggregate_type and not self.version(append):
-                    self.types[append.stream_id] = append.aggregate_type
+                if (
+                    append.events
+                    and append.aggregate_type
+                    and not self.stream_version(append.stream_id)
+                ):
+                    self.info[append.stream_id] = StreamInfo(
+                        append.stream_id, 0, aggregate_type=append.aggregate_type
+                    )
             for row in rows:
-                self.log.append(row)
+                self.store(row)
                 self.by_stream.setdefault(row.stream_id, []).append(row)
-                self.by_id[row.event_id] = row
             return results
 
-    def version(self, append: PreparedAppend) -> int:
-        return len(self.by_stream.get(append.stream_id, ()))
+    def store(self, row: StoredEvent) -> None:
+        self.log[row.position] = row
+        self.last_position = row.position
+        self.by_id[row.event_id] = row
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         with self.lock:
@@ -118,32 +144,119 @@ class ToyRecorder(Recorder):
 
     def stream_version(self, stream_id: str) -> int:
         with self.lock:
-            return len(self.by_stream.get(stream_id, ()))
+            info, rows = self.info.get(stream_id), self.by_stream.get(stream_id)
+            if info is not None and info.hard_deleted:
+                return info.version
+            first = 1 if info is None else info.first_version
+            return first - 1 + len(rows or ())
 
-    def stream_type(self, stream_id: str) -> str | None:
+    def stream_info(self, stream_id: str) -> StreamInfo | None:
         with self.lock:
-            return self.types.get(stream_id)
+            version = self.stream_version(stream_id)
+            info = self.info.get(stream_id)
+            if info is None:
+                return StreamInfo(stream_id, version) if version else None
+            return info._replace(version=version)
+
+    # -- lifecycle: one marker each, written as an append is (the hook sees it first) --------
+
+    def mark(self, stream_id: str, marker: EncodedEvent) -> StoredEvent:
+        version = next_marker_version(self.lowest.get(stream_id))
+        row = StoredEvent(stream_id, version, self.last_position + 1, 0, *marker, datetime.now(UTC))
+        if self.on_append is not None:
+            self.on_append.call(None, [row])
+        self.store(row)
+        self.lowest[stream_id] = version
+        return row
+
+    def remove(self, rows: Sequence[StoredEvent]) -> None:
+        for row in rows:
+            del self.log[row.position]
+            del self.by_id[row.event_id]
+
+    def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        with self.lock:
+            info = self.stream_info(stream_id)
+            version = check_deletable(stream_id, info, expected_version)
+            assert info is not None
+            row = self.mark(stream_id, marker)
+            deleted = info._replace(deleted_at=row.recorded_at, hard_deleted=hard)
+            if hard:
+                self.remove(self.by_stream.pop(stream_id, []))
+                self.snapshots.pop(stream_id, None)
+            if hard and reuse:
+                self.info.pop(stream_id, None)
+            else:
+                self.info[stream_id] = deleted
+            return AppendResult(stream_id, version, row.position)
+
+    def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        with self.lock:
+            info = check_reopenable(stream_id, self.stream_info(stream_id))
+            row = self.mark(stream_id, marker)
+            self.info[stream_id] = info._replace(deleted_at=None)
+            return AppendResult(stream_id, info.version, row.position)
+
+    def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        with self.lock:
+            info = self.stream_info(stream_id)
+            kept = self.snapshots.get(stream_id, {})
+            if not check_truncation(info, before, max(kept, default=None)):
+                return 0
+            assert info is not None
+            rows = self.by_stream[stream_id]
+            removed = before - info.first_version
+            self.mark(stream_id, marker)
+            self.remove(rows[:removed])
+            del rows[:removed]
+            self.info[stream_id] = info._replace(first_version=before)
+            for version in [v for v in kept if v < before - 1]:
+                del kept[version]
+            return removed
+
+    def set_retention(self, stream_id: str, max_age: float | None, max_count: int | None) -> None:
+        with self.lock:
+            info = self.stream_info(stream_id)
+            if info is None:
+                raise InvalidEvent(f"stream {stream_id!r} holds no events; no retention was set")
+            self.info[stream_id] = info._replace(max_age=max_age, max_count=max_count)
+
+    def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        with self.lock:
+            found = [
+                self.stream_info(i)
+                for i, info in sorted(self.info.items())
+                if (info.max_age is not None or info.max_count is not None)
+                and (after is None or i > after)
+            ]
+            return [info for info in found if info is not None][:limit]
+
+    # -- reading -----------------------------------------------------------------------------
 
     def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         with self.lock:
             rows = self.by_stream.get(stream_id, [])
-            return rows[max(from_version, 1) - 1 : to_version][:limit]
+            last = to_version if to_version is not None else float("inf")
+            return [row for row in rows if from_version <= row.version <= last][:limit]
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
     ) -> list[StoredEvent]:
         with self.lock:  # one writer at a time: the log has no gap a reader could skip
-            rows = itertools.islice(self.log, after.position, None)
+            rows = (row for position, row in self.log.items() if position > after.position)
             wanted = rows if types is None else (row for row in rows if row.type in types)
             return list(itertools.islice(wanted, limit))
 
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         with self.lock:
-            ids = sorted(self.by_stream)
+            ids = sorted(i for i, rows in self.by_stream.items() if rows)
             start = 0 if after is None else bisect.bisect_right(ids, after)
-            return [StreamVersion(i, len(self.by_stream[i])) for i in ids[start : start + limit]]
+            chosen = ids[start : start + limit]
+            return [StreamVersion(i, self.stream_version(i)) for i in chosen]
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         with self.lock:
@@ -176,7 +289,7 @@ class ToyRecorder(Recorder):
 
     def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
         with self.lock:
-            return sum(row.type in types for row in self.log[after.position :])
+            return sum(row.type in types for p, row in self.log.items() if p > after.position)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -255,8 +368,17 @@ class AsyncToyRecorder(AsyncRecorder):
     def __init__(self, url: str = "toy://") -> None:
         self.sync = ToyRecorder(url)
 
+    @property  # type: ignore[override]
+    def on_append(self) -> AppendHook | None:
+        """The sync recorder's hook: the one that does the work calls it."""
+        return self.sync.on_append
+
+    @on_append.setter
+    def on_append(self, hook: AppendHook | None) -> None:
+        self.sync.on_append = hook
+
     async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        return self.sync.write(appends, self.on_append)
+        return self.sync.write(appends, self.sync.on_append)
 
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         return self.sync.locate(event_ids)
@@ -264,8 +386,27 @@ class AsyncToyRecorder(AsyncRecorder):
     async def stream_version(self, stream_id: str) -> int:
         return self.sync.stream_version(stream_id)
 
-    async def stream_type(self, stream_id: str) -> str | None:
-        return self.sync.stream_type(stream_id)
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        return self.sync.stream_info(stream_id)
+
+    async def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        return self.sync.delete_stream(stream_id, expected_version, marker, hard, reuse)
+
+    async def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        return self.sync.reopen_stream(stream_id, marker)
+
+    async def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        return self.sync.truncate_stream(stream_id, before, marker)
+
+    async def set_retention(
+        self, stream_id: str, max_age: float | None, max_count: int | None
+    ) -> None:
+        self.sync.set_retention(stream_id, max_age, max_count)
+
+    async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        return self.sync.retained_streams(after, limit)
 
     async def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int

@@ -5,6 +5,7 @@ Every message says what happened, to which stream or event, and what to do about
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -115,6 +116,40 @@ class WrongAggregateType(FactaError, TypeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.stream_id, self.recorded, self.given)
+
+
+class StreamDeleted(FactaError):
+    """The stream was deleted: loads and appends are refused (``store.reopen_stream`` undoes a
+    soft deletion)."""
+
+    def __init__(self, stream_id: str, deleted_at: datetime | None, hard: bool = False) -> None:
+        self.stream_id, self.deleted_at, self.hard = stream_id, deleted_at, hard
+        when = "" if deleted_at is None else f" at {deleted_at.isoformat(timespec='seconds')}"
+        how = (
+            "hard-deleted: its events are gone and its id is not reused"
+            if hard
+            else "deleted (its events are kept; store.reopen_stream() opens it again)"
+        )
+        super().__init__(f"stream {stream_id!r} was {how}{when}; nothing was read or written")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.deleted_at, self.hard)
+
+
+class EventsTruncated(FactaError):
+    """A load needed events that a truncation removed: no usable snapshot covers them."""
+
+    def __init__(self, stream_id: str, first_version: int) -> None:
+        self.stream_id, self.first_version = stream_id, first_version
+        super().__init__(
+            f"stream {stream_id!r}: its events before version {first_version} were truncated and "
+            f"no usable snapshot at version {first_version - 1} or later was found, so the "
+            "aggregate cannot be rebuilt; restore a snapshot or load it with the snapshot "
+            "upcaster that reads the stored one"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.first_version)
 
 
 class InvalidCheckpoint(FactaError, TypeError):

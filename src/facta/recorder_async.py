@@ -22,14 +22,16 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
-from facta.appending import AppendResult, PreparedAppend, check_aggregate_type
+from facta.appending import AppendResult, EncodedEvent, PreparedAppend
 from facta.events import Checkpoint, RecordedEvent
+from facta.lifecycle import check_load
 from facta.records import (
     DeadLetter,
     EventPlace,
     ProjectionStatus,
     ReplayRow,
     StoredEvent,
+    StreamInfo,
     StreamVersion,
 )
 from facta.snapshots import SnapshotRecord
@@ -81,8 +83,38 @@ class AsyncRecorder(abc.ABC):
         stream's version and position 0. Call ``on_append`` with the written rows before
         committing. An append that creates a stream records its ``aggregate_type``; an append
         with one into a stream created with another raises ``WrongAggregateType``
-        (``facta.appending.check_aggregate_type``), before any version check.
+        (``facta.appending.check_aggregate_type``), and any append into a deleted stream
+        ``StreamDeleted`` (``facta.lifecycle.check_open``), before any version check.
         """
+
+    @abc.abstractmethod
+    async def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        """Delete a stream in one transaction (``facta.lifecycle`` describes the model).
+
+        Check it as ``facta.lifecycle.check_deletable`` says, write ``marker`` (its version
+        from ``next_marker_version``), then: soft, mark the stream deleted; hard, remove its
+        events and snapshots and either mark it deleted for good or, with ``reuse``, forget
+        the stream (its markers stay). Returns the stream's version and the marker's position.
+        """
+
+    @abc.abstractmethod
+    async def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        """Open a soft-deleted stream again (``check_reopenable``), writing ``marker``."""
+
+    @abc.abstractmethod
+    async def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        """Remove the stream's events before version ``before`` and the snapshots older than
+        the newest one kept, if ``facta.lifecycle.check_truncation`` allows; write ``marker``
+        when anything was removed. The number of events removed."""
+
+    @abc.abstractmethod
+    async def set_retention(
+        self, stream_id: str, max_age: float | None, max_count: int | None
+    ) -> None:
+        """Record the stream's retention (seconds, events; None: no limit). ``InvalidEvent``
+        for a stream with no events."""
 
     @abc.abstractmethod
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
@@ -111,20 +143,25 @@ class AsyncRecorder(abc.ABC):
     ) -> Sequence[ReplayRow]:
         """Like :meth:`read_stream`, only ``(version, type, schema_version, encoding, data)``.
 
-        With ``aggregate_type``, raise ``WrongAggregateType`` if the stream was created as
-        another aggregate type. The lean path of every load: a backend overrides it to fetch
-        just those columns, checking the type in the same query where it can.
+        With ``aggregate_type`` (a load by a repository), first raise what
+        ``facta.lifecycle.check_load`` says: the stream is deleted, another type's, or
+        truncated past ``from_version``. The lean path of every load: a backend overrides it
+        to fetch just those columns, checking the stream in the same query where it can.
         """
         if aggregate_type is not None:
-            recorded = await self.stream_type(stream_id)
-            check_aggregate_type(stream_id, recorded, aggregate_type)
+            info = await self.stream_info(stream_id)
+            check_load(stream_id, info, aggregate_type, from_version)
         rows = await self.read_stream(stream_id, from_version, to_version, limit)
         return [(e.version, e.type, e.schema_version, e.encoding, e.data) for e in rows]
 
     @abc.abstractmethod
-    async def stream_type(self, stream_id: str) -> str | None:
-        """The aggregate type recorded when the stream was created; None when its creating
-        append gave none (or there is no such stream)."""
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        """What the store records of the stream; None when it has no events and nothing is
+        recorded of it."""
+
+    @abc.abstractmethod
+    async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        """Up to ``limit`` streams with a retention, ids after ``after``, in id order."""
 
     @abc.abstractmethod
     async def read_all(
@@ -140,8 +177,8 @@ class AsyncRecorder(abc.ABC):
 
     @abc.abstractmethod
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
-        """Up to ``limit`` streams with ids after ``after`` (all if None), ordered by id in
-        code point order."""
+        """Up to ``limit`` streams holding events, ids after ``after`` (all if None), ordered by
+        id in code point order (a hard-deleted stream holds none)."""
 
     async def last_checkpoint(self) -> Checkpoint:
         """The checkpoint of the newest event ``read_all`` can return now (``Checkpoint()``

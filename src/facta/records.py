@@ -26,6 +26,7 @@ __all__ = [
     "ProjectionStatus",
     "ReplayRow",
     "StoredEvent",
+    "StreamInfo",
     "StreamVersion",
     "check_name",
     "shown_state",
@@ -75,6 +76,26 @@ class StreamVersion(NamedTuple):
 
     stream_id: str
     version: int
+
+
+class StreamInfo(NamedTuple):
+    """What a store records of a stream beside its events (see :mod:`facta.lifecycle`).
+
+    ``version`` is the stream's version (at its deletion, for a deleted one);
+    ``aggregate_type`` the type of the repository that created it (None: plain appends);
+    ``deleted_at`` is set while it is deleted, ``hard_deleted`` when its events are gone;
+    ``first_version`` is 1, or the first version a truncation kept; ``max_age`` (seconds) and
+    ``max_count`` are its retention (None: keep everything), applied by ``store.prune()``.
+    """
+
+    stream_id: str
+    version: int
+    aggregate_type: str | None = None
+    deleted_at: datetime | None = None
+    hard_deleted: bool = False
+    first_version: int = 1
+    max_age: float | None = None
+    max_count: int | None = None
 
 
 # -- projections ----------------------------------------------------------------------------

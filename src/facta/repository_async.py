@@ -28,13 +28,14 @@ from facta.errors import (
     RetriesExhausted,
     SnapshotError,
     StoreError,
+    WrongAggregateType,
 )
 from facta.events import Metadata, NewEvent
 from facta.ids import validate_stream_id
 from facta.retrying import RetryPolicy
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord
 from facta.store_async import AsyncEventStore
-from facta.upcasting import Upcasters
+from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["AsyncRepository"]
 
@@ -82,29 +83,29 @@ class AsyncRepository(Generic[A]):
         self._snapshots = (
             None if self._every is None else SnapshotCodec(aggregate_type, snapshot_upcasters)
         )
+        # The type's former names (its snapshot upcasters rename them into it): streams
+        # created under them are its own.
+        renames = default_snapshot_upcasters if snapshot_upcasters is None else snapshot_upcasters
+        self._former_names = renames.renamed_into(aggregate_type.type_name)
 
     async def load(self, aggregate_id: str, *, version: int | None = None) -> A:
         """The aggregate as of its latest version (or ``version``).
 
         Starts from the newest usable snapshot (if the aggregate type takes snapshots) and
         applies the events after it as they stream in. Raises ``AggregateNotFound`` when the
-        stream holds no events, ``WrongAggregateType`` when a repository of another aggregate
-        type created it (streams of plain appends load as any type).
+        stream holds no events, ``StreamDeleted`` when it was deleted, ``WrongAggregateType``
+        when a repository of another aggregate type created it (streams of plain appends load
+        as any type).
         """
         validate_stream_id(aggregate_id)
         aggregate, skipped = await self._from_snapshot(aggregate_id, version)
-        # A snapshot of this type shows the stream is one; else the replay checks its type.
-        check = None
         if aggregate is None:
             aggregate = self.aggregate_type(aggregate_id)
-            check = self.aggregate_type.type_name
-        start = last = aggregate.version
-        apply = aggregate.apply
-        pages = self.store.replay_stream(aggregate_id, start + 1, version, aggregate_type=check)
-        async for page in pages:
-            for _, event in page:
-                apply(event)
-            last = page[-1][0]
+        start = aggregate.version
+        try:
+            last = await self._replay(aggregate, version, self.aggregate_type.type_name)
+        except WrongAggregateType as e:  # the stream may be this type's under a former name
+            last = await self._replay(aggregate, version, self._former_name(e))
         if last == 0:
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
         aggregate.version = last
@@ -112,6 +113,25 @@ class AsyncRepository(Generic[A]):
         if every is not None and version is None and (skipped or last - start >= every):
             await self._write_snapshot(aggregate)
         return aggregate
+
+    async def _replay(self, aggregate: A, version: int | None, as_type: str) -> int:
+        """Apply the stream's events after the aggregate's version (up to ``version``); the
+        last version applied. The replay refuses a deleted stream, another type's, or one
+        truncated past where the aggregate is, before it applies anything."""
+        last = aggregate.version
+        apply = aggregate.apply
+        pages = self.store.replay_stream(aggregate.id, last + 1, version, aggregate_type=as_type)
+        async for page in pages:
+            for _, event in page:
+                apply(event)
+            last = page[-1][0]
+        return last
+
+    def _former_name(self, refused: WrongAggregateType) -> str:
+        """The stream's recorded type if it is a former name of this one; else re-raise."""
+        if refused.recorded not in self._former_names:
+            raise refused
+        return refused.recorded
 
     async def _from_snapshot(self, aggregate_id: str, version: int | None) -> tuple[A | None, bool]:
         """The aggregate restored from its newest usable snapshot (at or before ``version``),
@@ -166,8 +186,14 @@ class AsyncRepository(Generic[A]):
             return None
         events = pending if metadata is None else [NewEvent(e, metadata=metadata) for e in pending]
         before = aggregate.version
-        type_name = self.aggregate_type.type_name
-        result = await self.store.append(aggregate.id, events, before, aggregate_type=type_name)
+        try:
+            result = await self.store.append(
+                aggregate.id, events, before, aggregate_type=self.aggregate_type.type_name
+            )
+        except WrongAggregateType as e:  # nothing was written: again, under the former name
+            result = await self.store.append(
+                aggregate.id, events, before, aggregate_type=self._former_name(e)
+            )
         aggregate.mark_saved(result.version)
         every = self._every
         if every is not None and result.version // every > before // every:

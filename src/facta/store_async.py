@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, Self  # sync: from typing import Any, Self
 
@@ -30,10 +31,11 @@ from facta.errors import (
     UnknownEventType,
     UpcastError,
 )
-from facta.events import EMPTY_METADATA, Checkpoint, NewEvent, RecordedEvent
+from facta.events import EMPTY_METADATA, Checkpoint, Metadata, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
+from facta.lifecycle import Deleted, Pruned, Reopened, Truncated, register_markers
 from facta.recorder_async import AsyncRecorder
-from facta.records import StoredEvent, StreamVersion
+from facta.records import StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
 from facta.subscriptions_async import AsyncSubscription
 
@@ -57,6 +59,7 @@ class AsyncEventStore:
             )
         self.recorder = recorder
         self.codec = codec or Codec()
+        register_markers(self.codec.registry)  # deletions and truncations leave these
         self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
@@ -124,15 +127,7 @@ class AsyncEventStore:
                 f"events for stream {stream_id!r} must be a sequence of events, "
                 f"got {type(events).__name__}"
             )
-        if (
-            not isinstance(expected_version, int)
-            or isinstance(expected_version, bool)
-            or expected_version < ExpectedVersion.STREAM_EXISTS
-        ):
-            raise InvalidEvent(
-                f"expected version for stream {stream_id!r} must be ExpectedVersion.ANY, "
-                f"NO_STREAM, STREAM_EXISTS or an int >= 0, got {expected_version!r}"
-            )
+        _check_expected_version(stream_id, expected_version)
         codec = self.codec
         encoded = []
         for item in events:
@@ -366,6 +361,139 @@ class AsyncEventStore:
         self._check_open()
         return await self.recorder.stream_version(stream_id)
 
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        """What the store records of a stream (its version, aggregate type, deletion,
+        truncation and retention), or None for a stream with no events and no record."""
+        validate_stream_id(stream_id)
+        self._check_open()
+        return await self.recorder.stream_info(stream_id)
+
+    # -- lifecycle (facta.lifecycle describes the model) ------------------------------------
+
+    async def delete_stream(
+        self,
+        stream_id: str,
+        expected_version: int,
+        *,
+        hard: bool = False,
+        reuse: bool = False,
+        reason: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> AppendResult:
+        """Delete a stream that is at ``expected_version`` (or ``ANY``, ``STREAM_EXISTS``).
+
+        Soft by default: its events stay for audit, loads raise ``StreamDeleted`` and appends
+        are refused until :meth:`reopen_stream`. ``hard`` removes its events and snapshots;
+        ``reuse`` (with ``hard``) then frees the id: loads raise ``AggregateNotFound`` and an
+        append starts the stream anew at version 1. Either way a ``facta.lifecycle.Deleted``
+        marker takes the deletion's place in the global log. Returns the stream's version and
+        the marker's position.
+        """
+        validate_stream_id(stream_id)
+        _check_expected_version(stream_id, expected_version)
+        if expected_version == ExpectedVersion.NO_STREAM:
+            raise InvalidEvent(
+                f"delete_stream({stream_id!r}) expects NO_STREAM: a stream with no events "
+                "cannot be deleted"
+            )
+        if reuse and not hard:
+            raise InvalidEvent(
+                f"delete_stream({stream_id!r}, reuse=True) needs hard=True: a soft-deleted "
+                "stream keeps its events, so its id cannot start anew"
+            )
+        marker = self._marker(stream_id, Deleted(bool(hard), bool(reuse), reason), metadata)
+        return await self.recorder.delete_stream(
+            stream_id, int(expected_version), marker, bool(hard), bool(reuse)
+        )
+
+    async def reopen_stream(
+        self, stream_id: str, *, reason: str | None = None, metadata: Metadata | None = None
+    ) -> AppendResult:
+        """Open a soft-deleted stream again (a ``facta.lifecycle.Reopened`` marker records it);
+        ``InvalidEvent`` for a stream that is not deleted or was hard-deleted."""
+        validate_stream_id(stream_id)
+        marker = self._marker(stream_id, Reopened(reason), metadata)
+        return await self.recorder.reopen_stream(stream_id, marker)
+
+    async def truncate_stream(self, stream_id: str, before: int) -> int:
+        """Remove the stream's events before version ``before``; how many were removed.
+
+        A stream created by a repository keeps what its loads need: ``before`` may be at most
+        its newest snapshot's version + 1 (``InvalidEvent`` says so otherwise). A
+        ``facta.lifecycle.Truncated`` marker records a truncation that removed anything.
+        """
+        validate_stream_id(stream_id)
+        marker = self._marker(stream_id, Truncated(before), None)
+        return await self.recorder.truncate_stream(stream_id, before, marker)
+
+    async def set_retention(
+        self,
+        stream_id: str,
+        *,
+        max_age: timedelta | float | None = None,
+        max_count: int | None = None,
+    ) -> None:
+        """Keep only the stream's events younger than ``max_age`` (a timedelta or seconds)
+        and its ``max_count`` newest ones; None lifts a limit. Applied by :meth:`prune`
+        (``facta prune URL``), never by an append."""
+        validate_stream_id(stream_id)
+        seconds = max_age.total_seconds() if isinstance(max_age, timedelta) else max_age
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            raise InvalidEvent(f"max_age must be a positive timedelta or seconds, got {max_age!r}")
+        if max_count is not None and (
+            isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 1
+        ):
+            raise InvalidEvent(f"max_count must be an int >= 1 or None, got {max_count!r}")
+        self._check_open()
+        await self.recorder.set_retention(
+            stream_id, None if seconds is None else float(seconds), max_count
+        )
+
+    async def prune(self, *, now: datetime | None = None) -> list[Pruned]:
+        """Apply every stream's retention: truncate what it no longer keeps (never what a
+        load needs: see :meth:`truncate_stream`). What was done, stream by stream."""
+        self._check_open()
+        now = datetime.now(UTC) if now is None else now
+        done, after = [], None
+        while page := await self.recorder.retained_streams(after, DEFAULT_BATCH_SIZE):
+            for info in page:
+                if info.deleted_at is None:
+                    done.append(await self._prune(info, now))
+            after = page[-1].stream_id
+        return [p for p in done if p.removed or p.held_back]
+
+    async def _prune(self, info: StreamInfo, now: datetime) -> Pruned:
+        """Truncate one stream as its retention says."""
+        before = 1
+        if info.max_count is not None:
+            before = info.version - info.max_count + 1
+        if info.max_age is not None:
+            cutoff = now - timedelta(seconds=info.max_age)
+            before = max(before, await self._first_since(info, cutoff))
+        wanted = before
+        if info.aggregate_type is not None:  # loads need the events after the newest snapshot
+            newest = await self.read_snapshots(info.stream_id, 1)
+            before = min(before, newest[0].version + 1 if newest else 1)
+        if before <= info.first_version:
+            return Pruned(info.stream_id, 0, max(0, wanted - info.first_version))
+        removed = await self.truncate_stream(info.stream_id, before)
+        return Pruned(info.stream_id, removed, wanted - before)
+
+    async def _first_since(self, info: StreamInfo, cutoff: datetime) -> int:
+        """The version of the stream's first event recorded at or after ``cutoff``."""
+        async for recorded in self.read_stream(info.stream_id, info.first_version):
+            if recorded.recorded_at >= cutoff:
+                return recorded.version
+        return info.version + 1
+
+    def _marker(self, stream_id: str, marker: object, metadata: Metadata | None) -> EncodedEvent:
+        """A lifecycle marker, encoded as the recorder stores it."""
+        event = marker if metadata is None else NewEvent(marker, metadata=metadata)
+        self._check_open()
+        return self._prepare(stream_id, [event], ExpectedVersion.ANY).events[0]
+
     # -- snapshots -------------------------------------------------------------------------
 
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
@@ -419,6 +547,18 @@ class AsyncEventStore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _check_expected_version(stream_id: str, expected_version: object) -> None:
+    if (
+        not isinstance(expected_version, int)
+        or isinstance(expected_version, bool)
+        or expected_version < ExpectedVersion.STREAM_EXISTS
+    ):
+        raise InvalidEvent(
+            f"expected version for stream {stream_id!r} must be ExpectedVersion.ANY, "
+            f"NO_STREAM, STREAM_EXISTS or an int >= 0, got {expected_version!r}"
+        )
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -9,19 +9,28 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import cast
 
 from facta.appending import (
     AppendResult,
+    EncodedEvent,
     PreparedAppend,
     check_aggregate_type,
     check_expected,
 )
 from facta.backends.memory.checkpoints import Book, MemoryCheckpoints
 from facta.backends.memory.signal import Signal
-from facta.errors import DuplicateEventId, StoreError
+from facta.errors import DuplicateEventId, InvalidEvent, StoreError
 from facta.events import Checkpoint
+from facta.lifecycle import (
+    check_deletable,
+    check_open,
+    check_reopenable,
+    check_truncation,
+    next_marker_version,
+)
 from facta.recorder import Recorder
-from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamVersion
+from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 
 __all__ = ["MemoryRecorder"]
@@ -35,27 +44,57 @@ class MemoryRecorder(Recorder):
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = read_only
         self._lock = threading.Lock()
-        self._log: list[StoredEvent] = []  # the event at index i has position i + 1
-        self._streams: dict[str, list[int]] = {}  # stream id -> its events' indexes in _log
-        self._types: dict[str, str] = {}  # stream id -> the aggregate type it was created as
+        # The event at index i has position i + 1; None where a deletion removed it.
+        self._log: list[StoredEvent | None] = []
+        self._holes = 0  # how many Nones _log holds
+        # stream id -> the indexes in _log of its events, versions first_version, first + 1...
+        self._streams: dict[str, list[int]] = {}
+        # stream id -> what is recorded of it (type, deletion, truncation, retention); only
+        # streams with something to record have one. Its version counts only when hard-deleted.
+        self._info: dict[str, StreamInfo] = {}
+        self._lowest: dict[str, int] = {}  # stream id -> its last marker's version (-1, -2...)
         self._ids: dict[uuid.UUID, int] = {}  # event id -> index in _log
         self._snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self._book = Book()
         self._appended = Signal()
         self._read_up_to = 0  # the log's length when a reader last found its end
 
+    def _version(self, stream_id: str) -> int:
+        indexes = self._streams.get(stream_id)
+        info = self._info.get(stream_id)
+        if info is None:
+            return len(indexes) if indexes else 0
+        if info.hard_deleted:
+            return info.version
+        return info.first_version - 1 + (len(indexes) if indexes else 0)
+
     def stream_version(self, stream_id: str) -> int:
         with self._lock:
-            return len(self._streams.get(stream_id, ()))
+            return self._version(stream_id)
+
+    def stream_info(self, stream_id: str) -> StreamInfo | None:
+        with self._lock:
+            return self._stream_info(stream_id)
+
+    def _stream_info(self, stream_id: str) -> StreamInfo | None:
+        info = self._info.get(stream_id)
+        version = self._version(stream_id)
+        if info is None:
+            return StreamInfo(stream_id, version) if version else None
+        return info._replace(version=version)
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         self._check_writable()
         with self._lock:
             new_ids: set[uuid.UUID] = set()
             for append in appends:
-                recorded = self._types.get(append.stream_id)
-                check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
-                actual = len(self._streams.get(append.stream_id, ()))
+                info = self._info.get(append.stream_id)
+                if info is not None:
+                    check_open(info)
+                    check_aggregate_type(
+                        append.stream_id, info.aggregate_type, append.aggregate_type
+                    )
+                actual = self._version(append.stream_id)
                 check_expected(append.stream_id, append.expected_version, actual)
                 for event in append.events:
                     if event.event_id in self._ids or event.event_id in new_ids:
@@ -68,41 +107,48 @@ class MemoryRecorder(Recorder):
             start = len(self._log)
             results = []
             for append in appends:
+                version = self._version(append.stream_id)
                 if not append.events:
-                    version = len(self._streams.get(append.stream_id, ()))
                     results.append(AppendResult(append.stream_id, version, 0))
                     continue
                 indexes = self._streams.setdefault(append.stream_id, [])
-                if not indexes and append.aggregate_type is not None:
-                    self._types[append.stream_id] = append.aggregate_type
+                if version == 0 and append.aggregate_type is not None:
+                    self._info[append.stream_id] = StreamInfo(
+                        append.stream_id, 0, aggregate_type=append.aggregate_type
+                    )
                 for event in append.events:
                     index = len(self._log)
-                    self._log.append(
-                        StoredEvent(
-                            append.stream_id,
-                            len(indexes) + 1,
-                            index + 1,
-                            0,
-                            event.event_id,
-                            event.type,
-                            event.schema_version,
-                            event.encoding,
-                            event.data,
-                            event.metadata,
-                            now,
-                        )
-                    )
+                    version += 1
+                    self._log.append(self._row(append.stream_id, version, index, event, now))
                     indexes.append(index)
                     self._ids[event.event_id] = index
-                results.append(AppendResult(append.stream_id, len(indexes), len(self._log)))
+                results.append(AppendResult(append.stream_id, version, len(self._log)))
             if self.on_append is not None and len(self._log) > start:
                 try:
-                    self.on_append.call(None, self._log[start:])
+                    self.on_append.call(None, cast("list[StoredEvent]", self._log[start:]))
                 except BaseException:
                     self._forget(start)
                     raise
         self._appended.notify()
         return results
+
+    @staticmethod
+    def _row(
+        stream_id: str, version: int, index: int, event: EncodedEvent, now: datetime
+    ) -> StoredEvent:
+        return StoredEvent(
+            stream_id,
+            version,
+            index + 1,
+            0,
+            event.event_id,
+            event.type,
+            event.schema_version,
+            event.encoding,
+            event.data,
+            event.metadata,
+            now,
+        )
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -111,54 +157,155 @@ class MemoryRecorder(Recorder):
     def _forget(self, start: int) -> None:
         """Take back the events from index ``start`` on: an inline projection refused them."""
         for event in reversed(self._log[start:]):
+            assert event is not None  # appended just now
             del self._ids[event.event_id]
             indexes = self._streams[event.stream_id]
             indexes.pop()
             if not indexes:
                 del self._streams[event.stream_id]
-                self._types.pop(event.stream_id, None)
+                if event.version == 1:  # the append created the stream: forget its type
+                    self._info.pop(event.stream_id, None)
         del self._log[start:]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _mark(self, stream_id: str, marker: EncodedEvent) -> StoredEvent:
+        """Write a stream's next marker, shown first to the inline projections (which may
+        refuse it: then nothing has changed)."""
+        row = self._row(
+            stream_id,
+            next_marker_version(self._lowest.get(stream_id)),
+            len(self._log),
+            marker,
+            datetime.now(UTC),
+        )
+        if self.on_append is not None:
+            self.on_append.call(None, [row])
+        self._log.append(row)
+        self._ids[marker.event_id] = len(self._log) - 1
+        self._lowest[stream_id] = row.version
+        return row
+
+    def _remove(self, indexes: Sequence[int]) -> None:
+        """Take events out of the log, leaving holes where they were."""
+        for index in indexes:
+            event = self._log[index]
+            assert event is not None
+            del self._ids[event.event_id]
+            self._log[index] = None
+        self._holes += len(indexes)
+
+    def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        self._check_writable()
+        with self._lock:
+            info = self._stream_info(stream_id)
+            version = check_deletable(stream_id, info, expected_version)
+            assert info is not None
+            row = self._mark(stream_id, marker)
+            if not hard:
+                self._info[stream_id] = info._replace(deleted_at=row.recorded_at)
+            else:
+                self._remove(self._streams.pop(stream_id, []))
+                self._snapshots.pop(stream_id, None)
+                if reuse:
+                    self._info.pop(stream_id, None)
+                else:
+                    self._info[stream_id] = info._replace(
+                        deleted_at=row.recorded_at, hard_deleted=True
+                    )
+        self._appended.notify()
+        return AppendResult(stream_id, version, row.position)
+
+    def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        self._check_writable()
+        with self._lock:
+            info = check_reopenable(stream_id, self._stream_info(stream_id))
+            row = self._mark(stream_id, marker)
+            self._info[stream_id] = info._replace(deleted_at=None)
+        self._appended.notify()
+        return AppendResult(stream_id, info.version, row.position)
+
+    def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        self._check_writable()
+        with self._lock:
+            info = self._stream_info(stream_id)
+            snapshots = self._snapshots.get(stream_id, {})
+            if not check_truncation(info, before, max(snapshots, default=None)):
+                return 0
+            assert info is not None
+            indexes = self._streams.get(stream_id, [])
+            removed = before - info.first_version
+            self._mark(stream_id, marker)
+            self._remove(indexes[:removed])
+            del indexes[:removed]
+            self._info[stream_id] = info._replace(first_version=before)
+            for version in [v for v in snapshots if v < before - 1]:
+                del snapshots[version]
+        self._appended.notify()
+        return removed
+
+    def set_retention(self, stream_id: str, max_age: float | None, max_count: int | None) -> None:
+        self._check_writable()
+        with self._lock:
+            info = self._stream_info(stream_id)
+            if info is None:
+                raise InvalidEvent(f"stream {stream_id!r} holds no events; no retention was set")
+            self._info[stream_id] = info._replace(max_age=max_age, max_count=max_count)
+
+    def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        with self._lock:
+            ids = sorted(
+                i
+                for i, info in self._info.items()
+                if (info.max_age is not None or info.max_count is not None)
+                and (after is None or i > after)
+            )
+            return [info for i in ids[:limit] if (info := self._stream_info(i)) is not None]
+
+    # -- reading -----------------------------------------------------------------------------
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         with self._lock:
-            found = {i: self._log[self._ids[i]] for i in event_ids if i in self._ids}
-        return {i: EventPlace(e.stream_id, e.version, e.position) for i, e in found.items()}
+            found = [self._log[self._ids[i]] for i in event_ids if i in self._ids]
+        return {e.event_id: EventPlace(e.stream_id, e.version, e.position) for e in found if e}
 
     def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         with self._lock:
             indexes = self._streams.get(stream_id, [])
-            stop = len(indexes) if to_version is None else min(to_version, len(indexes))
-            start = max(from_version, 1) - 1
-            return [self._log[i] for i in indexes[start : min(stop, start + limit)]]
-
-    def stream_type(self, stream_id: str) -> str | None:
-        with self._lock:
-            return self._types.get(stream_id)
+            info = self._info.get(stream_id)
+            first = 1 if info is None else info.first_version
+            stop = len(indexes) if to_version is None else min(to_version - first + 1, len(indexes))
+            start = max(from_version, first) - first
+            log = cast("list[StoredEvent]", self._log)  # a stream's indexes point at its events
+            return [log[i] for i in indexes[start : min(stop, start + limit)]]
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
     ) -> list[StoredEvent]:
         with self._lock:
-            if types is None:
+            if types is None and not self._holes:
                 page = self._log[after.position : after.position + limit]
             else:
-                wanted = frozenset(types)
+                wanted = None if types is None else frozenset(types)
                 page = []
                 for index in range(after.position, len(self._log)):
                     event = self._log[index]
-                    if event.type in wanted:
+                    if event is not None and (wanted is None or event.type in wanted):
                         page.append(event)
                         if len(page) == limit:
                             break
             if len(page) < limit:
                 self._read_up_to = len(self._log)
-            return page
+            return cast("list[StoredEvent]", page)  # holes were skipped
 
     def last_checkpoint(self) -> Checkpoint:
         with self._lock:
-            return self._log[-1].checkpoint if self._log else Checkpoint()
+            last = next((e for e in reversed(self._log) if e is not None), None)
+            return Checkpoint() if last is None else last.checkpoint
 
     def wait_for_events(self, seconds: float) -> bool:
         """Wake at once on the next append; True at once if one came after the last read
@@ -170,9 +317,9 @@ class MemoryRecorder(Recorder):
 
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         with self._lock:
-            ids = sorted(self._streams)
+            ids = sorted(i for i in self._streams if self._streams[i])
             start = 0 if after is None else bisect.bisect_right(ids, after)
-            return [StreamVersion(i, len(self._streams[i])) for i in ids[start : start + limit]]
+            return [StreamVersion(i, self._version(i)) for i in ids[start : start + limit]]
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
         self._check_writable()

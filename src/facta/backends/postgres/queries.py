@@ -84,16 +84,17 @@ FROM (SELECT DISTINCT hashtext(stream_id) AS key FROM unnest(%s::text[]) AS stre
 ORDER BY key"""
 
 # How an append claims its stream; each returns the stream's row after the claim, or no row
-# when the stream is not where the append expects it, or was created as another aggregate
-# type than %(aggregate)s (when that is not NULL). All take the stream's row lock.
+# when the stream is not where the append expects it, is deleted, or was created as another
+# aggregate type than %(aggregate)s (when that is not NULL). All take the stream's row lock.
 # {row} is the new row (VALUES, or a SELECT from the lock); {lock} is empty or the lock.
-_TYPE_FITS = (
-    "(t.aggregate_type IS NULL OR %(aggregate)s::text IS NULL OR t.aggregate_type = %(aggregate)s)"
+_FITS = (
+    "(t.deleted_at IS NULL AND (t.aggregate_type IS NULL OR %(aggregate)s::text IS NULL"
+    " OR t.aggregate_type = %(aggregate)s))"
 )
 _CLAIM_ANY = f"""
     INSERT INTO {{schema}}.facta_streams AS t (stream_id, version, aggregate_type) {{row}}
     ON CONFLICT (stream_id) DO UPDATE SET version = t.version + excluded.version
-    WHERE {_TYPE_FITS}
+    WHERE {_FITS}
     RETURNING t.stream_id, t.version"""
 _CLAIM_NEW = """
     INSERT INTO {schema}.facta_streams (stream_id, version, aggregate_type) {row}
@@ -102,7 +103,7 @@ _CLAIM_NEW = """
 # %(expected)s is the exact version, or -2 (STREAM_EXISTS) for any existing version.
 _CLAIM_EXISTING = f"""
     UPDATE {{schema}}.facta_streams AS t SET version = t.version + %(n)s {{lock}}
-    WHERE t.stream_id = %(stream)s AND %(expected)s IN (-2, t.version) AND {_TYPE_FITS}
+    WHERE t.stream_id = %(stream)s AND %(expected)s IN (-2, t.version) AND {_FITS}
     RETURNING t.stream_id, t.version"""
 _ROW = "VALUES (%(stream)s, %(n)s, %(aggregate)s)"
 _LOCKED_ROW = "SELECT %(stream)s, %(n)s, %(aggregate)s " + _LOCKED
@@ -150,12 +151,15 @@ WITH w AS (
 SELECT max(position), pg_notify({channel}, '') FROM w"""
 
 
-# A load's first page: no rows if the stream was created as another aggregate type (the
-# recorder then looks at the stream's row to say which), at the price of one index probe.
+# A load's first page: no rows if the stream is deleted, was created as another aggregate
+# type or truncated past where the load starts (the recorder then looks at the stream's row
+# to say which), at the price of one index probe.
 _REPLAY = """SELECT version, type, schema_version, encoding, data FROM {schema}.facta_events
 WHERE stream_id = %s AND version BETWEEN %s AND %s {check}ORDER BY version LIMIT %s"""
-_NOT_ANOTHER_TYPE = """AND NOT EXISTS (SELECT FROM {schema}.facta_streams
-    WHERE stream_id = %s AND aggregate_type <> %s) """
+_NOT_ANOTHER_TYPE = """AND NOT EXISTS (SELECT FROM {schema}.facta_streams WHERE stream_id = %s
+    AND (aggregate_type <> %s OR deleted_at IS NOT NULL OR first_version > %s)) """
+_STREAM_INFO = """SELECT stream_id, version, aggregate_type, deleted_at, hard_deleted,
+    first_version, max_age, max_count FROM {schema}.facta_streams"""
 
 
 class Queries(NamedTuple):
@@ -173,7 +177,21 @@ class Queries(NamedTuple):
     insert: str
     lock_streams: str
     stream_version: str
-    stream_row: str
+    stream_info: str
+    stream_info_locked: str
+    retained_streams: str
+    lowest_marker: str
+    newest_snapshot: str
+    delete_events: str
+    delete_snapshots: str
+    forget_stream: str
+    soft_delete: str
+    hard_delete: str
+    reopen: str
+    truncate_events: str
+    truncate_snapshots: str
+    set_first_version: str
+    set_retention: str
     read_stream: str
     replay_stream: str
     replay_stream_as: str
@@ -228,8 +246,43 @@ class Queries(NamedTuple):
             insert=text(_INSERT, channel=sql.Literal(channel)),
             lock_streams=text(_LOCK_STREAMS, lock_class=lock_class),
             stream_version=text("SELECT version FROM {schema}.facta_streams WHERE stream_id = %s"),
-            stream_row=text(
-                "SELECT version, aggregate_type FROM {schema}.facta_streams WHERE stream_id = %s"
+            stream_info=text(_STREAM_INFO + " WHERE stream_id = %s"),
+            stream_info_locked=text(_STREAM_INFO + " WHERE stream_id = %s FOR UPDATE"),
+            retained_streams=text(
+                _STREAM_INFO + " WHERE stream_id > %s"
+                " AND (max_age IS NOT NULL OR max_count IS NOT NULL) ORDER BY stream_id LIMIT %s"
+            ),
+            lowest_marker=text(
+                "SELECT min(version) FROM {schema}.facta_events WHERE stream_id = %s AND version < 0"
+            ),
+            newest_snapshot=text(
+                "SELECT max(version) FROM {schema}.facta_snapshots WHERE stream_id = %s"
+            ),
+            delete_events=text(
+                "DELETE FROM {schema}.facta_events WHERE stream_id = %s AND version > 0"
+            ),
+            delete_snapshots=text("DELETE FROM {schema}.facta_snapshots WHERE stream_id = %s"),
+            forget_stream=text("DELETE FROM {schema}.facta_streams WHERE stream_id = %s"),
+            soft_delete=text(
+                "UPDATE {schema}.facta_streams SET deleted_at = now() WHERE stream_id = %s"
+            ),
+            hard_delete=text(
+                "UPDATE {schema}.facta_streams SET deleted_at = now(), hard_deleted = true"
+                " WHERE stream_id = %s"
+            ),
+            reopen=text("UPDATE {schema}.facta_streams SET deleted_at = NULL WHERE stream_id = %s"),
+            truncate_events=text(
+                "DELETE FROM {schema}.facta_events WHERE stream_id = %s AND version > 0"
+                " AND version < %s"
+            ),
+            truncate_snapshots=text(
+                "DELETE FROM {schema}.facta_snapshots WHERE stream_id = %s AND version < %s"
+            ),
+            set_first_version=text(
+                "UPDATE {schema}.facta_streams SET first_version = %s WHERE stream_id = %s"
+            ),
+            set_retention=text(
+                "UPDATE {schema}.facta_streams SET max_age = %s, max_count = %s WHERE stream_id = %s"
             ),
             read_stream=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE stream_id = %s"
@@ -245,7 +298,7 @@ class Queries(NamedTuple):
             ),
             streams=text(
                 "SELECT stream_id, version FROM {schema}.facta_streams WHERE stream_id > %s"
-                " ORDER BY stream_id LIMIT %s"
+                " AND NOT hard_deleted AND version >= first_version ORDER BY stream_id LIMIT %s"
             ),
             write_snapshot=text(
                 "INSERT INTO {schema}.facta_snapshots (stream_id, version, aggregate_type,"

@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from facta.appending import (
     AppendResult,
+    EncodedEvent,
     ExpectedVersion,
     PreparedAppend,
     check_aggregate_type,
@@ -64,8 +65,23 @@ from facta.errors import (
     StoreError,
 )
 from facta.events import Checkpoint
+from facta.lifecycle import (
+    check_deletable,
+    check_load,
+    check_open,
+    check_reopenable,
+    check_truncation,
+    next_marker_version,
+)
 from facta.recorder_async import AsyncRecorder
-from facta.records import EventPlace, ProjectionStatus, ReplayRow, StoredEvent, StreamVersion
+from facta.records import (
+    EventPlace,
+    ProjectionStatus,
+    ReplayRow,
+    StoredEvent,
+    StreamInfo,
+    StreamVersion,
+)
 from facta.snapshots import SnapshotRecord
 
 __all__ = ["AsyncPostgresRecorder"]
@@ -345,13 +361,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
                     results = [await self._write(conn, appends[0])]
                 else:
                     results = await self._write_several(conn, appends)
-                if hook is not None:  # inline projections commit with the events
-                    written = conn.cursor(row_factory=_stored)
-                    await written.execute(self._sql.written, prepare=True, binary=True)
-                    events = await written.fetchall()
-                    if events:
-                        await conn.execute(self._sql.use_schema)
-                        await hook.call_async(conn, events)
+                await self._call_hook(conn)
             return results
         except UnicodeEncodeError as e:
             raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
@@ -460,13 +470,125 @@ class AsyncPostgresRecorder(AsyncRecorder):
         raise ConcurrencyError(append.stream_id, stated, actual)
 
     async def _refuse(self, conn: AsyncConnection[TupleRow], append: PreparedAppend) -> int:
-        """The stream's version, after raising ``WrongAggregateType`` or ``ConcurrencyError``
-        if the append does not fit the stream's row as it is now."""
-        cur = await conn.execute(self._sql.stream_row, (append.stream_id,), prepare=True)
-        actual, recorded = await cur.fetchone() or (0, None)
-        check_aggregate_type(append.stream_id, recorded, append.aggregate_type)
+        """The stream's version, after raising ``StreamDeleted``, ``WrongAggregateType`` or
+        ``ConcurrencyError`` if the append does not fit the stream's row as it is now."""
+        info = await _info(conn, self._sql.stream_info, append.stream_id)
+        check_open(info)
+        actual = 0
+        if info is not None:
+            check_aggregate_type(append.stream_id, info.aggregate_type, append.aggregate_type)
+            actual = info.version
         check_expected(append.stream_id, append.expected_version, actual)
-        return int(actual)
+        return actual
+
+    async def _call_hook(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Show the rows the open transaction wrote to the inline projections, if any."""
+        hook = self.on_append
+        if hook is None:
+            return
+        written = conn.cursor(row_factory=_stored)
+        await written.execute(self._sql.written, prepare=True, binary=True)
+        events = await written.fetchall()
+        if events:
+            await conn.execute(self._sql.use_schema)
+            await hook.call_async(conn, events)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        async with self._changing(stream_id, "deleting") as (conn, info):
+            version = check_deletable(stream_id, info, expected_version)
+            position = await self._mark(conn, stream_id, marker)
+            if hard:
+                await conn.execute(self._sql.delete_events, (stream_id,), prepare=True)
+                await conn.execute(self._sql.delete_snapshots, (stream_id,), prepare=True)
+            if hard and reuse:
+                await conn.execute(self._sql.forget_stream, (stream_id,), prepare=True)
+            else:
+                deletion = self._sql.hard_delete if hard else self._sql.soft_delete
+                await conn.execute(deletion, (stream_id,), prepare=True)
+            await self._call_hook(conn)
+        return AppendResult(stream_id, version, position)
+
+    async def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        async with self._changing(stream_id, "reopening") as (conn, info):
+            info = check_reopenable(stream_id, info)
+            position = await self._mark(conn, stream_id, marker)
+            await conn.execute(self._sql.reopen, (stream_id,), prepare=True)
+            await self._call_hook(conn)
+        return AppendResult(stream_id, info.version, position)
+
+    async def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        async with self._changing(stream_id, "truncating") as (conn, info):
+            cur = await conn.execute(self._sql.newest_snapshot, (stream_id,), prepare=True)
+            newest = (await cur.fetchone() or (None,))[0]
+            if not check_truncation(info, before, newest):
+                return 0
+            params = (stream_id, before)
+            removed = (await conn.execute(self._sql.truncate_events, params, prepare=True)).rowcount
+            await conn.execute(self._sql.truncate_snapshots, (stream_id, before - 1), prepare=True)
+            await conn.execute(self._sql.set_first_version, (before, stream_id), prepare=True)
+            await self._mark(conn, stream_id, marker)
+            await self._call_hook(conn)
+        return removed
+
+    async def set_retention(
+        self, stream_id: str, max_age: float | None, max_count: int | None
+    ) -> None:
+        async with self._changing(stream_id, "setting the retention of") as (conn, info):
+            if info is None:
+                raise InvalidEvent(f"stream {stream_id!r} holds no events; no retention was set")
+            params = (max_age, max_count, stream_id)
+            await conn.execute(self._sql.set_retention, params, prepare=True)
+
+    async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        rows = await self._query(
+            self._sql.retained_streams, ("" if after is None else after, limit)
+        )
+        return [StreamInfo(*row) for row in rows]
+
+    @asynccontextmanager
+    async def _changing(
+        self, stream_id: str, doing: str
+    ) -> AsyncIterator[tuple[AsyncConnection[TupleRow], StreamInfo | None]]:
+        """A transaction holding the stream's locks, and its info as locked; errors name
+        what was being done."""
+        self._check_writable()
+        conn = await self._getconn()
+        try:
+            async with conn.transaction():
+                await conn.execute(self._sql.lock_streams, ([stream_id],), prepare=True)
+                yield conn, await _info(conn, self._sql.stream_info_locked, stream_id)
+        except pg_errors.LockNotAvailable as e:
+            raise LockTimeout(
+                f"{doing} stream {stream_id!r}: waited more than {self._lock_timeout()} for a "
+                "lock another session holds on it; nothing was changed"
+            ) from e
+        except psycopg.Error as e:
+            if not conn.broken:
+                raise self._failed(e, (stream_id,)) from e
+            raise StoreError(
+                f"PostgreSQL store at {self.location}: the connection failed while {doing} "
+                f"stream {stream_id!r} ({e}); the change may have committed: look at the "
+                "stream before doing it again"
+            ) from e
+        finally:
+            await self.pool.putconn(conn)
+
+    async def _mark(
+        self, conn: AsyncConnection[TupleRow], stream_id: str, marker: EncodedEvent
+    ) -> int:
+        """Write the stream's next marker in the open transaction; its position."""
+        cur = await conn.execute(self._sql.lowest_marker, (stream_id,), prepare=True)
+        version = next_marker_version((await cur.fetchone() or (None,))[0])
+        params: dict[str, Any] = {"stream": stream_id, "n": 1, "version": version}
+        params.update(_arrays(PreparedAppend(stream_id, version, [marker])))
+        cur = await conn.execute(self._sql.insert, params, prepare=True)
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
 
     async def _duplicate(
         self, conn: AsyncConnection[TupleRow], appends: Sequence[PreparedAppend]
@@ -515,15 +637,15 @@ class AsyncPostgresRecorder(AsyncRecorder):
         if aggregate_type is None:
             params: tuple[Any, ...] = (stream_id, from_version, last, limit)
             return await self._query(self._sql.replay_stream, params)
-        params = (stream_id, from_version, last, stream_id, aggregate_type, limit)
+        params = (stream_id, from_version, last, stream_id, aggregate_type, from_version, limit)
         rows: list[ReplayRow] = await self._query(self._sql.replay_stream_as, params)
-        if not rows:  # none to replay, or none for this aggregate type: the stream says which
-            check_aggregate_type(stream_id, await self.stream_type(stream_id), aggregate_type)
+        if not rows:  # none to replay, or the load is refused: the stream's row says which
+            check_load(stream_id, await self.stream_info(stream_id), aggregate_type, from_version)
         return rows
 
-    async def stream_type(self, stream_id: str) -> str | None:
-        rows = await self._query(self._sql.stream_row, (stream_id,))
-        return rows[0][1] if rows else None
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        rows = await self._query(self._sql.stream_info, (stream_id,))
+        return StreamInfo(*rows[0]) if rows else None
 
     async def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
@@ -605,6 +727,12 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 raise StoreError(
                     f"PostgreSQL store at {self.location}: listening for appends failed: {e}"
                 ) from e
+
+
+async def _info(conn: AsyncConnection[TupleRow], query: str, stream_id: str) -> StreamInfo | None:
+    cur = await conn.execute(query, (stream_id,), prepare=True)
+    row = await cur.fetchone()
+    return None if row is None else StreamInfo(*row)
 
 
 def _claim_kind(expected: int) -> int:

@@ -13,13 +13,14 @@ import threading
 import time
 import uuid
 from asyncio import to_thread  # sync: drop
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from facta.appending import (
     AppendResult,
+    EncodedEvent,
     PreparedAppend,
     check_aggregate_type,
     check_expected,
@@ -29,11 +30,26 @@ from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
 from facta.backends.sqlite.threads import run_to_the_end  # sync: drop
-from facta.errors import SchemaVersionError, StoreError
+from facta.errors import InvalidEvent, SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
+from facta.lifecycle import (
+    check_deletable,
+    check_load,
+    check_open,
+    check_reopenable,
+    check_truncation,
+    next_marker_version,
+)
 from facta.recorder_async import AsyncRecorder
-from facta.records import EventPlace, ProjectionStatus, ReplayRow, StoredEvent, StreamVersion
+from facta.records import (
+    EventPlace,
+    ProjectionStatus,
+    ReplayRow,
+    StoredEvent,
+    StreamInfo,
+    StreamVersion,
+)
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 
 __all__ = ["AsyncSQLiteRecorder"]
@@ -45,9 +61,28 @@ _INSERT = (
     "INSERT INTO facta_events (stream_id, version, event_id, type, schema_version, encoding,"
     " data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_VERSION = "SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ?"
-_STREAM_TYPE = "SELECT aggregate_type FROM facta_streams WHERE stream_id = ?"
+# A stream's version: its newest event's (markers have negative versions), or what its row
+# in facta_streams says when its events are gone (see _info).
+_VERSION = "SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ? AND version > 0"
+_STREAM_ROW = (
+    "SELECT aggregate_type, deleted_at, hard_deleted, version, first_version, max_age, max_count"
+    " FROM facta_streams WHERE stream_id = ?"
+)
 _RECORD_TYPE = "INSERT INTO facta_streams (stream_id, aggregate_type) VALUES (?, ?)"
+_LOWEST_MARKER = "SELECT min(version) FROM facta_events WHERE stream_id = ? AND version < 0"
+# Lifecycle changes to a stream's row (made if missing): ? = the stream id, then the values.
+_KEEP_ROW = "INSERT OR IGNORE INTO facta_streams (stream_id) VALUES (?)"
+_SOFT_DELETE = "UPDATE facta_streams SET deleted_at = ? WHERE stream_id = ?"
+_HARD_DELETE = (
+    "UPDATE facta_streams SET deleted_at = ?, hard_deleted = 1, version = ? WHERE stream_id = ?"
+)
+_REOPEN = "UPDATE facta_streams SET deleted_at = NULL WHERE stream_id = ?"
+_TRUNCATE = "UPDATE facta_streams SET first_version = ? WHERE stream_id = ?"
+_RETAIN = "UPDATE facta_streams SET max_age = ?, max_count = ? WHERE stream_id = ?"
+_RETAINED = (
+    "SELECT stream_id FROM facta_streams WHERE stream_id > ?"
+    " AND (max_age IS NOT NULL OR max_count IS NOT NULL) ORDER BY stream_id LIMIT ?"
+)
 _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM facta_events WHERE stream_id = ? AND version >= ?"
     " AND version <= ? ORDER BY version LIMIT ?"
@@ -58,7 +93,7 @@ _REPLAY = (
 )
 _LOCATE = "SELECT stream_id, version, position FROM facta_events WHERE event_id = ?"
 _STREAMS = (
-    "SELECT stream_id, max(version) FROM facta_events WHERE stream_id > ?"
+    "SELECT stream_id, max(version) FROM facta_events WHERE stream_id > ? AND version > 0"
     " GROUP BY stream_id ORDER BY stream_id LIMIT ?"
 )
 _WRITE_SNAPSHOT = "INSERT OR REPLACE INTO facta_snapshots VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -163,9 +198,11 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             results = []
             for append in appends:
                 stream_id, given = append.stream_id, append.aggregate_type
-                if given is not None:
-                    check_aggregate_type(stream_id, self._stream_type(stream_id), given)
-                actual = self._stream_version(stream_id)
+                info = self._info(stream_id)
+                check_open(info)
+                if info is not None:
+                    check_aggregate_type(stream_id, info.aggregate_type, given)
+                actual = 0 if info is None else info.version
                 check_expected(stream_id, append.expected_version, actual)
                 if not append.events:
                     results.append(AppendResult(stream_id, actual, 0))
@@ -213,6 +250,137 @@ class AsyncSQLiteRecorder(AsyncRecorder):
                 raise self._waited(e, doing, "nothing was written") from e
             raise
 
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def delete_stream(
+        self, stream_id: str, expected_version: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        self._check_writable()
+        args = (stream_id, expected_version, marker, hard, reuse)
+        return await self._run(self._delete, *args)
+
+    def _delete(
+        self, stream_id: str, expected: int, marker: EncodedEvent, hard: bool, reuse: bool
+    ) -> AppendResult:
+        with self._changing(stream_id, "deleting") as db:
+            version = check_deletable(stream_id, self._info(stream_id), expected)
+            row = self._mark(stream_id, marker)
+            when = row.recorded_at.timestamp()
+            if hard:
+                db.execute(
+                    "DELETE FROM facta_events WHERE stream_id = ? AND version > 0", (stream_id,)
+                )
+                db.execute("DELETE FROM facta_snapshots WHERE stream_id = ?", (stream_id,))
+            if hard and reuse:
+                db.execute("DELETE FROM facta_streams WHERE stream_id = ?", (stream_id,))
+            else:
+                db.execute(_KEEP_ROW, (stream_id,))
+                if hard:
+                    db.execute(_HARD_DELETE, (when, version, stream_id))
+                else:
+                    db.execute(_SOFT_DELETE, (when, stream_id))
+        return AppendResult(stream_id, version, row.position)
+
+    async def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        self._check_writable()
+        return await self._run(self._reopen, stream_id, marker)
+
+    def _reopen(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
+        with self._changing(stream_id, "reopening") as db:
+            info = check_reopenable(stream_id, self._info(stream_id))
+            row = self._mark(stream_id, marker)
+            db.execute(_REOPEN, (stream_id,))
+        return AppendResult(stream_id, info.version, row.position)
+
+    async def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        self._check_writable()
+        args = (stream_id, before, marker)
+        return await self._run(self._truncate, *args)
+
+    def _truncate(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
+        with self._changing(stream_id, "truncating") as db:
+            newest = db.execute(
+                "SELECT max(version) FROM facta_snapshots WHERE stream_id = ?", (stream_id,)
+            ).fetchone()[0]
+            if not check_truncation(self._info(stream_id), before, newest):
+                return 0
+            removed: int = db.execute(
+                "DELETE FROM facta_events WHERE stream_id = ? AND version > 0 AND version < ?",
+                (stream_id, before),
+            ).rowcount
+            db.execute(
+                "DELETE FROM facta_snapshots WHERE stream_id = ? AND version < ?",
+                (stream_id, before - 1),
+            )
+            db.execute(_KEEP_ROW, (stream_id,))
+            db.execute(_TRUNCATE, (before, stream_id))
+            self._mark(stream_id, marker)
+        return removed
+
+    async def set_retention(
+        self, stream_id: str, max_age: float | None, max_count: int | None
+    ) -> None:
+        self._check_writable()
+        args = (stream_id, max_age, max_count)
+        await self._run(self._retain, *args)
+
+    def _retain(self, stream_id: str, max_age: float | None, max_count: int | None) -> None:
+        with self._changing(stream_id, "setting the retention of") as db:
+            if self._info(stream_id) is None:
+                raise InvalidEvent(f"stream {stream_id!r} holds no events; no retention was set")
+            db.execute(_KEEP_ROW, (stream_id,))
+            db.execute(_RETAIN, (max_age, max_count, stream_id))
+
+    async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
+        return await self._run(self._retained, "" if after is None else after, limit)
+
+    def _retained(self, after: str, limit: int) -> list[StreamInfo]:
+        ids = [row[0] for row in self._db.execute(_RETAINED, (after, limit))]
+        return [info for i in ids if (info := self._info(i)) is not None]
+
+    @contextmanager
+    def _changing(self, stream_id: str, doing: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction, rolled back if the block raises; a wait for another writer
+        that times out names what was being done."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as e:
+            if db.in_transaction:
+                db.rollback()
+            if isinstance(e, sqlite3.OperationalError) and busy(e):
+                what = f"{doing} stream {stream_id!r}"
+                raise self._waited(e, what, "nothing was changed") from e
+            raise
+
+    def _mark(self, stream_id: str, marker: EncodedEvent) -> StoredEvent:
+        """Write the stream's next marker in the open transaction; the inline projections
+        see it before it commits."""
+        db = self._db
+        version = next_marker_version(db.execute(_LOWEST_MARKER, (stream_id,)).fetchone()[0])
+        now = datetime.now(UTC)
+        db.execute(
+            _INSERT,
+            (
+                stream_id,
+                version,
+                marker.event_id.bytes,
+                marker.type,
+                marker.schema_version,
+                marker.encoding,
+                marker.data,
+                marker.metadata,
+                now.timestamp(),
+            ),
+        )
+        position = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        row = StoredEvent(stream_id, version, position, 0, *marker, now)
+        if self.on_append is not None:
+            self.on_append.call(db, [row])
+        return row
+
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         return await self._run(self._find, event_ids)
 
@@ -230,8 +398,29 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         return await self._run(self._stream_version, stream_id)
 
     def _stream_version(self, stream_id: str) -> int:
+        info = self._info(stream_id)
+        return 0 if info is None else info.version
+
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        return await self._run(self._info, stream_id)
+
+    def _info(self, stream_id: str) -> StreamInfo | None:
+        """The stream's info: its newest event's version, and its row if it has one."""
         version: int = self._db.execute(_VERSION, (stream_id,)).fetchone()[0]
-        return version
+        row = self._db.execute(_STREAM_ROW, (stream_id,)).fetchone()
+        if row is None:
+            return StreamInfo(stream_id, version) if version else None
+        type_name, deleted, hard, hard_version, first, max_age, max_count = row
+        return StreamInfo(
+            stream_id,
+            hard_version if hard else max(version, first - 1),
+            type_name,
+            None if deleted is None else datetime.fromtimestamp(deleted, UTC),
+            bool(hard),
+            first,
+            max_age,
+            max_count,
+        )
 
     async def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -254,16 +443,9 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         return await self._run(self._replay_as, params, aggregate_type)
 
     def _replay_as(self, params: tuple[str, int, int, int], aggregate_type: str) -> list[ReplayRow]:
-        """A replay that first checks the stream was created as ``aggregate_type``."""
-        check_aggregate_type(params[0], self._stream_type(params[0]), aggregate_type)
+        """A load's first page, after ``check_load`` found nothing against it."""
+        check_load(params[0], self._info(params[0]), aggregate_type, params[1])
         return self._fetch(_REPLAY, params)
-
-    async def stream_type(self, stream_id: str) -> str | None:
-        return await self._run(self._stream_type, stream_id)
-
-    def _stream_type(self, stream_id: str) -> str | None:
-        row = self._db.execute(_STREAM_TYPE, (stream_id,)).fetchone()
-        return None if row is None else str(row[0])
 
     async def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
