@@ -199,7 +199,8 @@ class JetStreamBroker(Broker):
         except (OSError, TimeoutError, nats.errors.Error) as e:
             raise BrokerUnavailable(
                 f"NATS at {self.where} did not answer about JetStream stream {self.stream!r} "
-                f"(is JetStream enabled? nats-server -js): {e or type(e).__name__}"
+                "(is JetStream enabled, nats-server -js? in a cluster, is the stream's leader "
+                f"being elected?): {e or type(e).__name__}"
             ) from e
         if info is None:
             if not self.create_stream:
@@ -299,7 +300,7 @@ class JetStreamBroker(Broker):
         if isinstance(failure, nats.js.errors.NoStreamResponseError):
             reason = (
                 f"no JetStream stream takes subject {subject!r} (stream {self.stream!r} takes "
-                f"{', '.join(self.subjects)})"
+                f"{', '.join(self.subjects)}; in a cluster, it may have no leader just now)"
             )
         elif failure is None:
             reason = "the message was not sent"
