@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,10 @@ async def caught_up(runner: AsyncProjectionRunner[Any]) -> None:
 
 
 async def moved(runner: AsyncProjectionRunner[Any]) -> None:
-    """Return once a running runner has committed a batch."""
-    for _ in range(10000):
+    """Return once a running runner has committed a batch (soon after: the test stops it
+    mid-run, so this looks at every turn of the event loop, for up to a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if runner.checkpoint != facta.Checkpoint():
             return
         await asyncio.sleep(0)

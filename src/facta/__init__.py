@@ -20,14 +20,17 @@ The main names, all importable from ``facta``:
 - Errors: ``FactaError`` and the tree under it (``ConcurrencyError``, ``AggregateNotFound``...).
 
 Beside them: ``facta.projections`` (read models: ``Projection``, ``@handles``,
-``ProjectionRunner``, ``add_inline``), ``facta.publishing`` (``Relay`` and one module per
-broker) and ``facta.testing`` (the backend contract suite).
+``ProjectionRunner``, ``add_inline``), ``facta.lifecycle`` (the markers and rules of
+``store.delete_stream``, ``reopen_stream``, ``truncate_stream``, ``set_retention`` and
+``prune``), ``facta.publishing`` (``Relay`` and one module per broker) and ``facta.testing``
+(the backend contract suite and given/when/then scenarios).
 
 The documentation (getting started, concepts, a guide per feature, the command line and API
 reference) is a site built from ``docs/`` in the repository: ``mkdocs serve`` shows it,
 ``docs/index.md`` is its first page.
 """
 
+from facta import lifecycle
 from facta.aggregate import Aggregate
 from facta.appending import AppendResult, ExpectedVersion, StreamAppend
 from facta.check_report import CheckFailure, CheckReport
@@ -41,6 +44,7 @@ from facta.errors import (
     ConfigurationError,
     DecodeError,
     DuplicateEventId,
+    EventsTruncated,
     EventTooLarge,
     FactaError,
     InvalidEvent,
@@ -50,6 +54,7 @@ from facta.errors import (
     SchemaVersionError,
     SnapshotError,
     StoreError,
+    StreamDeleted,
     UnknownEventType,
     UpcastError,
     WrongAggregateType,
@@ -95,6 +100,7 @@ __all__ = [
     "EventRegistry",
     "EventStore",
     "EventTooLarge",
+    "EventsTruncated",
     "ExpectedVersion",
     "FactaError",
     "InvalidEvent",
@@ -110,6 +116,7 @@ __all__ = [
     "SnapshotError",
     "StoreError",
     "StreamAppend",
+    "StreamDeleted",
     "UnknownEventType",
     "UpcastError",
     "Upcasters",
@@ -121,6 +128,7 @@ __all__ = [
     "default_registry",
     "event",
     "id_from_key",
+    "lifecycle",
     "new_id",
     "snapshot_upcaster",
     "upcaster",

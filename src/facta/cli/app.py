@@ -14,6 +14,7 @@ from facta.cli.check import check
 from facta.cli.demo import demo
 from facta.cli.errors import Failed, one_line
 from facta.cli.events import log, show, streams, tail
+from facta.cli.lifecycle import delete, prune, reopen, retain, truncate
 from facta.cli.migrate import migrate
 from facta.cli.projections import projections
 from facta.cli.relay import relay
@@ -40,4 +41,6 @@ def main() -> None:
 
 
 for _command in (demo, streams, show, log, tail, migrate, check, projections, relay):
+    main.add_command(_command)
+for _command in (delete, reopen, truncate, retain, prune):
     main.add_command(_command)

@@ -50,7 +50,10 @@ def show(url: str, stream: str, metadata: bool) -> None:
     with open_store(url, Access.READ) as store:
         for row in _stream_rows(store, stream):
             table.echo(store, row, row.version, row.position)
+        info = store.stream_info(stream) if table.shown == 0 else None
     if table.shown == 0:
+        if info is not None and info.hard_deleted:
+            raise Failed(f"stream {stream!r} was hard-deleted: its events are gone from {url}")
         raise Failed(f"stream {stream!r} holds no events in {url}")
     table.finish()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from facta.testing._appending import AppendContract
 from facta.testing._bad_input import BadInputContract
 from facta.testing._inline import InlineContract
+from facta.testing._lifecycle import LifecycleContract
 from facta.testing._modelling import ModelContract
 from facta.testing._projecting import ProjectionContract
 from facta.testing._racing import RaceContract
@@ -36,6 +37,7 @@ class EventStoreContract(
     AppendContract,
     ReadContract,
     StreamTypeContract,
+    LifecycleContract,
     BadInputContract,
     RaceContract,
     ProjectionContract,

@@ -24,6 +24,7 @@ from facta.store_async import AsyncEventStore  # sync: drop
 from facta.testing._appending_async import AsyncAppendContract
 from facta.testing._bad_input_async import AsyncBadInputContract
 from facta.testing._inline_async import AsyncInlineContract
+from facta.testing._lifecycle_async import AsyncLifecycleContract
 from facta.testing._modelling_async import AsyncModelContract
 from facta.testing._projecting_async import AsyncProjectionContract
 from facta.testing._racing_async import AsyncRaceContract
@@ -38,6 +39,7 @@ class AsyncEventStoreContract(
     AsyncAppendContract,
     AsyncReadContract,
     AsyncStreamTypeContract,
+    AsyncLifecycleContract,
     AsyncBadInputContract,
     AsyncRaceContract,
     AsyncProjectionContract,
