@@ -261,6 +261,36 @@ class LifecycleContract:
         ]
         assert places(log_after(store, start)) == watcher.seen
 
+    def test_a_subscription_behind_a_hard_deletion_gets_the_marker_not_the_events(
+        self, store: EventStore
+    ) -> None:
+        gone, kept = new_id(), new_id()
+        start = head(store)
+        store.append(gone, happened(1, 2), NO_STREAM)
+        store.delete_stream(gone, 2, hard=True)
+        store.append(kept, happened(1), NO_STREAM)
+        taken: list[RecordedEvent] = []
+        with store.subscribe(start, poll_interval=0.02) as events:
+            for event in events:
+                taken.append(event)
+                if event.stream_id == kept:
+                    break
+        assert places(taken) == [
+            (gone, -1, "facta.StreamDeleted"),
+            (kept, 1, "facta.testing.Happened"),
+        ]
+
+    def test_a_truncation_racing_appends_loses_and_repeats_nothing(self, store: EventStore) -> None:
+        stream = new_id()
+        store.append(stream, happened(1, 2, 3), NO_STREAM)
+        calls: list[Any] = [
+            partial(store.truncate_stream, stream, 3),
+            partial(store.append, stream, happened(4), 3),
+        ]
+        removed, appended = run_concurrently(calls)
+        assert (removed, appended.version) == (2, 4)
+        assert [(e.version, e.data.n) for e in read(store, stream)] == [(3, 3), (4, 4)]
+
     def test_a_deletion_racing_an_append_lets_exactly_one_win(self, store: EventStore) -> None:
         for _ in range(10):
             stream = new_id()

@@ -264,6 +264,38 @@ class AsyncLifecycleContract:
         ]
         assert places(await log_after(store, start)) == watcher.seen
 
+    async def test_a_subscription_behind_a_hard_deletion_gets_the_marker_not_the_events(
+        self, store: AsyncEventStore
+    ) -> None:
+        gone, kept = new_id(), new_id()
+        start = await head(store)
+        await store.append(gone, happened(1, 2), NO_STREAM)
+        await store.delete_stream(gone, 2, hard=True)
+        await store.append(kept, happened(1), NO_STREAM)
+        taken: list[RecordedEvent] = []
+        async with store.subscribe(start, poll_interval=0.02) as events:
+            async for event in events:
+                taken.append(event)
+                if event.stream_id == kept:
+                    break
+        assert places(taken) == [
+            (gone, -1, "facta.StreamDeleted"),
+            (kept, 1, "facta.testing.Happened"),
+        ]
+
+    async def test_a_truncation_racing_appends_loses_and_repeats_nothing(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3), NO_STREAM)
+        calls: list[Any] = [
+            partial(store.truncate_stream, stream, 3),
+            partial(store.append, stream, happened(4), 3),
+        ]
+        removed, appended = await run_concurrently_async(calls)
+        assert (removed, appended.version) == (2, 4)
+        assert [(e.version, e.data.n) for e in await read(store, stream)] == [(3, 3), (4, 4)]
+
     async def test_a_deletion_racing_an_append_lets_exactly_one_win(
         self, store: AsyncEventStore
     ) -> None:
