@@ -2,7 +2,7 @@
 
 The URL's scheme picks the backend (:mod:`facta.backends`, extensible through entry points);
 keyword options go to the backend, except ``max_event_size`` and ``compress_above``, which
-configure the codec.
+configure the codec, and ``keys``, the key provider of personal data (:mod:`facta.personal`).
 
 >>> with connect("memory://") as store:
 ...     store.stream_version("nothing-here")
@@ -14,6 +14,7 @@ from __future__ import annotations
 from facta import backends
 from facta.codec import Codec
 from facta.errors import ConfigurationError
+from facta.personal.providers import KeyProvider
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
 
@@ -22,23 +23,37 @@ __all__ = ["connect", "connect_async"]
 _CODEC_OPTIONS = ("max_event_size", "compress_above")
 
 
-def connect(url: str, *, codec: Codec | None = None, **options: object) -> EventStore:
+def connect(
+    url: str, *, codec: Codec | None = None, keys: KeyProvider | None = None, **options: object
+) -> EventStore:
     """A sync event store for ``url``; use it as a context manager.
 
     Options depend on the backend (for example ``pool_size``, ``pool_timeout``, ``schema``
     and ``migrate`` on PostgreSQL; ``read_only`` and ``create`` everywhere); an unknown one
-    raises ``ConfigurationError`` listing those that exist.
+    raises ``ConfigurationError`` listing those that exist. ``keys`` is the key provider
+    that events with personal fields need (``facta.personal.EnvKeyProvider(...)``, ...).
     """
     backend = backends.find(url)
     codec = _codec(url, backend, codec, options)
-    return EventStore(backend.recorder(url, **options), codec)
+    return EventStore(backend.recorder(url, **options), codec, _keys(keys))
 
 
-def connect_async(url: str, *, codec: Codec | None = None, **options: object) -> AsyncEventStore:
+def connect_async(
+    url: str, *, codec: Codec | None = None, keys: KeyProvider | None = None, **options: object
+) -> AsyncEventStore:
     """An async event store for ``url``; use it as an async context manager."""
     backend = backends.find(url)
     codec = _codec(url, backend, codec, options)
-    return AsyncEventStore(backend.async_recorder(url, **options), codec)
+    return AsyncEventStore(backend.async_recorder(url, **options), codec, _keys(keys))
+
+
+def _keys(keys: object) -> KeyProvider | None:
+    if keys is not None and not isinstance(keys, KeyProvider):
+        raise ConfigurationError(
+            f"keys= takes a facta.personal.KeyProvider (EnvKeyProvider, FileKeyProvider, "
+            f"KeyRing or your own subclass), got {type(keys).__qualname__}"
+        )
+    return keys
 
 
 def _codec(
@@ -47,7 +62,7 @@ def _codec(
     """The store's codec; takes the codec's options out of ``options`` and checks the rest."""
     unknown = sorted(set(options) - set(backend.options) - set(_CODEC_OPTIONS))
     if unknown:
-        known = ", ".join(sorted({*backend.options, *_CODEC_OPTIONS, "codec"}))
+        known = ", ".join(sorted({*backend.options, *_CODEC_OPTIONS, "codec", "keys"}))
         raise ConfigurationError(
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
             f"{url.split('://', 1)[0]}:// stores; the options are: {known}"

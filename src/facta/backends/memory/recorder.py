@@ -17,9 +17,11 @@ from facta.appending import (
     check_expected,
 )
 from facta.backends.memory.checkpoints import Book, MemoryCheckpoints
+from facta.backends.memory.keys import MemoryKeyTable
 from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, StoreError
 from facta.events import Checkpoint
+from facta.personal.data_keys import StoredKey
 from facta.recorder import Recorder
 from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
@@ -43,6 +45,7 @@ class MemoryRecorder(Recorder):
         self._book = Book()
         self._appended = Signal()
         self._read_up_to = 0  # the log's length when a reader last found its end
+        self._data_keys: dict[str, StoredKey] = {}  # subject -> its wrapped data key
 
     def stream_version(self, stream_id: str) -> int:
         with self._lock:
@@ -200,3 +203,6 @@ class MemoryRecorder(Recorder):
 
     def migrate(self) -> list[int]:
         return []
+
+    def key_table(self) -> MemoryKeyTable:
+        return MemoryKeyTable(self._data_keys, self._lock, self._check_writable)

@@ -16,9 +16,11 @@ from facta.appending import (
     check_expected,
 )
 from facta.backends.memory.checkpoints_async import AsyncMemoryCheckpoints, Book
+from facta.backends.memory.keys_async import AsyncMemoryKeyTable
 from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, StoreError
 from facta.events import Checkpoint
+from facta.personal.data_keys import StoredKey
 from facta.recorder_async import AsyncRecorder
 from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
@@ -42,6 +44,7 @@ class AsyncMemoryRecorder(AsyncRecorder):
         self._book = Book()
         self._appended = Signal()
         self._read_up_to = 0  # the log's length when a reader last found its end
+        self._data_keys: dict[str, StoredKey] = {}  # subject -> its wrapped data key
 
     async def stream_version(self, stream_id: str) -> int:
         with self._lock:
@@ -199,3 +202,6 @@ class AsyncMemoryRecorder(AsyncRecorder):
 
     async def migrate(self) -> list[int]:
         return []
+
+    def key_table(self) -> AsyncMemoryKeyTable:
+        return AsyncMemoryKeyTable(self._data_keys, self._lock, self._check_writable)
