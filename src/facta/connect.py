@@ -23,9 +23,7 @@ __all__ = ["connect", "connect_async"]
 _CODEC_OPTIONS = ("max_event_size", "compress_above")
 
 
-def connect(
-    url: str, *, codec: Codec | None = None, keys: KeyProvider | None = None, **options: object
-) -> EventStore:
+def connect(url: str, *, codec: Codec | None = None, **options: object) -> EventStore:
     """A sync event store for ``url``; use it as a context manager.
 
     Options depend on the backend (for example ``pool_size``, ``pool_timeout``, ``schema``
@@ -34,20 +32,22 @@ def connect(
     that events with personal fields need (``facta.personal.EnvKeyProvider(...)``, ...).
     """
     backend = backends.find(url)
+    keys = _keys(options)
     codec = _codec(url, backend, codec, options)
-    return EventStore(backend.recorder(url, **options), codec, _keys(keys))
+    return EventStore(backend.recorder(url, **options), codec, keys)
 
 
-def connect_async(
-    url: str, *, codec: Codec | None = None, keys: KeyProvider | None = None, **options: object
-) -> AsyncEventStore:
+def connect_async(url: str, *, codec: Codec | None = None, **options: object) -> AsyncEventStore:
     """An async event store for ``url``; use it as an async context manager."""
     backend = backends.find(url)
+    keys = _keys(options)
     codec = _codec(url, backend, codec, options)
-    return AsyncEventStore(backend.async_recorder(url, **options), codec, _keys(keys))
+    return AsyncEventStore(backend.async_recorder(url, **options), codec, keys)
 
 
-def _keys(keys: object) -> KeyProvider | None:
+def _keys(options: dict[str, object]) -> KeyProvider | None:
+    """The ``keys`` option (the key provider of personal data), taken out of ``options``."""
+    keys = options.pop("keys", None)
     if keys is not None and not isinstance(keys, KeyProvider):
         raise ConfigurationError(
             f"keys= takes a facta.personal.KeyProvider (EnvKeyProvider, FileKeyProvider, "

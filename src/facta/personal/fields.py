@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import threading
 import typing
@@ -167,12 +168,11 @@ def _analyse(cls: type) -> PersonalFields | None:
     _refuse_nested(cls, every, set(personal))
     if not personal:  # a subject may be marked all the same: nothing to seal
         return None
-    if isinstance(cls, type) and issubclass(cls, msgspec.Struct):
-        if getattr(cls, "__struct_config__").array_like:
-            raise InvalidEvent(
-                f"{name} has personal fields but is an array_like Struct: its fields have no "
-                "names in JSON to seal them under; drop array_like"
-            )
+    if issubclass(cls, msgspec.Struct) and cls.__struct_config__.array_like:
+        raise InvalidEvent(
+            f"{name} has personal fields but is an array_like Struct: its fields have no "
+            "names in JSON to seal them under; drop array_like"
+        )
     if len(subjects) > 1:
         raise InvalidEvent(
             f"{name} marks {len(subjects)} fields as Subject ({', '.join(subjects)}); mark one, "
@@ -236,7 +236,7 @@ def _fields_of(cls: object) -> tuple[_Field, ...] | None:
             for f in dataclasses.fields(cls)
         )
     if is_pydantic_model(cls):
-        model_fields: dict[str, Any] = getattr(cls, "model_fields")
+        model_fields: dict[str, Any] = cls.model_fields  # type: ignore[attr-defined]
         return tuple(
             _Field(
                 name,
@@ -302,10 +302,8 @@ def _classes_in(annotation: Any, seen: set[type]) -> Iterator[type]:
         if isinstance(item, type) and item not in seen and _fields_of_kind(item):
             seen.add(item)
             yield item
-            try:
+            with contextlib.suppress(InvalidEvent):  # unresolvable: msgspec reports it
                 todo.extend(inner.type for inner in _fields_of(item) or ())
-            except InvalidEvent:
-                pass
         todo.extend(typing.get_args(item))
 
 
@@ -416,7 +414,7 @@ def build(cls: type, fields: dict[str, Any], where: str) -> Any:
                 f"`$.{field.key}`"
             ) from e
     if pydantic_model:
-        return getattr(cls, "model_construct")(**values)
+        return cls.model_construct(**values)  # type: ignore[attr-defined]
     try:
         return cls(**values)
     except Exception as e:
@@ -457,10 +455,8 @@ def redact(text: str, event: object) -> str:
         if value is None or value is Forgotten:
             continue
         shown = {str(value), repr(value)}
-        try:
+        with contextlib.suppress(TypeError, msgspec.EncodeError):
             shown.add(_encoder.encode(value).decode())
-        except (TypeError, msgspec.EncodeError):
-            pass
         for item in sorted(shown, key=len, reverse=True):
             if len(item) >= 3:
                 text = text.replace(item, REDACTED)

@@ -8,7 +8,7 @@ the master key it was wrapped under is rotated away and destroyed (docs/personal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -18,7 +18,7 @@ from facta.personal.key_table import KeyTable
 
 __all__ = ["PostgresKeyTable"]
 
-Query = Callable[..., list[Any]]
+Query = Callable[..., Any]  # the recorder's _query: a coroutine function in the async store
 
 _COLUMNS = "subject, key_id, master_key_id, wrapped"
 _UNNEST = "unnest(%s::text[], %s::text[], %s::text[], %s::bytea[])"

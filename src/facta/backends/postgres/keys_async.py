@@ -7,7 +7,7 @@ the master key it was wrapped under is rotated away and destroyed (docs/personal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -17,7 +17,7 @@ from facta.personal.key_table_async import AsyncKeyTable
 
 __all__ = ["AsyncPostgresKeyTable"]
 
-Query = Callable[..., Coroutine[Any, Any, list[Any]]]  # sync: Query = Callable[..., list[Any]]
+Query = Callable[..., Any]  # the recorder's _query: a coroutine function in the async store
 
 _COLUMNS = "subject, key_id, master_key_id, wrapped"
 _UNNEST = "unnest(%s::text[], %s::text[], %s::text[], %s::bytea[])"

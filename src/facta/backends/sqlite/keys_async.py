@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from facta.personal.data_keys import StoredKey
@@ -18,7 +18,7 @@ from facta.personal.key_table_async import AsyncKeyTable
 __all__ = ["AsyncSQLiteKeyTable"]
 
 T = TypeVar("T")
-Run = Callable[..., Coroutine[Any, Any, Any]]  # sync: Run = Callable[..., Any]
+Run = Callable[..., Any]  # the recorder's _run: a coroutine function in the async store
 
 _COLUMNS = "subject, key_id, master_key_id, wrapped"
 _CHUNK = 500  # subjects per statement: well inside SQLite's limit on parameters
@@ -77,10 +77,11 @@ class AsyncSQLiteKeyTable(AsyncKeyTable):
 
     def _add(self, keys: list[StoredKey]) -> list[StoredKey]:
         now = time.time()
-        return self._write(
+        added: list[StoredKey] = self._write(
             lambda db: db.executemany(_INSERT, [(*key, now) for key in keys]),
             lambda: self._select([key.subject for key in keys]),
         )
+        return added
 
     def _delete(self, subjects: list[str]) -> int:
         def delete(db: sqlite3.Connection) -> int:
