@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -37,10 +36,18 @@ from facta.personal import (
     Personal,
     Subject,
     generate_master_key,
+    is_forgotten,
 )
 from facta.personal.cipher import cipher, new_key
 from facta.personal.data_keys import DataKey, DataKeys
-from facta.projections import OnError, Projection, ProjectionRunner, add_inline, handles
+from facta.projections import (
+    OnError,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    add_inline,
+    handles,
+)
 
 # -- the model -------------------------------------------------------------------------------
 
@@ -164,7 +171,8 @@ def test_personal_fields_are_stored_sealed_and_read_back_as_appended(
     blob = stored_bytes(opened, readable)
     for secret in (b"person1@", b"Main St", b"1990-05-17", b"Referrer Two", b"fair", b"Shorty"):
         assert secret not in blob
-    assert b"gold" in blob and b'"amount":3' in blob  # the rest is stored as ever
+    assert b"gold" in blob
+    assert b'"amount":3' in blob
 
 
 def test_a_forgotten_subjects_fields_read_as_forgotten_and_others_are_untouched(
@@ -183,7 +191,8 @@ def test_a_forgotten_subjects_fields_read_as_forgotten_and_others_are_untouched(
         CustomerRegistered("c2", Forgotten, Forgotten, "gold"),  # type: ignore[arg-type]
         Nicknamed(Forgotten),  # type: ignore[arg-type]
     ]
-    assert isinstance(read[2], CustomerRegistered) and read[2].email is Forgotten
+    assert isinstance(read[2], CustomerRegistered)
+    assert is_forgotten(read[2].email)
 
 
 def test_forgetting_holds_for_other_stores_once_their_cached_key_expires(
@@ -220,7 +229,8 @@ def test_loads_and_snapshots_of_a_forgotten_subject_hold_forgotten(
         customer.record(Ordered(1))
     customers.save(customer)
     (snapshot,) = opened.read_snapshots("cust-9")
-    assert b"nine@" not in snapshot.state and snapshot.encoding & facta.codec.SEALED
+    assert b"nine@" not in snapshot.state
+    assert snapshot.encoding & facta.codec.SEALED
     assert customers.load("cust-9").email == "nine@example.org"
     opened.forget("cust-9")
     loaded = customers.load("cust-9")  # from the snapshot, sealed under the stream's key
@@ -347,7 +357,8 @@ def test_env_and_file_providers_read_the_application_s_master_key(
     from_file = FileKeyProvider(tmp_path / "master.key")
     from_env = EnvKeyProvider("TEST_FACTA_MASTER_KEY")
     assert from_file.key_id == from_env.key_id == AesKeyProvider(key).key_id
-    assert key not in repr(from_file) and key not in from_file.key_id
+    assert key not in repr(from_file)
+    assert key not in from_file.key_id
     wrapped = from_file.wrap(b"k" * 32, b"ctx")
     assert from_env.unwrap(wrapped, from_env.key_id, b"ctx") == b"k" * 32
     with pytest.raises(MasterKeyError):
@@ -423,7 +434,7 @@ def test_a_forgotten_value_is_never_stored_again(opened: facta.EventStore) -> No
     opened.append("s", [registered(1)], facta.NO_STREAM)
     opened.forget("c1")
     copy = next(iter(opened.read_stream("s"))).data
-    with pytest.raises(facta.InvalidEvent, match="facta.Forgotten"):
+    with pytest.raises(facta.InvalidEvent, match=r"facta\.Forgotten"):
         opened.append("s", [copy], facta.ANY)
     assert opened.stream_version("s") == 1
 
@@ -484,7 +495,7 @@ class Directory(Projection[sqlite3.Connection]):
 
     @handles(CustomerRegistered)
     def registered(self, event: facta.RecordedEvent[CustomerRegistered], db: Any) -> None:
-        email = None if event.data.email is Forgotten else event.data.email
+        email = None if is_forgotten(event.data.email) else event.data.email
         db.execute("INSERT INTO directory VALUES (?, ?)", (event.data.customer_id, email))
 
 
@@ -505,16 +516,19 @@ def test_dead_letters_and_a_failed_projection_keep_no_personal_data(
         with ProjectionRunner(store, Failing(), on_error=OnError.DEAD_LETTER) as runner:
             runner.catch_up()
             (parked,) = runner.dead_letters()
-        assert "person1@" not in parked.error and "<personal data>" in parked.error
+        assert "person1@" not in parked.error
+        assert "<personal data>" in parked.error
         store.append("t", [registered(2)], facta.NO_STREAM)
-        with ProjectionRunner(store, Failing()) as runner, pytest.raises(Exception) as raised:
+        with ProjectionRunner(store, Failing()) as runner, pytest.raises(ProjectionError) as raised:
             runner.catch_up()
         assert "person2@" in str(raised.value)  # the caller sees it; the store keeps none
         status = {s.name: s for s in store.recorder.projection_statuses()}["personal_test_failing"]
-    assert status.error is not None and "person2@" not in status.error
+    assert status.error is not None
+    assert "person2@" not in status.error
     with sqlite3.connect(tmp_path / "events.db") as db:
         stored = repr(db.execute("SELECT * FROM facta_dead_letters, facta_projections").fetchall())
-    assert "person1" not in stored and "person2" not in stored
+    assert "person1" not in stored
+    assert "person2" not in stored
 
 
 def test_projections_and_inline_projections_get_the_plain_values(
@@ -547,12 +561,10 @@ def test_subscriptions_open_sealed_fields(opened: facta.EventStore) -> None:
     opened.forget("c1")
     opened.append("t", [registered(2)], facta.NO_STREAM)
     found: list[object] = []
-    done = threading.Event()
     with opened.subscribe(poll_interval=0.05) as subscription:
         for event in subscription:
             found.append(event.data.email)
             if len(found) == 2:
-                done.set()
                 break
     assert found == [Forgotten, "person2@example.org"]
 
@@ -572,7 +584,8 @@ def test_check_reads_personal_fields_with_the_master_key_and_fails_without(
         assert facta.check_store(store, [Customer]).ok
     with facta.connect(url) as store:
         report = facta.check_store(store, [Customer])
-    assert not report.ok and "without a key provider" in str(report.failures[0])
+    assert not report.ok
+    assert "without a key provider" in str(report.failures[0])
 
 
 def test_the_command_line_forgets_rotates_and_checks(
@@ -583,25 +596,29 @@ def test_the_command_line_forgets_rotates_and_checks(
     assert runner.invoke(main, ["keys", "new", "--file", "old.key"]).exit_code == 0
     assert runner.invoke(main, ["keys", "new", "--file", "new.key"]).exit_code == 0
     again = runner.invoke(main, ["keys", "new", "--file", "old.key"])
-    assert again.exit_code == 2 and "never overwritten" in again.output
+    assert again.exit_code == 2
+    assert "never overwritten" in again.output
     assert len(runner.invoke(main, ["keys", "new"]).output.strip()) == 44
     url = f"sqlite:///{tmp_path / 'events.db'}"
     with facta.connect(url, keys=FileKeyProvider("old.key")) as store:
         store.append("s", [registered(1), registered(2)], facta.NO_STREAM)
     shown = runner.invoke(main, ["show", url, "s"])
-    assert (
-        shown.exit_code == 0 and "$facta_sealed" in shown.output and "person1" not in shown.output
-    )
+    assert shown.exit_code == 0
+    assert "$facta_sealed" in shown.output
+    assert "person1" not in shown.output
     forgot = runner.invoke(main, ["forget", url, "c1"])
-    assert forgot.exit_code == 0 and "forgot 'c1'" in forgot.output
+    assert forgot.exit_code == 0
+    assert "forgot 'c1'" in forgot.output
     assert "has no data key" in runner.invoke(main, ["forget", url, "c1"]).output
     rotate = ["keys", "rotate", url, "--from-file", "old.key", "--to-file", "new.key"]
     rotated = runner.invoke(main, rotate)
-    assert rotated.exit_code == 0 and "re-wrapped 1 data key " in rotated.output
+    assert rotated.exit_code == 0
+    assert "re-wrapped 1 data key " in rotated.output
     check = runner.invoke(main, ["check", url, "-i", __name__, "--keys-file", "new.key"])
     assert check.exit_code == 0, check.output
     wrong = runner.invoke(main, ["check", url, "-i", __name__, "--keys-file", "old.key"])
-    assert wrong.exit_code == 2 and "cannot be unwrapped" in wrong.output
+    assert wrong.exit_code == 2
+    assert "cannot be unwrapped" in wrong.output
     with facta.connect(url, keys=FileKeyProvider("new.key")) as store:
         emails = [e.data.email for e in store.read_stream("s")]
     assert emails == [Forgotten, "person2@example.org"]

@@ -18,7 +18,14 @@ covers. The encryption needs the ``cryptography`` package (``pip install 'facta[
 
 from facta.personal.data_keys import StoredKey
 from facta.personal.errors import KeysUnavailable, MasterKeyError, NoKeyProvider, PersonalDataError
-from facta.personal.markers import STREAM, Forgotten, ForgottenType, Personal, Subject
+from facta.personal.markers import (
+    STREAM,
+    Forgotten,
+    ForgottenType,
+    Personal,
+    Subject,
+    is_forgotten,
+)
 from facta.personal.providers import (
     AesKeyProvider,
     EnvKeyProvider,
@@ -45,4 +52,5 @@ __all__ = [
     "StoredKey",
     "Subject",
     "generate_master_key",
+    "is_forgotten",
 ]

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from typing import Any, Final, final
 
-__all__ = ["STREAM", "Forgotten", "ForgottenType", "Personal", "PersonalMarker", "Subject"]
+__all__ = [
+    "STREAM",
+    "Forgotten",
+    "ForgottenType",
+    "Personal",
+    "PersonalMarker",
+    "Subject",
+    "is_forgotten",
+]
 
 
 @final
@@ -126,3 +134,10 @@ class ForgottenType:
 #: (``store.forget(subject)``): whatever the field's declared type, compare with ``is``.
 #: It is falsy, like None, and cannot be stored again (an append holding it is refused).
 Forgotten: Final = ForgottenType()
+
+
+def is_forgotten(value: object) -> bool:
+    """Whether ``value`` is :data:`Forgotten`. The same as ``value is Forgotten``, which a
+    strict type checker refuses for a field declared ``str`` ("non-overlapping identity
+    check"): handlers of personal fields use this instead."""
+    return value is Forgotten
