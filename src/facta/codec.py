@@ -293,7 +293,7 @@ class Codec:
             fields = self._dict_decoder.decode(data)
         except (zlib.error, msgspec.DecodeError) as e:
             raise DecodeError(f"{named}stored data is corrupt: {e}") from e
-        open_fields(fields, DataKeys() if keys is None else keys, named)
+        forgotten = open_fields(fields, DataKeys() if keys is None else keys, named)
         known = self._event_class(type_name, where)
         name = type_name
         if schema_version != known.version:
@@ -306,8 +306,9 @@ class Codec:
             name, _, fields = self.upcasters.upcast(
                 type_name, schema_version, fields, current, where
             )
+            forgotten = any(value is Forgotten for value in fields.values())
         cls = self.registry.class_of(name)
-        if any(value is Forgotten for value in fields.values()):
+        if forgotten:
             return build(cls, fields, named)
         try:
             return convert(fields, cls)

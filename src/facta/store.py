@@ -112,7 +112,9 @@ class EventStore:
                 )
             seen.add(append.stream_id)
         try:
-            with self._keychain.appending(keys):
+            if keys is None:
+                return self.recorder.append(prepared)
+            with self._keychain.appending(keys):  # inline projections decode with them
                 return self.recorder.append(prepared)
         except (ConcurrencyError, DuplicateEventId):
             results = self._already_appended(prepared)

@@ -112,7 +112,9 @@ class AsyncEventStore:
                 )
             seen.add(append.stream_id)
         try:
-            with self._keychain.appending(keys):
+            if keys is None:
+                return await self.recorder.append(prepared)
+            with self._keychain.appending(keys):  # inline projections decode with them
                 return await self.recorder.append(prepared)
         except (ConcurrencyError, DuplicateEventId):
             results = await self._already_appended(prepared)

@@ -385,9 +385,12 @@ def build(cls: type, fields: dict[str, Any], where: str) -> Any:
     every other field is converted to its type as decoding would; a forgotten one holds
     ``Forgotten`` whatever its type. Checks in ``__post_init__`` (or a pydantic model's
     validators) that would refuse ``Forgotten`` are passed by, where the class allows it."""
-    every = _fields_of(cls)
+    every = _every.get(cls)
     if every is None:
-        raise DecodeError(f"{where}{cls!r} is not an event class")
+        every = _fields_of(cls)
+        if every is None:
+            raise DecodeError(f"{where}{cls!r} is not an event class")
+        _every[cls] = every
     values: dict[str, Any] = {}
     pydantic_model = is_pydantic_model(cls)
     for field in every:
@@ -430,6 +433,7 @@ def build(cls: type, fields: dict[str, Any], where: str) -> Any:
         ) from e
 
 
+_every: dict[type, tuple[_Field, ...]] = {}  # build's view of each class (cached)
 _adapters: dict[tuple[type, str], Any] = {}
 
 

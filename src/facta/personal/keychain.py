@@ -105,11 +105,8 @@ class Keychain:
         return self.current(subjects) if subjects else None
 
     @contextlib.contextmanager
-    def appending(self, keys: DataKeys | None) -> Iterator[None]:
+    def appending(self, keys: DataKeys) -> Iterator[None]:
         """While an append runs: its keys are the ones an inline projection decodes with."""
-        if keys is None:
-            yield
-            return
         token = _appending.set(keys)
         try:
             yield
