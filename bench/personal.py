@@ -157,21 +157,29 @@ def store_costs(count: int, rounds: int) -> dict[str, float]:
         with facta.connect("memory://", codec=Codec(registry), **options) as store:
             for i in range(1000):  # every subject's key made and cached before timing
                 store.append(f"warm-{i}", [make(i)], facta.NO_STREAM)
-            streams = iter(range(10**9))
-
-            def append() -> None:
-                round_ = next(streams)
-                for i, event in enumerate(events):
-                    store.append(f"r{round_}-{i % 100}", [event], facta.ANY)
-
-            def read() -> None:
-                for _ in store.read_all():
-                    pass
-
-            found[f"store append (memory), {label}"] = _best(rounds, count, append)
+            appended, read = _store_runs(store, events)
+            found[f"store append (memory), {label}"] = _best(rounds, count, appended)
             total = store.recorder.last_checkpoint().position
             found[f"store read_all (memory), {label}"] = _best(rounds, total, read)
     return found
+
+
+def _store_runs(
+    store: facta.EventStore, events: list[object]
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A round of appends (one event each, into 100 streams) and a read of the whole log."""
+    rounds = iter(range(10**9))
+
+    def append() -> None:
+        round_ = next(rounds)
+        for i, event in enumerate(events):
+            store.append(f"r{round_}-{i % 100}", [event], facta.ANY)
+
+    def read() -> None:
+        for _ in store.read_all():
+            pass
+
+    return append, read
 
 
 def database_costs(url: str, label: str, subjects: int) -> dict[str, float]:
