@@ -40,6 +40,7 @@ from facta.events import (
     event,
 )
 from facta.ids import id_from_key, new_id
+from facta.personal.markers import Forgotten, Personal, Subject
 from facta.repository import Repository
 from facta.repository_async import AsyncRepository
 from facta.retrying import RetryPolicy
@@ -73,11 +74,13 @@ __all__ = [
     "EventTooLarge",
     "ExpectedVersion",
     "FactaError",
+    "Forgotten",
     "InvalidEvent",
     "InvalidStreamId",
     "Metadata",
     "NewEvent",
     "NotAFactaStore",
+    "Personal",
     "RecordedEvent",
     "Repository",
     "RetriesExhausted",
@@ -86,6 +89,7 @@ __all__ = [
     "SnapshotError",
     "StoreError",
     "StreamAppend",
+    "Subject",
     "UnknownEventType",
     "UpcastError",
     "Upcasters",
