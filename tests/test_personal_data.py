@@ -282,6 +282,26 @@ async def test_racing_writers_of_a_new_subject_share_one_key(
             await s.close()
 
 
+def test_pydantic_models_seal_their_personal_fields_by_alias(keys: AesKeyProvider) -> None:
+    import pydantic
+
+    class Signed(pydantic.BaseModel, frozen=True):
+        customer_id: Annotated[str, Subject]
+        email: Annotated[str, Personal] = pydantic.Field(alias="eMail")
+        age: Annotated[int, Personal] = 0
+
+    registry = facta.EventRegistry()
+    registry.register(Signed, "Signed")
+    with facta.connect("memory://", keys=keys, codec=facta.Codec(registry)) as store:
+        signed = Signed(customer_id="c1", eMail="x@example.org", age=33)
+        store.append("s", [signed], facta.NO_STREAM)
+        assert b"x@example.org" not in store.recorder.read_stream("s", 1, 1, 1)[0].data
+        assert [e.data for e in store.read_stream("s")] == [signed]
+        store.forget("c1")
+        (read,) = [e.data for e in store.read_stream("s")]
+    assert (read.customer_id, read.email, read.age) == ("c1", Forgotten, Forgotten)
+
+
 # -- keys: missing, wrong, rotated -------------------------------------------------------------
 
 
