@@ -36,8 +36,9 @@ from facta.errors import DecodeError, EventTooLarge, InvalidEvent, UnknownEventT
 from facta.event_classes import convert, encode_hook, json_decoder
 from facta.events import EMPTY_METADATA, EventRegistry, Metadata, default_registry
 from facta.personal.data_keys import DataKeys
-from facta.personal.fields import SEALED, PersonalFields, build, open_fields, personal_fields
+from facta.personal.fields import PersonalFields, personal_fields
 from facta.personal.markers import Forgotten
+from facta.personal.sealing import SEALED, build, open_fields, seal_fields
 from facta.readback import Check, difference, fast_check, metadata_check
 from facta.upcasting import Upcasters, default_upcasters
 
@@ -128,7 +129,8 @@ class Codec:
         stages = PLAIN
         if known.personal is not None:  # personal fields, sealed under their subjects' keys
             what = f"event {name!r} for stream {stream_id!r}"
-            data, stages = known.personal.seal(event, data, stream_id, keys, what), SEALED
+            data = seal_fields(known.personal, event, data, stream_id, keys, what)
+            stages = SEALED
         if len(data) > self.max_event_size:
             raise EventTooLarge(stream_id, name, len(data), self.max_event_size)
         if self.compress_above is not None and len(data) > self.compress_above:

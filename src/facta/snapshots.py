@@ -63,8 +63,9 @@ from facta.codec import PLAIN, SEALED, ZLIB
 from facta.errors import DecodeError, FactaError, SnapshotError, UpcastError
 from facta.event_classes import convert, encode_hook, is_event_class, json_decoder
 from facta.personal.data_keys import DataKeys
-from facta.personal.fields import build, open_fields, personal_fields
+from facta.personal.fields import personal_fields
 from facta.personal.markers import Forgotten
+from facta.personal.sealing import build, open_fields, seal_fields
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["SNAPSHOT_CANDIDATES", "SnapshotCodec", "SnapshotRecord", "checksum"]
@@ -157,7 +158,7 @@ class SnapshotCodec(Generic[A]):
         encoding = PLAIN
         if self._personal is not None:  # personal fields, sealed under their subjects' keys
             try:
-                data = self._personal.seal(state, data, aggregate.id, keys, where)
+                data = seal_fields(self._personal, state, data, aggregate.id, keys, where)
             except FactaError as e:
                 raise SnapshotError(str(e)) from e
             encoding = SEALED

@@ -33,9 +33,9 @@ from facta.errors import (
 from facta.events import EMPTY_METADATA, Checkpoint, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
 from facta.personal.data_keys import DataKeys
-from facta.personal.fields import SEALED
 from facta.personal.keychain_async import DEFAULT_CACHE_SECONDS, AsyncKeychain
 from facta.personal.providers import KeyProvider
+from facta.personal.sealing import SEALED
 from facta.recorder_async import AsyncRecorder
 from facta.records import StoredEvent, StreamVersion
 from facta.snapshots import SnapshotRecord

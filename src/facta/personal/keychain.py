@@ -25,9 +25,10 @@ from facta.events import NewEvent
 from facta.personal.cipher import cipher, new_key
 from facta.personal.data_keys import DataKey, DataKeys, StoredKey, wrap_context
 from facta.personal.errors import MasterKeyError, NoKeyProvider
-from facta.personal.fields import SEALED, personal_fields, refs_of
+from facta.personal.fields import personal_fields
 from facta.personal.key_table import KeyTable
 from facta.personal.providers import KeyProvider
+from facta.personal.sealing import SEALED, refs_of
 from facta.recorder import Recorder
 
 __all__ = ["DEFAULT_CACHE_SECONDS", "Keychain"]

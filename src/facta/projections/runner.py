@@ -28,7 +28,7 @@ from facta.errors import (
     UpcastError,
 )
 from facta.events import Checkpoint, RecordedEvent
-from facta.personal.fields import redact
+from facta.personal.sealing import redact
 from facta.projections.errors import OnError, ProjectionError
 from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection
