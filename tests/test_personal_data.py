@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -48,6 +48,7 @@ from facta.projections import (
     add_inline,
     handles,
 )
+from facta.publishing import Broker, Message, Relay
 
 # -- the model -------------------------------------------------------------------------------
 
@@ -587,6 +588,41 @@ def test_subscriptions_open_sealed_fields(opened: facta.EventStore) -> None:
             if len(found) == 2:
                 break
     assert found == [Forgotten, "person2@example.org"]
+
+
+class Collect(Broker):
+    """A broker that acknowledges everything and keeps it."""
+
+    def __init__(self) -> None:
+        self.received: list[Message] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def publish(self, relay: str, messages: Sequence[Message]) -> int:
+        self.received.extend(messages)
+        return len(messages)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_relays_publish_the_sealed_bytes_of_forgotten_and_other_subjects(
+    url: str,
+    keys: AesKeyProvider,
+    readable_async: Callable[[facta.AsyncEventStore], Awaitable[None]],
+) -> None:
+    async with facta.connect_async(url, keys=keys) as store:
+        await store.append("s", [registered(1), registered(2)], facta.NO_STREAM)
+        await store.forget("c1")
+        await readable_async(store)
+        broker = Collect()
+        async with Relay(store, broker, name="personal_test_relay") as relay:
+            assert await relay.catch_up() == 2
+        stored = [row.data for row in await store.recorder.read_stream("s", 1, None, 10)]
+    assert [m.data for m in broker.received] == stored
+    assert [m.headers["Facta-Encoding"] for m in broker.received] == ["2", "2"]
+    assert all(b"person" not in m.data for m in broker.received)
 
 
 def test_check_reads_personal_fields_with_the_master_key_and_fails_without(
