@@ -127,7 +127,7 @@ class Keychain:
         missing = wanted - found.keys()
         for _ in range(_ADD_ATTEMPTS):
             if not missing:
-                return DataKeys(current=found)
+                break
             self._verify()
             table = self._key_table()
             stored = table.read(sorted(missing))
@@ -151,10 +151,13 @@ class Keychain:
                 self._current[row.subject] = row.key_id
                 found[row.subject] = key
             missing = wanted - found.keys()  # forgotten by another writer as it was made
-        raise StoreError(
-            f"the data keys of {_subjects(missing)} were destroyed as fast as they were made "
-            f"({_ADD_ATTEMPTS} times): is something forgetting them in a loop? Nothing was written"
-        )
+        if missing:
+            raise StoreError(
+                f"the data keys of {_subjects(missing)} were destroyed as fast as they were made "
+                f"({_ADD_ATTEMPTS} times): is something forgetting them in a loop? Nothing was "
+                "written"
+            )
+        return DataKeys(current=found)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ class AsyncKeychain:
         missing = wanted - found.keys()
         for _ in range(_ADD_ATTEMPTS):
             if not missing:
-                return DataKeys(current=found)
+                break
             await self._verify()
             table = self._key_table()
             stored = await table.read(sorted(missing))
@@ -150,10 +150,13 @@ class AsyncKeychain:
                 self._current[row.subject] = row.key_id
                 found[row.subject] = key
             missing = wanted - found.keys()  # forgotten by another writer as it was made
-        raise StoreError(
-            f"the data keys of {_subjects(missing)} were destroyed as fast as they were made "
-            f"({_ADD_ATTEMPTS} times): is something forgetting them in a loop? Nothing was written"
-        )
+        if missing:
+            raise StoreError(
+                f"the data keys of {_subjects(missing)} were destroyed as fast as they were made "
+                f"({_ADD_ATTEMPTS} times): is something forgetting them in a loop? Nothing was "
+                "written"
+            )
+        return DataKeys(current=found)
 
     # -- reading ---------------------------------------------------------------------------
 
