@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 import facta
 from facta.cli import main
 from facta.codec import ZLIB
+from facta.personal.data_keys import DataKeys
 
 # The events are registered in a private registry: the CLI shows them without knowing them.
 registry = facta.EventRegistry()
@@ -61,8 +62,10 @@ def db_url(url: str, readable: Callable[[facta.EventStore], None]) -> str:
 class _Garbling(facta.Codec):
     """Stores events as zlib-compressed that are not: they never decode again."""
 
-    def encode(self, stream_id: str, event: object) -> tuple[str, int, int, bytes]:
-        type_name, version, _, _ = super().encode(stream_id, event)
+    def encode(
+        self, stream_id: str, event: object, keys: DataKeys | None = None
+    ) -> tuple[str, int, int, bytes]:
+        type_name, version, _, _ = super().encode(stream_id, event, keys)
         return type_name, version, ZLIB, b"not zlib at all"
 
 

@@ -19,6 +19,11 @@ EXPECTED = {
         "3 TaskDone TaskDone(title='write docs')",
     ],
     "domain_ids.py": ["already registered:", "is at version 1", "order-2026-0042 1"],
+    "personal_data.py": [
+        'stored: False {"customer_id":"c-1","email":{"$facta_sealed"',
+        "customer-1 (forgotten) gold",
+        "customer-2 bob@example.org free",
+    ],
     "publishing.py": [
         "subscriber saw order-2 OrderPlaced(total=12)",
         "relay published 2 events",

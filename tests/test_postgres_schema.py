@@ -48,6 +48,7 @@ FACTA_TABLES = {
     "facta_snapshots",
     "facta_projections",
     "facta_dead_letters",
+    "facta_data_keys",
 }
 
 # facta 0.1's schema, as its 0001_events.sql created it (formatted with {schema}) ...

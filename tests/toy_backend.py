@@ -37,6 +37,9 @@ from facta.lifecycle import (
     check_truncation,
     next_marker_version,
 )
+from facta.personal import StoredKey
+from facta.personal.key_table import KeyTable
+from facta.personal.key_table_async import AsyncKeyTable
 from facta.projections import ProjectionLocked
 from facta.recorder import AppendHook, Checkpoints, Recorder
 from facta.recorder_async import AsyncCheckpoints, AsyncRecorder
@@ -85,6 +88,7 @@ class ToyRecorder(Recorder):
         self.snapshots: dict[str, dict[int, SnapshotRecord]] = {}
         self.places: dict[str, Place] = {}
         self.running: set[str] = set()  # the projections whose lock is taken
+        self.data_keys: dict[str, StoredKey] = {}  # subject -> its wrapped data key
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         return self.write(appends, self.on_append)
@@ -298,6 +302,42 @@ class ToyRecorder(Recorder):
     def migrate(self) -> list[int]:
         return []
 
+    def key_table(self) -> ToyKeyTable:
+        return ToyKeyTable(self)
+
+
+class ToyKeyTable(KeyTable):
+    """Subjects' wrapped data keys (personal data), in a dict of the recorder's."""
+
+    def __init__(self, recorder: ToyRecorder) -> None:
+        self.recorder = recorder
+
+    def read(self, subjects: Sequence[str]) -> list[StoredKey]:
+        with self.recorder.lock:
+            keys = self.recorder.data_keys
+            return [keys[s] for s in dict.fromkeys(subjects) if s in keys]
+
+    def add(self, keys: Sequence[StoredKey]) -> list[StoredKey]:
+        with self.recorder.lock:  # a key stored already wins over the one given
+            return [self.recorder.data_keys.setdefault(key.subject, key) for key in keys]
+
+    def delete(self, subjects: Sequence[str]) -> int:
+        with self.recorder.lock:
+            return sum(self.recorder.data_keys.pop(s, None) is not None for s in set(subjects))
+
+    def page(self, after: str | None, limit: int) -> list[StoredKey]:
+        with self.recorder.lock:
+            subjects = sorted(s for s in self.recorder.data_keys if after is None or s > after)
+            return [self.recorder.data_keys[s] for s in subjects[:limit]]
+
+    def replace(self, keys: Sequence[StoredKey]) -> int:
+        with self.recorder.lock:
+            stored = self.recorder.data_keys
+            fits = [key for key in keys if key.subject in stored]
+            fits = [key for key in fits if stored[key.subject].key_id == key.key_id]
+            stored.update((key.subject, key) for key in fits)
+            return len(fits)
+
 
 class ToyCheckpoints(Checkpoints):
     """One projection's place in its recorder; its lock is its name in ``running``."""
@@ -439,6 +479,31 @@ class AsyncToyRecorder(AsyncRecorder):
 
     async def migrate(self) -> list[int]:
         return []
+
+    def key_table(self) -> AsyncToyKeyTable:
+        return AsyncToyKeyTable(self.sync.key_table())
+
+
+class AsyncToyKeyTable(AsyncKeyTable):
+    """The async face of a ToyKeyTable."""
+
+    def __init__(self, sync: ToyKeyTable) -> None:
+        self.sync = sync
+
+    async def read(self, subjects: Sequence[str]) -> list[StoredKey]:
+        return self.sync.read(subjects)
+
+    async def add(self, keys: Sequence[StoredKey]) -> list[StoredKey]:
+        return self.sync.add(keys)
+
+    async def delete(self, subjects: Sequence[str]) -> int:
+        return self.sync.delete(subjects)
+
+    async def page(self, after: str | None, limit: int) -> list[StoredKey]:
+        return self.sync.page(after, limit)
+
+    async def replace(self, keys: Sequence[StoredKey]) -> int:
+        return self.sync.replace(keys)
 
 
 class AsyncToyCheckpoints(AsyncCheckpoints):

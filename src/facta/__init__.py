@@ -69,6 +69,7 @@ from facta.events import (
     event,
 )
 from facta.ids import id_from_key, new_id
+from facta.personal.markers import Forgotten, Personal, Subject
 from facta.repository import Repository
 from facta.repository_async import AsyncRepository
 from facta.retrying import RetryPolicy
@@ -103,11 +104,13 @@ __all__ = [
     "EventsTruncated",
     "ExpectedVersion",
     "FactaError",
+    "Forgotten",
     "InvalidEvent",
     "InvalidStreamId",
     "Metadata",
     "NewEvent",
     "NotAFactaStore",
+    "Personal",
     "RecordedEvent",
     "Repository",
     "RetriesExhausted",
@@ -117,6 +120,7 @@ __all__ = [
     "StoreError",
     "StreamAppend",
     "StreamDeleted",
+    "Subject",
     "UnknownEventType",
     "UpcastError",
     "Upcasters",

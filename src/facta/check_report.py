@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from facta.aggregate import Aggregate
 from facta.errors import FactaError
+from facta.personal.data_keys import DataKeys
 from facta.records import StoredEvent
 from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum
 from facta.upcasting import Upcasters, default_snapshot_upcasters
@@ -125,9 +126,11 @@ class SnapshotChecker:
                 )
             self._codecs[cls.type_name] = SnapshotCodec(cls, self.upcasters)
 
-    def check(self, record: SnapshotRecord) -> tuple[bool, CheckFailure | None]:
+    def check(
+        self, record: SnapshotRecord, keys: DataKeys | None = None
+    ) -> tuple[bool, CheckFailure | None]:
         """``(checked, failure)``: ``checked`` is False when no given aggregate class reads the
-        snapshot, so only its checksum was checked."""
+        snapshot, so only its checksum was checked. ``keys`` open sealed personal fields."""
         name = self.upcasters.destination(record.aggregate_type, record.schema_version)
         if name in self._ambiguous:
             where = f"snapshot of stream {record.stream_id!r} at version {record.version}"
@@ -136,7 +139,7 @@ class SnapshotChecker:
         codec = self._codecs.get(name)
         try:
             if codec is not None:
-                codec.decode(record)
+                codec.decode(record, keys)
             elif record.checksum != checksum(record.state):
                 message = (
                     f"snapshot of stream {record.stream_id!r} at version {record.version}: "

@@ -35,10 +35,14 @@ import msgspec
 from facta.errors import DecodeError, EventTooLarge, InvalidEvent, UnknownEventType, UpcastError
 from facta.event_classes import convert, encode_hook, json_decoder
 from facta.events import EMPTY_METADATA, EventRegistry, Metadata, default_registry
+from facta.personal.data_keys import DataKeys
+from facta.personal.fields import PersonalFields, personal_fields
+from facta.personal.markers import Forgotten
+from facta.personal.sealing import SEALED, build, open_fields, seal_fields
 from facta.readback import Check, difference, fast_check, metadata_check
 from facta.upcasting import Upcasters, default_upcasters
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "PLAIN", "ZLIB", "Codec"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "PLAIN", "SEALED", "ZLIB", "Codec"]
 
 PLAIN = 0
 ZLIB = 1
@@ -61,6 +65,7 @@ class _EventClass(NamedTuple):
     decoder: Any  # the JSON decoder of cls; None for a type renamed by upcasters
     check: Check | None  # the fast read-back check; None: always decode and compare
     constrained: bool  # values that pass the check are decoded too, for the constraints
+    personal: PersonalFields | None = None  # the fields sealed under their subjects' keys
 
 
 class Codec:
@@ -89,8 +94,14 @@ class Codec:
         self._classes: dict[str, _EventClass] = {}
         self._generation = self.registry.generation
 
-    def encode(self, stream_id: str, event: object) -> tuple[str, int, int, bytes]:
+    def encode(
+        self, stream_id: str, event: object, keys: DataKeys | None = None
+    ) -> tuple[str, int, int, bytes]:
         """``(type name, schema version, encoding, data)`` for one event, checked for size.
+
+        An event with personal fields (:mod:`facta.personal`) is sealed with its subjects'
+        data keys, which ``keys`` holds (the store fetches them); ``encoding`` then has the
+        ``SEALED`` stage.
 
         ``InvalidEvent`` if the event would not read back equal to itself: a value that
         encodes but never decodes (a str in an int field) would fail every later read, and
@@ -115,11 +126,16 @@ class Codec:
         if not passed or known.constrained:  # constraints (Meta(ge=0)...): the decoder's job
             what = f"event {name!r} for stream {stream_id!r}"
             self._read_back(what, known, None if passed else event, data)
+        stages = PLAIN
+        if known.personal is not None:  # personal fields, sealed under their subjects' keys
+            what = f"event {name!r} for stream {stream_id!r}"
+            data = seal_fields(known.personal, event, data, stream_id, keys, what)
+            stages = SEALED
         if len(data) > self.max_event_size:
             raise EventTooLarge(stream_id, name, len(data), self.max_event_size)
         if self.compress_above is not None and len(data) > self.compress_above:
-            return name, version, ZLIB, zlib.compress(data, 1)
-        return name, version, PLAIN, data
+            return name, version, stages | ZLIB, zlib.compress(data, 1)
+        return name, version, stages, data
 
     def encode_metadata(
         self, stream_id: str, metadata: Metadata, type_name: str | None = None
@@ -182,15 +198,24 @@ class Codec:
             raise DecodeError(f"stored metadata does not decode: {e}") from e
 
     def decode(
-        self, type_name: str, schema_version: int, encoding: int, data: bytes, where: str = ""
+        self,
+        type_name: str,
+        schema_version: int,
+        encoding: int,
+        data: bytes,
+        where: str = "",
+        keys: DataKeys | None = None,
     ) -> Any:
-        """The event object for stored bytes. ``where`` names the event in error messages."""
+        """The event object for stored bytes. ``where`` names the event in error messages;
+        ``keys`` open sealed personal fields (a forgotten subject's read as ``Forgotten``)."""
         if encoding == ZLIB:
             try:
                 data = zlib.decompress(data)
             except zlib.error as e:
                 raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e
         elif encoding != PLAIN:
+            if encoding in (SEALED, SEALED | ZLIB):
+                return self._decode_sealed(type_name, schema_version, encoding, data, where, keys)
             raise DecodeError(f"{where}type {type_name!r}: unknown encoding {encoding}")
         known = self._event_class(type_name, where)
         if schema_version == known.version:
@@ -223,7 +248,7 @@ class Codec:
                 "that defines it, or register an upcaster that renames it"
             )
         cls, version = found
-        known = _EventClass(cls, version, json_decoder(cls), *fast_check(cls))
+        known = _EventClass(cls, version, json_decoder(cls), *fast_check(cls), personal_fields(cls))
         self._classes[type_name] = known
         return known
 
@@ -251,3 +276,48 @@ class Codec:
                 f"{where}type {type_name!r} schema version {schema_version}: upcasted to "
                 f"{name!r} version {version}, which does not decode: {e}"
             ) from e
+
+    def _decode_sealed(
+        self,
+        type_name: str,
+        schema_version: int,
+        encoding: int,
+        data: bytes,
+        where: str,
+        keys: DataKeys | None,
+    ) -> Any:
+        """An event with sealed fields: opened with ``keys`` (``Forgotten`` where a key is
+        destroyed), upcast if older, then converted as typed decoding would."""
+        named = f"{where}type {type_name!r} schema version {schema_version}: "
+        try:
+            if encoding & ZLIB:
+                data = zlib.decompress(data)
+            fields = self._dict_decoder.decode(data)
+        except (zlib.error, msgspec.DecodeError) as e:
+            raise DecodeError(f"{named}stored data is corrupt: {e}") from e
+        forgotten = open_fields(fields, DataKeys() if keys is None else keys, named)
+        known = self._event_class(type_name, where)
+        name = type_name
+        if schema_version != known.version:
+            versions = self.registry.get
+
+            def current(name: str) -> int | None:
+                found = versions(name)
+                return None if found is None else found[1]
+
+            name, _, fields = self.upcasters.upcast(
+                type_name, schema_version, fields, current, where
+            )
+            forgotten = any(value is Forgotten for value in fields.values())
+        cls = self.registry.class_of(name)
+        if forgotten:
+            return build(cls, fields, named)
+        try:
+            return convert(fields, cls)
+        except msgspec.ValidationError as e:
+            error = (
+                DecodeError
+                if name == type_name and schema_version == known.version
+                else UpcastError
+            )
+            raise error(f"{named}stored data does not decode into {cls.__qualname__}: {e}") from e

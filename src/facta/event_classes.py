@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from facta.personal.markers import Forgotten
+
 __all__ = [
     "Decoder",
     "convert",
@@ -61,6 +63,10 @@ def encode_hook(value: Any) -> Any:
     """
     if is_pydantic_model(type(value)):
         return value.model_dump(mode="python", by_alias=True, round_trip=True, warnings=False)
+    if value is Forgotten:
+        raise TypeError(
+            "it holds facta.Forgotten (a forgotten subject's personal data), which is never stored again"
+        )
     raise TypeError(f"Encoding objects of type {type(value).__qualname__} is unsupported")
 
 

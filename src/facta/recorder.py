@@ -24,8 +24,10 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 from facta.appending import AppendResult, EncodedEvent, PreparedAppend
+from facta.errors import ConfigurationError
 from facta.events import Checkpoint, RecordedEvent
 from facta.lifecycle import check_load
+from facta.personal.key_table import KeyTable
 from facta.records import (
     DeadLetter,
     EventPlace,
@@ -222,6 +224,18 @@ class Recorder(abc.ABC):
     def transaction(self) -> AbstractContextManager[Any]:
         """A write transaction on the store's database, yielding the connection inline
         projection handlers get (None where there is none). Commits on success."""
+
+    # -- personal data ---------------------------------------------------------------------
+
+    def key_table(self) -> KeyTable:
+        """The table of subjects' data keys (see :mod:`facta.personal`), where personal data
+        is sealed. A backend without one raises ``ConfigurationError`` (the default): its
+        stores keep events without personal fields only."""
+        raise ConfigurationError(
+            f"the {type(self).__qualname__} backend ({self.location}) keeps no data keys, so "
+            "its stores cannot hold events with personal fields; use a backend that implements "
+            "key_table() (memory, SQLite, PostgreSQL; see docs/backends.md)"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -146,10 +146,11 @@ class AsyncRepository(Generic[A]):
         tried = 0
         for limit in (1, SNAPSHOT_CANDIDATES) if version is None else (SNAPSHOT_CANDIDATES,):
             records = await self._read_snapshots(aggregate_id, limit)
+            keys = await self.store.fetch_snapshot_keys(records[tried:])  # sealed personal fields
             for record in records[tried:]:
                 if version is None or record.version <= version:
                     try:
-                        return codec.decode(record), skipped
+                        return codec.decode(record, keys), skipped
                     except SnapshotError as e:
                         logger.warning("%s; skipped it, loading from older data instead", e)
                         skipped = True
@@ -202,8 +203,22 @@ class AsyncRepository(Generic[A]):
 
     async def _write_snapshot(self, aggregate: A) -> None:
         """Snapshot the aggregate as it is in memory; log (never raise) a failure."""
-        assert self._snapshots is not None
-        record = self._snapshots.encode(aggregate)  # a wrong state is a bug: it raises
+        codec = self._snapshots
+        assert codec is not None
+        state = codec.state_of(aggregate)  # a wrong state is a bug: it raises
+        subjects = codec.subjects(aggregate, state)
+        try:  # the data keys of its personal fields, if it has some
+            keys = await self.store.subject_keys(subjects)
+        except Exception:
+            logger.warning(
+                "could not get the data keys of the personal fields of a snapshot of stream %r "
+                "at version %d; it was not written",
+                aggregate.id,
+                aggregate.version,
+                exc_info=True,
+            )
+            return
+        record = codec.encode(aggregate, keys, state=state)
         try:
             await self.store.write_snapshot(record)
         except Exception:

@@ -45,6 +45,10 @@ migrates them.
 
 A stored snapshot is never trusted blindly: its checksum, aggregate type, snapshot schema
 version and decoding are all checked, and any failure is a :class:`SnapshotError`.
+
+A state class may mark personal fields as events do (:mod:`facta.personal`): they are sealed
+with their subjects' data keys, and read back as ``facta.Forgotten`` once a subject is
+forgotten, so ``restore_state`` must take that value where it takes personal data.
 """
 
 from __future__ import annotations
@@ -55,9 +59,13 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import msgspec
 
 from facta.aggregate import Aggregate
-from facta.codec import PLAIN, ZLIB
-from facta.errors import SnapshotError, UpcastError
+from facta.codec import PLAIN, SEALED, ZLIB
+from facta.errors import DecodeError, FactaError, SnapshotError, UpcastError
 from facta.event_classes import convert, encode_hook, is_event_class, json_decoder
+from facta.personal.data_keys import DataKeys
+from facta.personal.fields import personal_fields
+from facta.personal.markers import Forgotten
+from facta.personal.sealing import build, open_fields, seal_fields
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["SNAPSHOT_CANDIDATES", "SnapshotCodec", "SnapshotRecord", "checksum"]
@@ -108,24 +116,54 @@ class SnapshotCodec(Generic[A]):
         self._encoder = msgspec.json.Encoder(enc_hook=encode_hook)
         self._decoder = json_decoder(self.state_type)
         self._dict_decoder = msgspec.json.Decoder(dict[str, Any])
+        try:
+            self._personal = personal_fields(self.state_type)
+        except FactaError as e:
+            raise TypeError(f"{aggregate_type.__qualname__}.snapshot_type: {e}") from e
 
-    def encode(self, aggregate: A) -> SnapshotRecord:
-        """A snapshot of the aggregate as it is in memory, at its ``version``."""
-        cls = self.aggregate_type
-        where = f"snapshot of stream {aggregate.id!r} at version {aggregate.version}"
+    def state_of(self, aggregate: A) -> Any:
+        """The aggregate's ``snapshot_state()``, checked to be of its ``snapshot_type``."""
         state = aggregate.snapshot_state()
         if not isinstance(state, self.state_type):
             raise SnapshotError(
-                f"{where}: {cls.__qualname__}.snapshot_state() returned "
+                f"snapshot of stream {aggregate.id!r} at version {aggregate.version}: "
+                f"{self.aggregate_type.__qualname__}.snapshot_state() returned "
                 f"{type(state).__qualname__}, not its snapshot_type {self.state_type.__qualname__}"
             )
+        return state
+
+    def subjects(self, aggregate: A, state: Any) -> list[str]:
+        """The subjects whose data keys sealing ``state`` needs ([] without personal fields)."""
+        if self._personal is None:
+            return []
+        where = f"snapshot of stream {aggregate.id!r} at version {aggregate.version}"
+        try:
+            return self._personal.subjects(state, aggregate.id, where)
+        except FactaError as e:
+            raise SnapshotError(str(e)) from e
+
+    def encode(
+        self, aggregate: A, keys: DataKeys | None = None, *, state: Any = None
+    ) -> SnapshotRecord:
+        """A snapshot of the aggregate as it is in memory, at its ``version``; ``state`` is
+        its :meth:`state_of` if taken already, ``keys`` its :meth:`subjects`' data keys."""
+        cls = self.aggregate_type
+        where = f"snapshot of stream {aggregate.id!r} at version {aggregate.version}"
+        if state is None:
+            state = self.state_of(aggregate)
         try:
             data = self._encoder.encode(state)
         except (TypeError, ValueError, msgspec.EncodeError) as e:
             raise SnapshotError(f"{where}: the state cannot be encoded: {e}") from e
         encoding = PLAIN
+        if self._personal is not None:  # personal fields, sealed under their subjects' keys
+            try:
+                data = seal_fields(self._personal, state, data, aggregate.id, keys, where)
+            except FactaError as e:
+                raise SnapshotError(str(e)) from e
+            encoding = SEALED
         if self.compress_above is not None and len(data) > self.compress_above:
-            data, encoding = zlib.compress(data, 1), ZLIB
+            data, encoding = zlib.compress(data, 1), encoding | ZLIB
         return SnapshotRecord(
             aggregate.id,
             aggregate.version,
@@ -136,12 +174,13 @@ class SnapshotCodec(Generic[A]):
             data,
         )
 
-    def decode(self, record: SnapshotRecord) -> A:
+    def decode(self, record: SnapshotRecord, keys: DataKeys | None = None) -> A:
         """A new aggregate restored from the snapshot, at the snapshot's version.
 
         Raises ``SnapshotError`` (naming the stream and version) for a snapshot that must not
         be trusted: corrupt, of another aggregate type or snapshot schema version that no
-        upcaster reads, or one that does not decode or restore.
+        upcaster reads, or one that does not decode or restore. Sealed personal fields open
+        with ``keys`` (``store.fetch_snapshot_keys``); a forgotten subject's hold ``Forgotten``.
         """
         cls = self.aggregate_type
         where = f"snapshot of stream {record.stream_id!r} at version {record.version}: "
@@ -160,14 +199,17 @@ class SnapshotCodec(Generic[A]):
                 f"was renamed, register a snapshot upcaster with to_type={cls.type_name!r})"
             )
         data = record.state
-        if record.encoding == ZLIB:
+        if record.encoding & ~(ZLIB | SEALED):
+            raise SnapshotError(f"{named}unknown encoding {record.encoding}")
+        if record.encoding & ZLIB:
             try:
                 data = zlib.decompress(data)
             except zlib.error as e:
                 raise SnapshotError(f"{named}the stored state is corrupt: {e}") from e
-        elif record.encoding != PLAIN:
-            raise SnapshotError(f"{named}unknown encoding {record.encoding}")
-        state = self._state(record, data, where, named)
+        if record.encoding & SEALED:
+            state = self._sealed_state(record, data, where, named, keys)
+        else:
+            state = self._state(record, data, where, named)
         aggregate = cls(record.stream_id)
         try:
             aggregate.restore_state(state)
@@ -186,8 +228,39 @@ class SnapshotCodec(Generic[A]):
                 return self._decoder.decode(data)
             except msgspec.DecodeError as e:
                 raise SnapshotError(f"{named}the state does not decode into {target}: {e}") from e
+        return self._upcast_state(record, None, data, where, named)
+
+    def _sealed_state(
+        self, record: SnapshotRecord, data: bytes, where: str, named: str, keys: DataKeys | None
+    ) -> Any:
+        """A state with sealed personal fields: opened (``Forgotten`` where a key is
+        destroyed), upcast if older, converted as decoding would."""
         try:
             fields = self._dict_decoder.decode(data)
+            open_fields(fields, DataKeys() if keys is None else keys, named)
+        except msgspec.DecodeError as e:
+            raise SnapshotError(f"{named}the state is not a JSON object: {e}") from e
+        except DecodeError as e:
+            raise SnapshotError(str(e)) from e
+        return self._upcast_state(record, fields, data, where, named)
+
+    def _upcast_state(
+        self,
+        record: SnapshotRecord,
+        fields: dict[str, Any] | None,
+        data: bytes,
+        where: str,
+        named: str,
+    ) -> Any:
+        """The state from ``fields`` (or ``data``, decoded), upcast when it is older."""
+        cls = self.aggregate_type
+        target = self.state_type.__qualname__
+        version = record.schema_version
+        try:
+            if fields is None:
+                fields = self._dict_decoder.decode(data)
+            if record.aggregate_type == cls.type_name and version == cls.snapshot_version:
+                return self._convert(fields, named)
             _, version, fields = self.upcasters.upcast(
                 record.aggregate_type,
                 record.schema_version,
@@ -200,12 +273,22 @@ class SnapshotCodec(Generic[A]):
         except UpcastError as e:
             raise SnapshotError(str(e)) from e
         try:
-            return convert(fields, self.state_type)
-        except msgspec.ValidationError as e:
+            return self._convert(fields, named)
+        except SnapshotError as e:
             raise SnapshotError(
                 f"{named}upcasted to schema version {version}, which does not decode into "
-                f"{target}: {e}"
+                f"{target}: {e.__cause__}"
             ) from e
+
+    def _convert(self, fields: dict[str, Any], named: str) -> Any:
+        """The state from decoded (and opened) fields, some of which may be ``Forgotten``."""
+        target = self.state_type.__qualname__
+        try:
+            if any(value is Forgotten for value in fields.values()):
+                return build(self.state_type, fields, named)
+            return convert(fields, self.state_type)
+        except (msgspec.ValidationError, DecodeError) as e:
+            raise SnapshotError(f"{named}the state does not decode into {target}: {e}") from e
 
 
 def _state_type(cls: type[Aggregate]) -> type:

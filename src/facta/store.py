@@ -35,6 +35,10 @@ from facta.errors import (
 from facta.events import EMPTY_METADATA, Checkpoint, Metadata, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
 from facta.lifecycle import Deleted, Pruned, Reopened, Truncated, register_markers
+from facta.personal.data_keys import DataKeys
+from facta.personal.keychain import DEFAULT_CACHE_SECONDS, Keychain
+from facta.personal.providers import KeyProvider
+from facta.personal.sealing import SEALED
 from facta.recorder import Recorder
 from facta.records import StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
@@ -49,10 +53,19 @@ class EventStore:
     """Append-only streams of events, and the global log of all of them.
 
     ``facta.connect(url)`` makes one with the recorder of the URL's backend. Stores are
-    context managers; ``close()`` releases the recorder's connections.
+    context managers; ``close()`` releases the recorder's connections. ``keys`` is the key
+    provider that personal fields need (:mod:`facta.personal`); their data keys are cached
+    for ``key_cache_seconds``.
     """
 
-    def __init__(self, recorder: Recorder, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        codec: Codec | None = None,
+        keys: KeyProvider | None = None,
+        *,
+        key_cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    ) -> None:
         if not isinstance(recorder, Recorder):
             raise TypeError(
                 f"an EventStore records through an Recorder, not a {type(recorder).__qualname__}"
@@ -60,6 +73,7 @@ class EventStore:
         self.recorder = recorder
         self.codec = codec or Codec()
         register_markers(self.codec.registry)  # deletions and truncations leave these
+        self._keychain = Keychain(recorder, keys, cache_seconds=key_cache_seconds)
         self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
@@ -90,7 +104,8 @@ class EventStore:
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all of them are written, or none."""
         self._check_open()
-        prepared = [self._prepare(*append) for append in appends]
+        keys = self._keychain.for_appends(appends)  # personal fields: their subjects' keys
+        prepared = [self._prepare(*append, keys=keys) for append in appends]
         seen: set[str] = set()
         for append in prepared:
             if append.stream_id in seen:
@@ -100,7 +115,10 @@ class EventStore:
                 )
             seen.add(append.stream_id)
         try:
-            return self.recorder.append(prepared)
+            if keys is None:
+                return self.recorder.append(prepared)
+            with self._keychain.appending(keys):  # inline projections decode with them
+                return self.recorder.append(prepared)
         except (ConcurrencyError, DuplicateEventId):
             results = self._already_appended(prepared)
             if results is None:
@@ -113,6 +131,8 @@ class EventStore:
         events: Sequence[object],
         expected_version: int,
         aggregate_type: str | None = None,
+        *,
+        keys: DataKeys | None = None,
     ) -> PreparedAppend:
         validate_stream_id(stream_id)
         if aggregate_type is not None and (
@@ -137,7 +157,11 @@ class EventStore:
                     raise InvalidEvent(f"event id must be a UUID, got {event_id!r}")
             else:
                 data, event_id, metadata = item, uuid7(), EMPTY_METADATA
-            type_name, version, encoding, payload = codec.encode(stream_id, data)
+            type_name, version, encoding, payload = (
+                codec.encode(stream_id, data)
+                if keys is None
+                else codec.encode(stream_id, data, keys)
+            )
             encoded.append(
                 EncodedEvent(
                     event_id,
@@ -197,8 +221,9 @@ class EventStore:
         decode = self.decode
         while to_version is None or from_version <= to_version:
             rows = self.recorder.read_stream(stream_id, from_version, to_version, batch_size)
+            keys = self.fetch_keys(rows)
             for row in rows:
-                yield decode(row)
+                yield decode(row, keys)
             if len(rows) < batch_size:
                 return
             from_version = rows[-1].version + 1
@@ -228,9 +253,16 @@ class EventStore:
             )
             aggregate_type = None  # the first page has checked it
             page = []
+            keys = None
             for version, type_name, schema_version, encoding, data in rows:
                 try:
-                    page.append((version, decode(type_name, schema_version, encoding, data)))
+                    if encoding < SEALED:
+                        page.append((version, decode(type_name, schema_version, encoding, data)))
+                        continue
+                    if keys is None:  # sealed personal fields: the page's keys, once
+                        keys = self._keychain.for_rows((r[3], r[4]) for r in rows)
+                    event = decode(type_name, schema_version, encoding, data, keys=keys)
+                    page.append((version, event))
                 except (DecodeError, UnknownEventType, UpcastError) as e:
                     raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
             if page:
@@ -263,8 +295,9 @@ class EventStore:
         while remaining is None or remaining > 0:
             page = batch_size if remaining is None else min(batch_size, remaining)
             rows = self.recorder.read_all(checkpoint, type_names, page)
+            keys = self.fetch_keys(rows)
             for row in rows:
-                yield decode(row)
+                yield decode(row, keys)
             if len(rows) < page:
                 return
             checkpoint = rows[-1].checkpoint
@@ -303,10 +336,12 @@ class EventStore:
             wait=wait,
         )
 
-    def decode(self, row: StoredEvent) -> RecordedEvent:
+    def decode(self, row: StoredEvent, keys: DataKeys | None = None) -> RecordedEvent:
         """A stored event, decoded with the store's codec (upcast, typed): as every read does.
 
-        Raises ``DecodeError``, ``UnknownEventType`` or ``UpcastError`` naming its place.
+        Sealed personal fields open with ``keys`` (from :meth:`fetch_keys`; without them, with
+        the keys cached or being appended). Raises ``DecodeError``, ``UnknownEventType`` or
+        ``UpcastError`` naming its place.
         """
         (
             stream_id,
@@ -330,7 +365,11 @@ class EventStore:
                 event_id,
                 type_name,
                 schema_version,
-                codec.decode(type_name, schema_version, encoding, data),
+                codec.decode(type_name, schema_version, encoding, data)
+                if encoding < SEALED
+                else codec.decode(
+                    type_name, schema_version, encoding, data, keys=self._keychain.known(keys)
+                ),
                 codec.decode_metadata(metadata),
                 recorded_at,
                 transaction_id,
@@ -509,6 +548,44 @@ class EventStore:
         validate_stream_id(stream_id)
         self._check_open()
         return self.recorder.read_snapshots(stream_id, limit)
+
+    # -- personal data ---------------------------------------------------------------------
+
+    def forget(self, subject: str) -> bool:
+        """Destroy ``subject``'s data key: its personal fields, in every event and snapshot,
+        read back as ``facta.Forgotten`` from now on (other processes' stores: once their
+        cached key expires, ``key_cache_seconds``). Whether it had a key; forgetting twice is
+        harmless. Needs no key provider. Read models that copied the data must be rebuilt or
+        told (docs/personal-data.md).
+        """
+        self._check_open()
+        return self._keychain.forget(subject)
+
+    def fetch_keys(self, rows: Sequence[StoredEvent]) -> DataKeys | None:
+        """The data keys the sealed fields of ``rows`` (from the recorder) need, for
+        :meth:`decode`; None when no row has sealed fields. A forgotten subject's key is None
+        in it; a store without a key provider gives keys that refuse to open anything."""
+        for row in rows:
+            if row[7] >= SEALED:
+                return self._keychain.for_rows((r[7], r[8]) for r in rows)
+        return None
+
+    def fetch_snapshot_keys(self, snapshots: Sequence[SnapshotRecord]) -> DataKeys | None:
+        """The data keys the sealed fields of ``snapshots`` need (as :meth:`fetch_keys`)."""
+        return self._keychain.for_rows((s.encoding, s.state) for s in snapshots)
+
+    def subject_keys(self, subjects: Collection[str]) -> DataKeys | None:
+        """The current data keys of ``subjects`` (made the first time), to seal their data
+        with; None for no subjects."""
+        return self._keychain.current(subjects) if subjects else None
+
+    def rotate_master_key(self, to: KeyProvider, *, batch_size: int = 1000) -> int:
+        """Re-wrap every subject's data key under ``to``'s master key (this store's key
+        provider unwraps them); how many were re-wrapped. Resumable: keys already under
+        ``to`` are left. Then open stores with ``to`` (a ``KeyRing(to, old)`` meanwhile)."""
+        self._check_open()
+        _check_batch_size(batch_size)
+        return self._keychain.rotate(to, batch_size)
 
     # -- lifecycle -------------------------------------------------------------------------
 

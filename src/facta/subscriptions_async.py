@@ -124,8 +124,9 @@ class AsyncSubscription:
         recorder, decode = self.store.recorder, self.store.decode
         while not self._closed:
             page = await recorder.read_all(self.checkpoint, self.types, self.batch_size)
+            keys = await self.store.fetch_keys(page)  # of sealed personal fields
             for row in page:
-                event = decode(row)
+                event = decode(row, keys)
                 self.checkpoint = row.checkpoint
                 yield event
                 if self._closed:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from facta.cli.checkpoints import checkpoint_text
+from facta.cli.keys import key_options, provider
 from facta.cli.modules import import_attribute
 from facta.cli.progress import progress_bar
 from facta.cli.stores import Access, open_store
@@ -105,19 +106,26 @@ def _runner_options(function: F) -> F:
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return key_options(function)  # personal fields open with the master key
 
 
 @projections.command(epilog=URL_HELP)
 @url_and("name")
 @_runner_options
 def rebuild(
-    url: str, name: str, specs: tuple[str, ...], batch_size: int, dead_letter: bool
+    url: str,
+    name: str,
+    specs: tuple[str, ...],
+    batch_size: int,
+    dead_letter: bool,
+    keys_file: str | None,
+    keys_env: str | None,
 ) -> None:
     """Empty projection NAME's read model and replay the whole log into it."""
     projection = _find(name, specs)
+    keys = provider(keys_file, keys_env)
     with (
-        open_store(url, Access.EXISTING, Codec()) as store,
+        open_store(url, Access.EXISTING, Codec(), keys) as store,
         ProjectionRunner(
             store, projection, batch_size=batch_size, on_error=_on_error(dead_letter)
         ) as runner,
@@ -142,13 +150,16 @@ def run(
     specs: tuple[str, ...],
     batch_size: int,
     dead_letter: bool,
+    keys_file: str | None,
+    keys_env: str | None,
     poll_interval: float,
     wait: bool,
 ) -> None:
     """Run projection NAME: catch up, then follow the log until Ctrl-C or SIGTERM."""
     projection = _find(name, specs)
+    keys = provider(keys_file, keys_env)
     with (
-        open_store(url, Access.EXISTING, Codec()) as store,
+        open_store(url, Access.EXISTING, Codec(), keys) as store,
         ProjectionRunner(
             store,
             projection,

@@ -20,6 +20,8 @@ import facta
 from facta import backends
 from facta.codec import ZLIB, Codec
 from facta.errors import DecodeError
+from facta.personal.data_keys import DataKeys
+from facta.personal.providers import KeyProvider
 
 __all__ = ["Access", "StoredJSON", "open_store"]
 
@@ -40,9 +42,12 @@ _OPTIONS: dict[Access, dict[str, object]] = {
 
 
 @contextmanager
-def open_store(url: str, access: Access, codec: Codec | None = None) -> Iterator[facta.EventStore]:
+def open_store(
+    url: str, access: Access, codec: Codec | None = None, keys: KeyProvider | None = None
+) -> Iterator[facta.EventStore]:
     """The store at ``url``, opened for ``access``, decoding events with ``codec`` (plain
-    JSON by default: the command line knows none of the application's event classes).
+    JSON by default: the command line knows none of the application's event classes) and
+    opening personal fields with the key provider ``keys``.
 
     ``read_only`` goes to every backend (each one accepts it). ``create`` and ``migrate`` go
     only to the backends that have them: one without them (memory) has nothing to create or
@@ -52,18 +57,27 @@ def open_store(url: str, access: Access, codec: Codec | None = None) -> Iterator
     if access is not Access.READ:
         accepted = backends.find(url).options
         options = {name: value for name, value in options.items() if name in accepted}
+    if keys is not None:
+        options = {**options, "keys": keys}
     with facta.connect(url, codec=codec or StoredJSON(), **options) as store:
         yield store
 
 
 class StoredJSON(Codec):
     """Decodes stored events into plain JSON values, so the command line shows any store's
-    events as stored, without the application's event classes."""
+    events as stored, without the application's event classes (sealed personal fields stay
+    sealed: ``{"$facta_sealed": ..., "subject": ..., "key": ...}``)."""
 
     def decode(
-        self, type_name: str, schema_version: int, encoding: int, data: bytes, where: str = ""
+        self,
+        type_name: str,
+        schema_version: int,
+        encoding: int,
+        data: bytes,
+        where: str = "",
+        keys: DataKeys | None = None,
     ) -> Any:
         try:
-            return msgspec.json.decode(zlib.decompress(data) if encoding == ZLIB else data)
+            return msgspec.json.decode(zlib.decompress(data) if encoding & ZLIB else data)
         except (zlib.error, msgspec.DecodeError) as e:
             raise DecodeError(f"{where}type {type_name!r}: stored data is corrupt: {e}") from e

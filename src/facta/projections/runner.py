@@ -28,6 +28,7 @@ from facta.errors import (
     UpcastError,
 )
 from facta.events import Checkpoint, RecordedEvent
+from facta.personal.sealing import redact
 from facta.projections.errors import OnError, ProjectionError
 from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection
@@ -297,8 +298,8 @@ class ProjectionRunner(Generic[C]):
         return None
 
     def _give_up(self, event: RecordedEvent, cause: Exception) -> None:
-        if self.on_error is OnError.DEAD_LETTER:
-            error = f"{type(cause).__name__}: {cause}"
+        if self.on_error is OnError.DEAD_LETTER:  # stored without personal data in it
+            error = redact(f"{type(cause).__name__}: {cause}", event.data)
             with self._checkpoints.transaction() as connection:
                 self._checkpoints.park(connection, event, error)
                 self._checkpoints.save(connection, self._checkpoint, event.checkpoint)
@@ -315,7 +316,7 @@ class ProjectionRunner(Generic[C]):
             return
         failure = ProjectionError(self.name, event, cause)
         self._failed = True
-        self._checkpoints.finish(FAILED, str(failure))
+        self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
 
 

@@ -29,6 +29,7 @@ from facta.errors import (
     UpcastError,
 )
 from facta.events import Checkpoint, RecordedEvent
+from facta.personal.sealing import redact
 from facta.projections.errors import OnError, ProjectionError
 from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection  # sync: drop
@@ -302,8 +303,8 @@ class AsyncProjectionRunner(Generic[C]):
         return None
 
     async def _give_up(self, event: RecordedEvent, cause: Exception) -> None:
-        if self.on_error is OnError.DEAD_LETTER:
-            error = f"{type(cause).__name__}: {cause}"
+        if self.on_error is OnError.DEAD_LETTER:  # stored without personal data in it
+            error = redact(f"{type(cause).__name__}: {cause}", event.data)
             async with self._checkpoints.transaction() as connection:
                 await self._checkpoints.park(connection, event, error)
                 await self._checkpoints.save(connection, self._checkpoint, event.checkpoint)
@@ -320,7 +321,7 @@ class AsyncProjectionRunner(Generic[C]):
             return
         failure = ProjectionError(self.name, event, cause)
         self._failed = True
-        await self._checkpoints.finish(FAILED, str(failure))
+        await self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
 
 

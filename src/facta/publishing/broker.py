@@ -2,7 +2,8 @@
 interface a broker module implements.
 
 A message carries the event's stored bytes unchanged (no re-encoding: ``Facta-Encoding`` says
-whether they are zlib-compressed JSON) and headers naming the event, its place and its
+whether they are zlib-compressed JSON, bit 1, and whether personal fields in it are sealed,
+bit 2: those stay sealed on the way) and headers naming the event, its place and its
 metadata's correlation and causation ids.
 
 >>> from datetime import UTC, datetime

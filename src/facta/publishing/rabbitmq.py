@@ -213,7 +213,7 @@ def _amqp_message(message: Message) -> aio_pika.Message:
         message.data,
         headers=dict(headers),
         content_type="application/json",
-        content_encoding="deflate" if headers.get("Facta-Encoding") == str(ZLIB) else None,
+        content_encoding="deflate" if int(headers.get("Facta-Encoding", "0")) & ZLIB else None,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message.event_id,
         correlation_id=headers.get("Facta-Correlation-Id"),

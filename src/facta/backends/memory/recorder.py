@@ -19,6 +19,7 @@ from facta.appending import (
     check_expected,
 )
 from facta.backends.memory.checkpoints import Book, MemoryCheckpoints
+from facta.backends.memory.keys import MemoryKeyTable
 from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, InvalidEvent, StoreError
 from facta.events import Checkpoint
@@ -29,6 +30,7 @@ from facta.lifecycle import (
     check_truncation,
     next_marker_version,
 )
+from facta.personal.data_keys import StoredKey
 from facta.recorder import Recorder
 from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
@@ -58,6 +60,7 @@ class MemoryRecorder(Recorder):
         self._book = Book()
         self._appended = Signal()
         self._read_up_to = 0  # the log's length when a reader last found its end
+        self._data_keys: dict[str, StoredKey] = {}  # subject -> its wrapped data key
 
     def _version(self, stream_id: str) -> int:
         indexes = self._streams.get(stream_id)
@@ -347,3 +350,6 @@ class MemoryRecorder(Recorder):
 
     def migrate(self) -> list[int]:
         return []
+
+    def key_table(self) -> MemoryKeyTable:
+        return MemoryKeyTable(self._data_keys, self._lock, self._check_writable)

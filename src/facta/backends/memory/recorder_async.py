@@ -18,6 +18,7 @@ from facta.appending import (
     check_expected,
 )
 from facta.backends.memory.checkpoints_async import AsyncMemoryCheckpoints, Book
+from facta.backends.memory.keys_async import AsyncMemoryKeyTable
 from facta.backends.memory.signal import Signal
 from facta.errors import DuplicateEventId, InvalidEvent, StoreError
 from facta.events import Checkpoint
@@ -28,6 +29,7 @@ from facta.lifecycle import (
     check_truncation,
     next_marker_version,
 )
+from facta.personal.data_keys import StoredKey
 from facta.recorder_async import AsyncRecorder
 from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
@@ -57,6 +59,7 @@ class AsyncMemoryRecorder(AsyncRecorder):
         self._book = Book()
         self._appended = Signal()
         self._read_up_to = 0  # the log's length when a reader last found its end
+        self._data_keys: dict[str, StoredKey] = {}  # subject -> its wrapped data key
 
     def _version(self, stream_id: str) -> int:
         indexes = self._streams.get(stream_id)
@@ -348,3 +351,6 @@ class AsyncMemoryRecorder(AsyncRecorder):
 
     async def migrate(self) -> list[int]:
         return []
+
+    def key_table(self) -> AsyncMemoryKeyTable:
+        return AsyncMemoryKeyTable(self._data_keys, self._lock, self._check_writable)

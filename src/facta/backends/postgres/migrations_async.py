@@ -36,6 +36,7 @@ _TABLES = (
     "facta_snapshots",
     "facta_projections",
     "facta_dead_letters",
+    "facta_data_keys",
 )
 
 # The advisory lock's first key: "fact" in ASCII; the second is a hash of the schema name.

@@ -52,6 +52,7 @@ from facta.appending import (
 )
 from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
+from facta.backends.postgres.keys import PostgresKeyTable
 from facta.backends.postgres.liveness import dead_while_idle
 from facta.backends.postgres.migrations import apply_migrations, check_schema
 from facta.backends.postgres.options import Options
@@ -658,6 +659,9 @@ class PostgresRecorder(Recorder):
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         rows = self._query(self._sql.read_snapshots, (stream_id, limit))
         return [SnapshotRecord(*row) for row in rows]
+
+    def key_table(self) -> PostgresKeyTable:
+        return PostgresKeyTable(self._query, self.schema, self._check_writable)
 
     # -- projections -----------------------------------------------------------------------
 

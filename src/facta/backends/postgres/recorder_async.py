@@ -51,6 +51,7 @@ from facta.appending import (
 )
 from facta.backends.postgres.checkpoints_async import AsyncPostgresCheckpoints, statuses
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
+from facta.backends.postgres.keys_async import AsyncPostgresKeyTable
 from facta.backends.postgres.liveness import dead_while_idle
 from facta.backends.postgres.migrations_async import apply_migrations, check_schema
 from facta.backends.postgres.options import Options
@@ -663,6 +664,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
     async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         rows = await self._query(self._sql.read_snapshots, (stream_id, limit))
         return [SnapshotRecord(*row) for row in rows]
+
+    def key_table(self) -> AsyncPostgresKeyTable:
+        return AsyncPostgresKeyTable(self._query, self.schema, self._check_writable)
 
     # -- projections -----------------------------------------------------------------------
 

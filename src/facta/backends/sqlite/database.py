@@ -52,6 +52,9 @@ def connect(
     )
     if mode != "ro":  # a read-only connection commits nothing
         db.execute(f"PRAGMA synchronous = {synchronous}")  # per connection, takes no lock
+        # Deleted rows are overwritten with zeros: a forgotten subject's data key, or a
+        # rebuilt read model's rows of it, leave no bytes behind (facta.personal).
+        db.execute("PRAGMA secure_delete = ON")
     return db
 
 

@@ -28,6 +28,7 @@ from facta.appending import (
 from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints import SQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
+from facta.backends.sqlite.keys import SQLiteKeyTable
 from facta.errors import InvalidEvent, SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
@@ -589,6 +590,9 @@ class SQLiteRecorder(Recorder):
             if db.in_transaction:
                 db.rollback()
             self._lock.release()
+
+    def key_table(self) -> SQLiteKeyTable:
+        return SQLiteKeyTable(self._run, lambda: self._db, self._check_writable)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from facta.appending import (
 from facta.backends.sqlite import database
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
+from facta.backends.sqlite.keys_async import AsyncSQLiteKeyTable
 from facta.backends.sqlite.threads import run_to_the_end  # sync: drop
 from facta.errors import InvalidEvent, SchemaVersionError, StoreError
 from facta.events import Checkpoint
@@ -593,6 +594,9 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             if db.in_transaction:
                 db.rollback()
             self._lock.release()
+
+    def key_table(self) -> AsyncSQLiteKeyTable:
+        return AsyncSQLiteKeyTable(self._run, lambda: self._db, self._check_writable)
 
     # -- lifecycle -------------------------------------------------------------------------
 
