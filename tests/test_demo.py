@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 import facta
-from facta.demo import Account, InsufficientFunds, money, run, transfer
+from facta.demo import Account, InsufficientFunds, master_key, money, run, transfer
+from facta.personal import AesKeyProvider, generate_master_key, is_forgotten
 
 
 @pytest.fixture
 def store() -> Iterator[facta.EventStore]:
-    with facta.connect("memory://") as opened:
+    with facta.connect("memory://", keys=AesKeyProvider(generate_master_key())) as opened:
         yield opened
 
 
@@ -59,12 +60,18 @@ def test_the_story_leaves_the_balances_it_tells(tmp_path: Path) -> None:
     db = tmp_path / "bank.db"
     run(db, echo=lambda line: None)
     run(db, echo=lambda line: None)
-    with facta.connect(f"sqlite:///{db}") as store:
+    with facta.connect(f"sqlite:///{db}", keys=master_key(db)) as store:
         repo = facta.Repository(store, Account)
         ada = repo.load(facta.id_from_key("account", "ada"))
         grace = repo.load(facta.id_from_key("account", "grace"))
-    # each run: Ada +100 -30 -10 +25, Grace +20 +30
+        linus = facta.id_from_key("account", "linus")
+        with pytest.raises(facta.StreamDeleted):
+            repo.load(linus)
+        opened = next(iter(store.read_stream(linus)))
+    # each run: Ada +100 -30 -10 +25, Grace +20 +30; Linus left (forgotten, deleted) in the first
     assert (ada.balance, ada.version, grace.balance, grace.version) == (170_00, 9, 100_00, 5)
+    assert is_forgotten(opened.data.owner)
+    assert b"Linus" not in db.read_bytes()
 
 
 @pytest.mark.parametrize(

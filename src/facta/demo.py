@@ -1,8 +1,11 @@
 """The bank-account story behind ``facta demo``; its domain code doubles as an example.
 
-Two accounts on a SQLite file: they are opened, receive deposits, refuse an overdraft, move
-money in one atomic transfer, and meet a concurrent write that ``Repository.update`` retries.
-The ids come from the owners' names, so running the demo again continues the same accounts.
+Accounts on a SQLite file: they are opened, receive deposits, refuse an overdraft, move
+money in one atomic transfer, and meet a concurrent write that ``Repository.update`` retries;
+then a customer closes his account, is forgotten (his name was stored encrypted with a key of
+his own, now destroyed) and his account is deleted. The ids come from the owners' names, so
+running the demo again continues the same accounts. The master key that wraps the customers'
+keys is a file beside the database (``<db>.key``), made on the first run.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import msgspec
 
 import facta
+from facta.lifecycle import Deleted
+from facta.personal import STREAM, FileKeyProvider, generate_master_key, is_forgotten
 from facta.projections import Projection, ProjectionRunner, handles
 
 __all__ = [
@@ -42,7 +48,8 @@ Echo = Callable[[str], None]
 @facta.event("bank.AccountOpened")
 @dataclass(frozen=True)
 class AccountOpened:
-    owner: str
+    # Personal data: stored encrypted with the account's own key (its subject is the stream).
+    owner: Annotated[str, facta.Personal(subject=STREAM)]
 
 
 @facta.event("bank.MoneyDeposited")
@@ -182,11 +189,16 @@ class AccountBalances(Projection[sqlite3.Connection]):
 
     @handles(AccountOpened)
     def opened(self, event: facta.RecordedEvent, db: sqlite3.Connection) -> None:
+        owner = FORGOTTEN if is_forgotten(event.data.owner) else event.data.owner
         db.execute(
             "INSERT INTO account_balances (account_id, owner) VALUES (?, ?)"
             " ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner",
-            (event.stream_id, event.data.owner),
+            (event.stream_id, owner),
         )
+
+    @handles(Deleted)
+    def deleted(self, event: facta.RecordedEvent, db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM account_balances WHERE account_id = ?", (event.stream_id,))
 
     @handles(MoneyDeposited, TransferReceived, MoneyWithdrawn, TransferSent)
     def moved(self, event: facta.RecordedEvent, db: sqlite3.Connection) -> None:
@@ -259,20 +271,33 @@ def _refuse_foreign(url: str, accounts: set[str]) -> None:
         )
 
 
+FORGOTTEN = "(forgotten)"  # what the read model shows for a forgotten owner
+
+
+def master_key(path: Path) -> FileKeyProvider:
+    """The demo's master key: the file ``<db>.key`` beside the database, made if missing."""
+    key_file = Path(f"{path}.key")
+    if not key_file.exists():
+        key_file.touch(mode=0o600)
+        key_file.write_text(generate_master_key() + "\n", encoding="utf-8")
+    return FileKeyProvider(key_file)
+
+
 def run(db: str | Path = "facta-demo.db", *, fresh: bool = False, echo: Echo = print) -> None:
     """Tell the bank story on the SQLite file ``db``; ``fresh`` deletes the file first."""
     path = Path(db)
     if fresh:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", ".key"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         for lock in path.parent.glob(f"{path.name}-projection-*.lock"):
             lock.unlink(missing_ok=True)
     url = f"sqlite:///{path}"
-    ada, grace = (facta.id_from_key("account", owner) for owner in ("ada", "grace"))
+    ada, grace, linus = (facta.id_from_key("account", o) for o in ("ada", "grace", "linus"))
     if path.exists():
-        _refuse_foreign(url, {ada, grace})
+        _refuse_foreign(url, {ada, grace, linus})
+    keys = master_key(path)
     echo(f"facta demo: a small bank in the SQLite file {path}\n")
-    with facta.connect(url) as store:
+    with facta.connect(url, keys=keys) as store:
         repo = facta.Repository(store, Account)
         start = max(_head(store, ada), _head(store, grace))
 
@@ -307,7 +332,11 @@ def run(db: str | Path = "facta-demo.db", *, fresh: bool = False, echo: Echo = p
         )
 
         echo("5. Two clerks change Ada's account at the same moment")
-        for line in _clerks(url, ada):
+        for line in _clerks(url, keys, ada):
+            echo(f"   {line}")
+
+        echo("6. Linus closes his account and asks to be forgotten")
+        for line in _leave(store, linus):
             echo(f"   {line}")
 
         echo("\nStreams")
@@ -316,14 +345,14 @@ def run(db: str | Path = "facta-demo.db", *, fresh: bool = False, echo: Echo = p
         echo(table(("STREAM", "OWNER", "VERSION", "BALANCE"), rows))
 
         echo("\nThe global log (this run's events)")
-        owners = {ada: "Ada", grace: "Grace"}
+        owners = {ada: "Ada", grace: "Grace", linus: "Linus"}
         log = [
             (
                 event.position,
                 owners.get(event.stream_id, event.stream_id),
                 event.version,
                 event.type,
-                msgspec.json.encode(event.data).decode(),
+                msgspec.json.encode(event.data, enc_hook=_shown).decode(),
             )
             for event in store.read_all(after=start)
         ]
@@ -339,6 +368,7 @@ def run(db: str | Path = "facta-demo.db", *, fresh: bool = False, echo: Echo = p
         echo(f"\nLook again with: facta streams {url}")
         echo(f"                 facta show {url} {ada}")
         echo(f"                 facta projections {url}")
+        echo(f"                 facta check {url} -i facta.demo --keys-file {path}.key")
 
 
 def _head(store: facta.EventStore, stream_id: str) -> facta.Checkpoint:
@@ -349,7 +379,40 @@ def _head(store: facta.EventStore, stream_id: str) -> facta.Checkpoint:
     return facta.Checkpoint()
 
 
-def _clerks(url: str, account_id: str) -> list[str]:
+def _leave(store: facta.EventStore, account_id: str) -> list[str]:
+    """Linus opens an account, empties it, is forgotten, and the account is deleted."""
+    repo = facta.Repository(store, Account)
+    try:
+        repo.load(account_id)
+    except facta.StreamDeleted:
+        return ["his account was closed, forgotten and deleted by an earlier run"]
+    except facta.AggregateNotFound:
+        account = Account.open("Linus", id=account_id)
+        account.deposit(5_00, "first deposit")
+        repo.save(account)
+    account = repo.load(account_id)
+    account.withdraw(account.balance, "closing the account")
+    repo.save(account)
+    lines = [f"{account.owner} withdraws everything: balance {money(account.balance)}"]
+    store.forget(account_id)  # his key is destroyed: his name can never be read again
+    opened = next(iter(store.read_stream(account_id, 1, 1)))
+    lines.append(f"store.forget destroyed his key: his opening event now reads {opened.data}")
+    store.delete_stream(account_id, account.version, reason="account closed")
+    try:
+        repo.load(account_id)
+    except facta.StreamDeleted as e:
+        lines.append(f"store.delete_stream: a load now raises StreamDeleted: {e}")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    """How the log shows a field the codec cannot: a forgotten one."""
+    if is_forgotten(value):
+        return FORGOTTEN
+    raise TypeError(f"cannot show {value!r}")
+
+
+def _clerks(url: str, keys: FileKeyProvider, account_id: str) -> list[str]:
     """Two threads, each with its own connection and repository, change one account at once.
 
     Both load the same version and record a change; a barrier holds them until both have, so
@@ -360,7 +423,7 @@ def _clerks(url: str, account_id: str) -> list[str]:
     conflicts: list[str] = []
 
     def clerk(name: str, command: Callable[[Account], None]) -> str:
-        with facta.connect(url) as store:
+        with facta.connect(url, keys=keys) as store:
             repo = facta.Repository(store, Account)
             account = repo.load(account_id)
             command(account)
