@@ -121,6 +121,9 @@ _LAST_VERSION = 2**62  # "no upper bound" in a version range
 _SAVEPOINT = "SAVEPOINT facta_append"
 _RELEASE = "RELEASE facta_append"
 _ROLLBACK_TO = "ROLLBACK TO facta_append"
+# A write that changes nothing: it takes the write lock, or fails at once if the transaction
+# has read a snapshot another connection has written past since (SQLITE_BUSY_SNAPSHOT).
+_WRITE_LOCK = "UPDATE facta_streams SET version = version WHERE 0"
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # SQLite's codes for a damaged file
 
 
@@ -240,7 +243,7 @@ class SQLiteRecorder(Recorder):
             raise SchemaVersionError(self._pending)
         try:
             in_transaction = connection.in_transaction
-            files = [row[2] for row in connection.execute("PRAGMA database_list")]
+            files = [row[2] for row in _plain_cursor(connection).execute("PRAGMA database_list")]
         except sqlite3.Error as e:
             raise UnusableConnection(
                 f"connection= cannot be used ({e}); nothing was written"
@@ -269,6 +272,8 @@ class SQLiteRecorder(Recorder):
         now = datetime.now(UTC).timestamp()
         try:
             run.execute("BEGIN IMMEDIATE" if caller is None else _SAVEPOINT)
+            if caller is not None:  # write first: what the append reads is then current
+                run.execute(_WRITE_LOCK)
             results = []
             for append in appends:
                 stream_id, given = append.stream_id, append.aggregate_type
