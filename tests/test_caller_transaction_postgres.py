@@ -203,12 +203,13 @@ def test_facta_neither_commits_nor_rolls_back_the_callers_transaction(
     store: facta.EventStore, postgres_url: str
 ) -> None:
     with psycopg.connect(postgres_url) as conn:  # autocommit off: Django's, in atomic()
-        assert conn.info.transaction_status == TransactionStatus.IDLE
+        statuses = [conn.info.transaction_status]
         store.append("s", [Happened(1)], facta.NO_STREAM, connection=conn)
-        assert conn.info.transaction_status == TransactionStatus.INTRANS
+        statuses.append(conn.info.transaction_status)
         with pytest.raises(facta.ConcurrencyError):
             store.append("s", [Happened(2)], 5, connection=conn)
-        assert conn.info.transaction_status == TransactionStatus.INTRANS
+        statuses.append(conn.info.transaction_status)
+        assert statuses == [TransactionStatus.IDLE, *[TransactionStatus.INTRANS] * 2]
         conn.rollback()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         with conn.transaction():

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,8 +26,8 @@ def store(path: Path) -> Iterator[facta.EventStore]:
         yield opened
 
 
-def connect(path: Path | str, **options: Any) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None, **options)
+def connect(path: Path | str, timeout: float = 5.0) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=timeout)
 
 
 def test_a_reader_transaction_that_cannot_become_a_writer_is_a_transaction_conflict(
