@@ -1,17 +1,22 @@
 """The balances read model: a table in the store's database, fed by a catch-up projection.
 
 The same SQL runs on SQLite and PostgreSQL (written with PostgreSQL's ``%s``); ``_execute``
-takes either database's connection, as the runner hands it to the handlers.
+takes either database's connection, as the runner hands it to the handlers and as
+``_reading`` opens one for the queries.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import facta
+from facta.backends.sqlite.recorder_async import AsyncSQLiteRecorder
 from facta.projections import AsyncProjection, handles
 
 from .domain import AccountOpened, MoneyDeposited, MoneyWithdrawn
@@ -58,16 +63,38 @@ class Balances(AsyncProjection[Any]):
 
 async def balances(store: facta.AsyncEventStore) -> list[Balance]:
     """Every balance, by account id."""
-    async with store.recorder.transaction() as conn:  # where the handlers write
+    async with _reading(store) as conn:
         rows = await _execute(conn, "SELECT * FROM bank_balances ORDER BY account")
     return [Balance(*row) for row in rows]
 
 
 async def balance(store: facta.AsyncEventStore, account: str) -> Balance | None:
     """One account's balance, or None while the projection has not seen it."""
-    async with store.recorder.transaction() as conn:
+    async with _reading(store) as conn:
         rows = await _execute(conn, "SELECT * FROM bank_balances WHERE account = %s", (account,))
     return Balance(*rows[0]) if rows else None
+
+
+@asynccontextmanager
+async def _reading(store: facta.AsyncEventStore) -> AsyncIterator[Any]:
+    """A connection to query the read model on.
+
+    SQLite: a read-only connection of its own to the file (in WAL mode a reader never waits
+    for a writer), never the store's, whose write transactions would hold up the runner.
+    PostgreSQL: a pooled connection, ``search_path`` set to the store's schema.
+    """
+    recorder = store.recorder
+    if isinstance(recorder, AsyncSQLiteRecorder):
+        with closing(sqlite3.connect(_read_only(recorder.path), uri=True)) as db:
+            yield db
+    else:
+        async with recorder.transaction() as conn:
+            yield conn
+
+
+def _read_only(path: str) -> str:
+    """A read-only SQLite URI of the file at ``path``."""
+    return PurePath(os.path.abspath(path)).as_uri() + "?mode=ro"
 
 
 async def _change(conn: Any, account: str, amount: int) -> None:
