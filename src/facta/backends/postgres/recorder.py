@@ -33,13 +33,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
 from functools import partial
-from typing import Any, NamedTuple, Unpack, cast
+from typing import Any, Unpack, cast
 
 import psycopg
 from psycopg import Connection, Cursor
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker, TupleRow, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
@@ -52,6 +51,7 @@ from facta.appending import (
     check_expected,
     duplicate_event_id,
 )
+from facta.backends.postgres.callers import Caller, joinable
 from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
 from facta.backends.postgres.liveness import dead_while_idle
@@ -376,12 +376,12 @@ class PostgresRecorder(Recorder):
         rows would come before theirs in the global log (docs/guides/transactions.md).
         """
         self._check_writable()
-        conn = _joinable(connection, self.location)
+        conn = joinable(connection, self.location)
         self._ensure_open()
         caller = self._join(conn)
         return self._append(conn, appends, caller)
 
-    def _join(self, conn: Connection[Any]) -> _Caller:
+    def _join(self, conn: Connection[Any]) -> Caller:
         """Check that the caller's connection is to the store's database; its transaction's
         id, if it has one yet."""
         try:
@@ -402,13 +402,13 @@ class PostgresRecorder(Recorder):
                 f"the PostgreSQL store at {self.location}; nothing was written. Append on a "
                 "connection to the store's own database"
             )
-        return _Caller(row[3])
+        return Caller(row[3])
 
     def _append(
         self,
         conn: Connection[Any],
         appends: Sequence[PreparedAppend],
-        caller: _Caller | None,
+        caller: Caller | None,
     ) -> list[AppendResult]:
         """Write the appends on ``conn``: a pooled connection, in a transaction of its own
         (or one statement), or the caller's, under a savepoint in the caller's transaction."""
@@ -873,41 +873,6 @@ def _execute(conn: Connection[Any], query: str, params: Any = None) -> Cursor[Tu
     cur = Cursor(conn, row_factory=tuple_row)
     cur.execute(query, params, prepare=True)
     return cur
-
-
-class _Caller(NamedTuple):
-    """The caller's transaction an append joins: its id, if it has one yet."""
-
-    transaction_id: int | None
-
-
-def _joinable(connection: object, location: str) -> Connection[Any]:
-    """The caller's connection, if an append can join its transaction (no I/O)."""
-    kind = Connection.__name__
-    if not isinstance(connection, Connection):
-        raise UnusableConnection(
-            f"connection= on the PostgreSQL store at {location} takes a psycopg {kind} (this "
-            f"store's kind), got {type(connection).__module__}.{type(connection).__qualname__}; "
-            "nothing was written"
-        )
-    status = connection.info.transaction_status
-    if status == TransactionStatus.IDLE and connection.autocommit:
-        raise UnusableConnection(
-            "connection= is in autocommit mode with no transaction open, so the append would "
-            "commit on its own; nothing was written. Append inside the caller's transaction "
-            "(`with conn.transaction():`, or a connection with autocommit off)"
-        )
-    if status == TransactionStatus.INERROR:
-        raise UnusableConnection(
-            "the transaction on connection= has failed (a statement in it raised); nothing was "
-            "written. Roll it back, then run the transaction again"
-        )
-    if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
-        state = "closed or broken" if connection.closed or connection.broken else status.name
-        raise UnusableConnection(
-            f"connection= cannot run a statement now ({state}); nothing was written"
-        )
-    return connection
 
 
 def _stated(expected: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio  # sync: drop
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -30,6 +29,14 @@ from facta.appending import (
     duplicate_event_id,
 )
 from facta.backends.sqlite import database
+from facta.backends.sqlite.callers import (
+    RELEASE,
+    SAVEPOINT,
+    WRITE_LOCK,
+    joinable,
+    plain_cursor,
+    undo,
+)
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
 from facta.backends.sqlite.threads import run_to_the_end  # sync: drop
@@ -39,7 +46,6 @@ from facta.errors import (
     SchemaVersionError,
     StoreError,
     TransactionConflict,
-    UnusableConnection,
 )
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
@@ -119,13 +125,6 @@ _READ_SNAPSHOTS = (
     " FROM facta_snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?"
 )
 _LAST_VERSION = 2**62  # "no upper bound" in a version range
-# An append in the caller's transaction writes under this savepoint.
-_SAVEPOINT = "SAVEPOINT facta_append"
-_RELEASE = "RELEASE facta_append"
-_ROLLBACK_TO = "ROLLBACK TO facta_append"
-# A write that changes nothing: it takes the write lock, or fails at once if the transaction
-# has read a snapshot another connection has written past since (SQLITE_BUSY_SNAPSHOT).
-_WRITE_LOCK = "UPDATE facta_streams SET version = version WHERE 0"
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # SQLite's codes for a damaged file
 
 
@@ -222,47 +221,13 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         has (``TransactionConflict``).
         """
         self._check_writable()
-        db = self._joinable(connection)
+        db = joinable(connection, self.path, self.location)
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
         try:
             return self._write(appends, db)
         except sqlite3.Error as e:
             raise StoreError(f"{self.location}: {e}; nothing was written") from e
-
-    def _joinable(self, connection: object) -> sqlite3.Connection:
-        """The caller's connection, if an append can join its transaction."""
-        if not isinstance(connection, sqlite3.Connection):
-            raise UnusableConnection(
-                f"connection= on the store in {self.location} takes a sqlite3.Connection to its "
-                f"file, got {type(connection).__module__}.{type(connection).__qualname__}; "
-                "nothing was written"
-            )
-        if self.path == database.MEMORY:
-            raise UnusableConnection(
-                f"{self.location} is private to the store's own connection: no other "
-                "connection can append in it (connection=); nothing was written"
-            )
-        if self._pending is not None:
-            raise SchemaVersionError(self._pending)
-        try:
-            in_transaction = connection.in_transaction
-            files = [row[2] for row in _plain_cursor(connection).execute("PRAGMA database_list")]
-        except sqlite3.Error as e:
-            raise UnusableConnection(
-                f"connection= cannot be used ({e}); nothing was written"
-            ) from e
-        if not in_transaction:
-            raise UnusableConnection(
-                "connection= has no transaction open, so the append would commit on its own; "
-                "nothing was written. Append inside the caller's transaction (begin it with "
-                "BEGIN IMMEDIATE)"
-            )
-        if not files or not files[0] or not _same_file(files[0], self.path):
-            raise UnusableConnection(
-                f"connection= is to {files[0] if files and files[0] else 'no file'!r}, not to "
-                f"the store's {self.location}; nothing was written. Append on a connection to "
-                "the store's file"
-            )
-        return connection
 
     def _write(
         self, appends: Sequence[PreparedAppend], caller: sqlite3.Connection | None = None
@@ -270,12 +235,12 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         """Append on the store's connection in a transaction of its own, or on the caller's
         connection under a savepoint in the caller's transaction."""
         db = self._db if caller is None else caller
-        run = db if caller is None else _plain_cursor(caller)
+        run = db if caller is None else plain_cursor(caller)
         now = datetime.now(UTC).timestamp()
         try:
-            run.execute("BEGIN IMMEDIATE" if caller is None else _SAVEPOINT)
+            run.execute("BEGIN IMMEDIATE" if caller is None else SAVEPOINT)
             if caller is not None:  # write first: what the append reads is then current
-                run.execute(_WRITE_LOCK)
+                run.execute(WRITE_LOCK)
             results = []
             for append in appends:
                 stream_id, given = append.stream_id, append.aggregate_type
@@ -315,16 +280,16 @@ class AsyncSQLiteRecorder(AsyncRecorder):
                 written = _written(appends, results, now)
                 if written:
                     hook.call(db, written)
-            run.execute("COMMIT" if caller is None else _RELEASE)
+            run.execute("COMMIT" if caller is None else RELEASE)
             return results
         except sqlite3.IntegrityError as e:
-            _undo(db, caller is not None)
+            undo(db, caller is not None)
             if "event_id" not in str(e):
                 raise
             ids = [event.event_id for append in appends for event in append.events]
             raise duplicate_event_id(appends, self._find(ids, run)) from None
         except BaseException as e:
-            _undo(db, caller is not None)
+            undo(db, caller is not None)
             if isinstance(e, sqlite3.OperationalError) and busy(e):
                 doing = f"appending to {_names([a.stream_id for a in appends])}"
                 if caller is None:
@@ -754,33 +719,6 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             if self._watcher is not None:
                 self._watcher.close()
                 self._watcher = None
-
-
-def _plain_cursor(db: sqlite3.Connection) -> sqlite3.Cursor:
-    """A cursor of ``db`` that returns plain tuples, whatever the connection's row factory."""
-    cursor = db.cursor()
-    cursor.row_factory = None
-    return cursor
-
-
-def _undo(db: sqlite3.Connection, savepoint: bool) -> None:
-    """Roll back what an append wrote: its transaction, or (in the caller's) its savepoint."""
-    if not db.in_transaction:  # SQLite ended it already (the error rolled it back)
-        return
-    if not savepoint:
-        db.rollback()
-        return
-    with contextlib.suppress(sqlite3.OperationalError):  # the savepoint is gone with it
-        db.execute(_ROLLBACK_TO)
-        db.execute(_RELEASE)
-
-
-def _same_file(path: str, other: str) -> bool:
-    """Whether two paths name one file (links and relative paths alike)."""
-    try:
-        return os.path.samefile(path, other)
-    except OSError:
-        return False
 
 
 def _stated(expected: int) -> int:
