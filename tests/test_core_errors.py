@@ -20,7 +20,9 @@ from facta import (
     RetriesExhausted,
     SchemaVersionError,
     StoreError,
+    TransactionConflict,
     UnknownEventType,
+    UnusableConnection,
 )
 
 PUBLIC_ERRORS = [
@@ -46,6 +48,8 @@ def test_every_public_error_is_a_facta_error(error: type[Exception]) -> None:
         (EventTooLarge, InvalidEvent),
         (DuplicateEventId, InvalidEvent),
         (SchemaVersionError, StoreError),
+        (TransactionConflict, ConcurrencyError),
+        (UnusableConnection, ValueError),
     ],
 )
 def test_errors_keep_the_built_in_base_callers_already_catch(
@@ -88,6 +92,7 @@ def test_event_too_large_gives_the_size_and_the_limit() -> None:
     "error",
     [
         ConcurrencyError("s-1", ExpectedVersion.STREAM_EXISTS, 0),
+        TransactionConflict("s-1", 2, 3, "a younger transaction appended"),
         RetriesExhausted("s-1", 3, ConcurrencyError("s-1", 1, 2)),
         AggregateNotFound("Account", "s-1"),
         EventTooLarge("s-1", "Big", 10, 5),

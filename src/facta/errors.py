@@ -71,6 +71,27 @@ class ConcurrencyError(FactaError):
         return type(self), (self.stream_id, self.expected, self.actual)
 
 
+class TransactionConflict(ConcurrencyError):
+    """An append in the caller's transaction (``connection=``) met a concurrent writer that
+    only a new transaction can get past; nothing was written.
+
+    The caller's transaction is still usable (facta rolled back to its savepoint), but the
+    same append would fail in it again: roll the transaction back and run it again.
+    ``reason`` says what happened.
+    """
+
+    def __init__(self, stream_id: str, expected: int, actual: int, reason: str) -> None:
+        super().__init__(stream_id, expected, actual)
+        self.reason = reason
+        self.args = (
+            f"stream {stream_id!r}: {reason}; nothing was written. Roll the transaction back "
+            "and run it again (the append would fail again in this one)",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.stream_id, self.expected, self.actual, self.reason)
+
+
 class RetriesExhausted(FactaError):
     """A command kept meeting concurrent writers and gave up after its last attempt."""
 
@@ -166,6 +187,11 @@ class NotAFactaStore(StoreError):
 
 class ConfigurationError(FactaError, ValueError):
     """A URL or option that no backend accepts: an unknown scheme, an unknown option."""
+
+
+class UnusableConnection(FactaError, ValueError):
+    """A ``connection=`` that facta cannot append in: the wrong kind for the store, not in
+    a transaction, in a failed one, or to another database or file; nothing was written."""
 
 
 class SchemaVersionError(StoreError):

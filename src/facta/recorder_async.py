@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
 from facta.appending import AppendResult, EncodedEvent, PreparedAppend
-from facta.errors import ConfigurationError
+from facta.errors import ConfigurationError, UnusableConnection
 from facta.events import Checkpoint, RecordedEvent
 from facta.lifecycle import check_load
 from facta.personal.key_table_async import AsyncKeyTable
@@ -88,6 +88,24 @@ class AsyncRecorder(abc.ABC):
         (``facta.appending.check_aggregate_type``), and any append into a deleted stream
         ``StreamDeleted`` (``facta.lifecycle.check_open``), before any version check.
         """
+
+    async def append_in_transaction(
+        self, connection: object, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """:meth:`append`, on the caller's ``connection`` inside the caller's open transaction.
+
+        The same rules and the same statements, but the transaction is the caller's: never
+        commit or roll it back. Write under a savepoint, rolled back when the append raises,
+        so the caller's transaction stays usable; call ``on_append`` with ``connection``.
+        Raise ``UnusableConnection`` for a connection of the wrong kind, not in a
+        transaction, or to another database. The default refuses every connection: a
+        backend without one to share (memory) appends in its own transactions only.
+        """
+        raise UnusableConnection(
+            f"the {self.location} store cannot append in the caller's transaction: its "
+            "backend has no connection to share (connection= is for SQLite and PostgreSQL "
+            "stores); nothing was written. Append without connection="
+        )
 
     @abc.abstractmethod
     async def delete_stream(

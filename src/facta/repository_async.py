@@ -172,7 +172,9 @@ class AsyncRepository(Generic[A]):
             )
             return []
 
-    async def save(self, aggregate: A, *, metadata: Metadata | None = None) -> AppendResult | None:
+    async def save(
+        self, aggregate: A, *, metadata: Metadata | None = None, connection: object | None = None
+    ) -> AppendResult | None:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Raises ``ConcurrencyError`` (and keeps the pending events) if another writer got
@@ -180,7 +182,9 @@ class AsyncRepository(Generic[A]):
         a stream created as another type raises ``WrongAggregateType``. Returns None when there was nothing to save. A snapshot that cannot be
         stored is logged, never raised; but ``snapshot_state()`` returning something other
         than the ``snapshot_type`` is a bug, raised as ``SnapshotError`` after the events
-        were saved.
+        were saved. ``connection`` appends in the caller's open transaction
+        (``store.append_many`` says how); such a save takes no snapshot, which would outlive a
+        rollback: a later load takes it.
         """
         pending = aggregate.pending_events
         if not pending:
@@ -189,15 +193,23 @@ class AsyncRepository(Generic[A]):
         before = aggregate.version
         try:
             result = await self.store.append(
-                aggregate.id, events, before, aggregate_type=self.aggregate_type.type_name
+                aggregate.id,
+                events,
+                before,
+                aggregate_type=self.aggregate_type.type_name,
+                connection=connection,
             )
         except WrongAggregateType as e:  # nothing was written: again, under the former name
             result = await self.store.append(
-                aggregate.id, events, before, aggregate_type=self._former_name(e)
+                aggregate.id,
+                events,
+                before,
+                aggregate_type=self._former_name(e),
+                connection=connection,
             )
         aggregate.mark_saved(result.version)
         every = self._every
-        if every is not None and result.version // every > before // every:
+        if every is not None and connection is None and result.version // every > before // every:
             await self._write_snapshot(aggregate)
         return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, Self  # sync: from typing import Any, Self
@@ -85,6 +86,7 @@ class AsyncEventStore:
         expected_version: int,
         *,
         aggregate_type: str | None = None,
+        connection: object | None = None,
     ) -> AppendResult:
         """Append events to one stream, atomically, if it is at ``expected_version``.
 
@@ -96,13 +98,25 @@ class AsyncEventStore:
         whose ids are already stored there returns ``already_appended=True``.
         ``aggregate_type`` (repositories give theirs) is recorded if the append creates the
         stream; a stream created with another one raises ``WrongAggregateType``.
+        ``connection`` appends in the caller's open transaction instead of one of the
+        store's own (see :meth:`append_many`).
         """
         append = StreamAppend(stream_id, events, expected_version, aggregate_type)
-        results = await self.append_many([append])
+        results = await self.append_many([append], connection=connection)
         return results[0]
 
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        """Append to several streams in one transaction: all of them are written, or none."""
+    async def append_many(
+        self, appends: Sequence[StreamAppend], *, connection: object | None = None
+    ) -> list[AppendResult]:
+        """Append to several streams in one transaction: all of them are written, or none.
+
+        With ``connection`` (SQLite: a ``sqlite3.Connection`` to the store's file; PostgreSQL:
+        the psycopg connection of the store's kind, sync or async, to its database) the
+        transaction is the caller's, open on that connection: facta writes under a savepoint,
+        runs the inline projections on that connection, and never commits or rolls it back.
+        The events are stored if and when the caller commits. A refused append leaves the
+        caller's transaction usable; ``TransactionConflict`` says it must run again.
+        """
         self._check_open()
         keys = await self._keychain.for_appends(appends)  # personal fields: their subjects' keys
         prepared = [self._prepare(*append, keys=keys) for append in appends]
@@ -115,10 +129,11 @@ class AsyncEventStore:
                 )
             seen.add(append.stream_id)
         try:
-            if keys is None:
-                return await self.recorder.append(prepared)
-            with self._keychain.appending(keys):  # inline projections decode with them
-                return await self.recorder.append(prepared)
+            appending = nullcontext() if keys is None else self._keychain.appending(keys)
+            with appending:  # inline projections decode personal fields with these keys
+                if connection is None:
+                    return await self.recorder.append(prepared)
+                return await self.recorder.append_in_transaction(connection, prepared)
         except (ConcurrencyError, DuplicateEventId):
             results = await self._already_appended(prepared)
             if results is None:

@@ -150,6 +150,27 @@ WITH w AS (
 )
 SELECT max(position), pg_notify({channel}, '') FROM w"""
 
+# An append in a caller's transaction that had an id before it took its streams' locks: the
+# first of its streams a younger transaction has written to, and that stream's version. A
+# stream's rows come in transaction id order, so its youngest id is on its newest version or
+# its newest marker (the lowest negative version): two index probes per stream.
+_NEWER_WRITER = """
+SELECT s.stream_id, coalesce((SELECT t.version FROM {schema}.facta_streams AS t
+                              WHERE t.stream_id = s.stream_id), 0)
+FROM unnest(%s::text[]) AS s(stream_id)
+WHERE %s < ANY (ARRAY(
+    (SELECT e.transaction_id FROM {schema}.facta_events AS e
+     WHERE e.stream_id = s.stream_id AND e.version > 0 ORDER BY e.version DESC LIMIT 1)
+    UNION ALL
+    (SELECT e.transaction_id FROM {schema}.facta_events AS e
+     WHERE e.stream_id = s.stream_id AND e.version < 0 ORDER BY e.version LIMIT 1)))
+LIMIT 1"""
+# Where a connection is: its database (name, oid) and server (its start, in microseconds),
+# and its transaction's id if it has one yet.
+_IDENTITY = """SELECT current_database(),
+    (SELECT oid FROM pg_database WHERE datname = current_database())::bigint,
+    (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint,
+    pg_current_xact_id_if_assigned()::text::bigint"""
 
 # A load's first page: no rows if the stream is deleted, was created as another aggregate
 # type or truncated past where the load starts (the recorder then looks at the stream's row
@@ -205,6 +226,11 @@ class Queries(NamedTuple):
     reader_lag: str
     newest_transaction: str
     written: str
+    written_ids: str
+    newer_writer: str
+    identity: str
+    swap_search_path: str
+    restore_search_path: str
     horizon: str
     listen: str
     use_schema: str
@@ -329,6 +355,17 @@ class Queries(NamedTuple):
                 "SELECT coalesce(max(transaction_id), 0) FROM {schema}.facta_events"
                 f" WHERE transaction_id >= {_HORIZON}"
             ),
+            written_ids=text(
+                f"SELECT {_COLUMNS} FROM {{schema}}.facta_events"
+                " WHERE event_id = ANY(%s::uuid[]) ORDER BY transaction_id, position"
+            ),
+            newer_writer=text(_NEWER_WRITER),
+            identity=_IDENTITY,
+            swap_search_path=text(
+                "SELECT current_setting('search_path'), set_config('search_path', {path}, true)",
+                path=sql.Literal(f"{schema_id.as_string()}, public"),
+            ),
+            restore_search_path="SELECT set_config('search_path', %s, true)",
             horizon=text(f"SELECT {_HORIZON}"),
             written=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events"

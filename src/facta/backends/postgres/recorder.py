@@ -31,11 +31,12 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC
 from functools import partial
 from typing import Any, Unpack, cast
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, Cursor
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker, TupleRow, tuple_row
@@ -50,6 +51,7 @@ from facta.appending import (
     check_expected,
     duplicate_event_id,
 )
+from facta.backends.postgres.callers import Caller, joinable
 from facta.backends.postgres.checkpoints import PostgresCheckpoints, statuses
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
 from facta.backends.postgres.keys import PostgresKeyTable
@@ -65,6 +67,8 @@ from facta.errors import (
     InvalidEvent,
     InvalidStreamId,
     StoreError,
+    TransactionConflict,
+    UnusableConnection,
 )
 from facta.events import Checkpoint
 from facta.lifecycle import (
@@ -144,6 +148,8 @@ class PostgresRecorder(Recorder):
         self._open_lock = threading.Lock()
         self._listen_lock = threading.Lock()
         self._listener: Connection[TupleRow] | None = None
+        # The store's database (name, oid, server start): a caller's connection must match.
+        self._identity: tuple[Any, ...] | None = None
 
     # -- connections -----------------------------------------------------------------------
 
@@ -353,17 +359,72 @@ class PostgresRecorder(Recorder):
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         self._check_writable()
-        hook = self.on_append
         conn = self._getconn()
         try:
-            if len(appends) == 1 and hook is None:
+            return self._append(conn, appends, None)
+        finally:
+            self.pool.putconn(conn)
+
+    def append_in_transaction(
+        self, connection: object, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """:meth:`append` on the caller's connection, in the caller's open transaction.
+
+        The statements run under a savepoint (released on success, rolled back when the
+        append raises, so the transaction stays usable); facta never commits. A transaction
+        that already has an id (it wrote, or locked rows, before appending) is refused with
+        ``TransactionConflict`` if a younger transaction wrote to one of the streams: its
+        rows would come before theirs in the global log (docs/guides/transactions.md).
+        """
+        self._check_writable()
+        conn = joinable(connection, self.location)
+        self._ensure_open()
+        caller = self._join(conn)
+        return self._append(conn, appends, caller)
+
+    def _join(self, conn: Connection[Any]) -> Caller:
+        """Check that the caller's connection is to the store's database; its transaction's
+        id, if it has one yet."""
+        try:
+            cur = _execute(conn, self._sql.identity)
+            row = cur.fetchone()
+        except psycopg.Error as e:
+            raise StoreError(
+                f"PostgreSQL store at {self.location}: the caller's connection failed: {e}; "
+                "nothing was written"
+            ) from e
+        assert row is not None
+        if self._identity is None:
+            ((*identity, _),) = self._query(self._sql.identity, ())
+            self._identity = tuple(identity)
+        if tuple(row[:3]) != self._identity:
+            raise UnusableConnection(
+                f"connection= is to database {row[0]!r} of another server or database than "
+                f"the PostgreSQL store at {self.location}; nothing was written. Append on a "
+                "connection to the store's own database"
+            )
+        return Caller(row[3])
+
+    def _append(
+        self,
+        conn: Connection[Any],
+        appends: Sequence[PreparedAppend],
+        caller: Caller | None,
+    ) -> list[AppendResult]:
+        """Write the appends on ``conn``: a pooled connection, in a transaction of its own
+        (or one statement), or the caller's, under a savepoint in the caller's transaction."""
+        hook = self.on_append
+        try:
+            if len(appends) == 1 and hook is None and caller is None:
                 return [self._write(conn, appends[0])]
-            with conn.transaction():
+            with conn.transaction():  # on the caller's connection: a savepoint
+                if caller is not None and caller.transaction_id is not None:
+                    self._check_order(conn, appends, caller.transaction_id)
                 if len(appends) == 1:
                     results = [self._write(conn, appends[0])]
                 else:
                     results = self._write_several(conn, appends)
-                self._call_hook(conn)
+                self._call_hook(conn, None if caller is None else appends)
             return results
         except UnicodeEncodeError as e:
             raise InvalidEvent(f"{_names(appends)}: text is not valid Unicode: {e}") from e
@@ -374,6 +435,16 @@ class PostgresRecorder(Recorder):
         except pg_errors.ProgramLimitExceeded as e:
             stream_id = max((a.stream_id for a in appends), key=len)
             raise self._failed(e, (stream_id,)) from e
+        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as e:
+            if caller is None:
+                raise self._failed(e, ()) from e
+            raise self._conflict(appends, f"a concurrent transaction got in the way ({e})") from e
+        except pg_errors.ReadOnlySqlTransaction as e:
+            if caller is None:
+                raise self._failed(e, ()) from e
+            raise UnusableConnection(
+                f"{_names(appends)}: the caller's transaction is read-only; nothing was written"
+            ) from e
         except pg_errors.LockNotAvailable as e:
             which = "it" if len(appends) == 1 else "one of them"
             raise LockTimeout(
@@ -385,14 +456,61 @@ class PostgresRecorder(Recorder):
         except psycopg.Error as e:
             if not conn.broken:
                 raise self._failed(e, ()) from e
+            if caller is not None:
+                raise StoreError(
+                    f"PostgreSQL store at {self.location}: the caller's connection failed while "
+                    f"appending to {_names(appends)} ({e}); its transaction is lost and nothing "
+                    "of it was committed"
+                ) from e
             raise StoreError(
                 f"PostgreSQL store at {self.location}: the connection failed while appending "
                 f"to {_names(appends)} ({e}). Nothing is ever half-written, but the append may "
                 "have committed: retry it with the same event ids (NewEvent); a retry of a stored "
                 "append reports already_appended"
             ) from e
-        finally:
-            self.pool.putconn(conn)
+
+    def _check_order(
+        self, conn: Connection[Any], appends: Sequence[PreparedAppend], transaction_id: int
+    ) -> None:
+        """Refuse to append in a transaction that got its id before it waited for its
+        streams, if a younger transaction has written to one of them since.
+
+        Its rows would sort before that transaction's in the global log, and the stream's
+        versions would come out of order (docs/design.md, "Global order"). Each stream's
+        newest rows hold its youngest transaction id (its newest version, its newest
+        marker): two index probes per stream, after taking the streams' locks.
+        """
+        streams = [append.stream_id for append in appends if append.events]
+        if not streams:
+            return
+        _execute(conn, self._sql.lock_streams, (streams,))
+        cur = _execute(conn, self._sql.newer_writer, (streams, transaction_id))
+        row = cur.fetchone()
+        if row is None:
+            return
+        stream_id, actual = row
+        append = next(append for append in appends if append.stream_id == stream_id)
+        raise TransactionConflict(
+            stream_id,
+            _stated(append.expected_version),
+            actual,
+            f"the caller's transaction got its id (transaction {transaction_id}) before a "
+            "younger transaction appended to the stream, so its events would come before "
+            "that one's in the global log. Append before the transaction writes or locks "
+            "rows of its own, and it never meets this",
+        )
+
+    def _conflict(self, appends: Sequence[PreparedAppend], reason: str) -> TransactionConflict:
+        """A ``TransactionConflict`` for the first stream of ``appends``, with its version
+        as committed now."""
+        append = next((a for a in appends if a.events), appends[0])
+        rows = self._query(self._sql.stream_version, (append.stream_id,))
+        actual = int(rows[0][0]) if rows else 0
+        if len(appends) > 1:
+            reason = f"{reason}, appending to {_names(appends)}"
+        return TransactionConflict(
+            append.stream_id, _stated(append.expected_version), actual, reason
+        )
 
     def _write(self, conn: Connection[TupleRow], append: PreparedAppend) -> AppendResult:
         """Claim the stream at its expected version and insert the events, in one statement."""
@@ -428,7 +546,7 @@ class PostgresRecorder(Recorder):
         """Lock the streams, claim each one in stream id order, then insert the events in the
         order of ``appends``, which is the order of the global log."""
         streams = [append.stream_id for append in appends if append.events]
-        conn.execute(self._sql.lock_streams, (streams,), prepare=True)
+        _execute(conn, self._sql.lock_streams, (streams,))
         versions = {}
         for append in sorted(appends, key=lambda a: a.stream_id):
             if append.events:
@@ -444,7 +562,7 @@ class PostgresRecorder(Recorder):
             if append.events:
                 params = {"stream": stream_id, "n": len(append.events), "version": version}
                 params.update(_arrays(append))
-                cur = conn.execute(self._sql.insert, params, prepare=True)
+                cur = _execute(conn, self._sql.insert, params)
                 inserted = cur.fetchone()
                 assert inserted is not None
                 position = inserted[0]
@@ -460,16 +578,14 @@ class PostgresRecorder(Recorder):
     ) -> TupleRow:
         """Run a statement that claims the stream at its expected version; its row."""
         for _ in range(_CLAIM_ATTEMPTS):
-            cur = conn.execute(query, params, prepare=True)
+            cur = _execute(conn, query, params)
             row = cur.fetchone()
             if row is not None:
                 return row
             # The stream is elsewhere or another type's: an error, unless it has moved to
             # where the append expects it since the statement looked (then claim it again).
             actual = self._refuse(conn, append)
-        expected = append.expected_version
-        stated = ExpectedVersion(expected) if expected <= 0 else expected
-        raise ConcurrencyError(append.stream_id, stated, actual)
+        raise ConcurrencyError(append.stream_id, _stated(append.expected_version), actual)
 
     def _refuse(self, conn: Connection[TupleRow], append: PreparedAppend) -> int:
         """The stream's version, after raising ``StreamDeleted``, ``WrongAggregateType`` or
@@ -483,17 +599,37 @@ class PostgresRecorder(Recorder):
         check_expected(append.stream_id, append.expected_version, actual)
         return actual
 
-    def _call_hook(self, conn: Connection[TupleRow]) -> None:
-        """Show the rows the open transaction wrote to the inline projections, if any."""
+    def _call_hook(
+        self, conn: Connection[Any], callers: Sequence[PreparedAppend] | None = None
+    ) -> None:
+        """Show the rows the open transaction wrote to the inline projections, if any.
+
+        In the caller's transaction (``callers``: its appends) only the rows of those appends
+        are shown (it may have appended before), in UTC as always, and the caller's
+        ``search_path`` is set back afterwards.
+        """
         hook = self.on_append
         if hook is None:
             return
-        written = conn.cursor(row_factory=_stored)
-        written.execute(self._sql.written, prepare=True, binary=True)
+        written = Cursor(conn, row_factory=_stored)
+        if callers is None:
+            written.execute(self._sql.written, prepare=True, binary=True)
+        else:
+            ids = [event.event_id for append in callers for event in append.events]
+            written.execute(self._sql.written_ids, (ids,), prepare=True, binary=True)
         events = written.fetchall()
-        if events:
+        if not events:
+            return
+        if callers is None:
             conn.execute(self._sql.use_schema)
             hook.call(conn, events)
+            return
+        events = [row._replace(recorded_at=row.recorded_at.astimezone(UTC)) for row in events]
+        cur = _execute(conn, self._sql.swap_search_path)
+        swapped = cur.fetchone()
+        assert swapped is not None
+        hook.call(conn, events)
+        _execute(conn, self._sql.restore_search_path, (swapped[0],))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -592,7 +728,7 @@ class PostgresRecorder(Recorder):
         """The error for an append that repeats an event id, naming it if it can."""
         ids = [event.event_id for append in appends for event in append.events]
         try:
-            cur = conn.execute(self._sql.locate, (ids,), prepare=True)
+            cur = _execute(conn, self._sql.locate, (ids,))
             stored = {row[0] for row in cur.fetchall()}
         except psycopg.Error:  # the append's error says enough
             stored = set()
@@ -728,10 +864,24 @@ class PostgresRecorder(Recorder):
                 ) from e
 
 
-def _info(conn: Connection[TupleRow], query: str, stream_id: str) -> StreamInfo | None:
-    cur = conn.execute(query, (stream_id,), prepare=True)
+def _info(conn: Connection[Any], query: str, stream_id: str) -> StreamInfo | None:
+    cur = _execute(conn, query, (stream_id,))
     row = cur.fetchone()
     return None if row is None else StreamInfo(*row)
+
+
+def _execute(conn: Connection[Any], query: str, params: Any = None) -> Cursor[TupleRow]:
+    """Run a statement on a plain cursor of ``conn`` (tuple rows, server-side binding),
+    whatever cursor and row factories the connection has: the caller's may have others
+    (Django's binds on the client side)."""
+    cur = Cursor(conn, row_factory=tuple_row)
+    cur.execute(query, params, prepare=True)
+    return cur
+
+
+def _stated(expected: int) -> int:
+    """An expected version as an append stated it (``ExpectedVersion.ANY``, or a number)."""
+    return ExpectedVersion(expected) if expected <= 0 else expected
 
 
 def _claim_kind(expected: int) -> int:

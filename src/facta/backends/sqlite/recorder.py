@@ -8,6 +8,7 @@ under a lock; the async recorder makes each call in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -20,16 +21,31 @@ from typing import Any, TypeVar
 from facta.appending import (
     AppendResult,
     EncodedEvent,
+    ExpectedVersion,
     PreparedAppend,
     check_aggregate_type,
     check_expected,
     duplicate_event_id,
 )
 from facta.backends.sqlite import database
+from facta.backends.sqlite.callers import (
+    RELEASE,
+    SAVEPOINT,
+    WRITE_LOCK,
+    joinable,
+    plain_cursor,
+    undo,
+)
 from facta.backends.sqlite.checkpoints import SQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
 from facta.backends.sqlite.keys import SQLiteKeyTable
-from facta.errors import InvalidEvent, SchemaVersionError, StoreError
+from facta.errors import (
+    FactaError,
+    InvalidEvent,
+    SchemaVersionError,
+    StoreError,
+    TransactionConflict,
+)
 from facta.events import Checkpoint
 from facta.ids import uuid_from_bytes
 from facta.lifecycle import (
@@ -54,6 +70,8 @@ from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 __all__ = ["SQLiteRecorder"]
 
 T = TypeVar("T")
+# What runs a statement: the store's connection, or a plain cursor of the caller's.
+_Executor = sqlite3.Connection | sqlite3.Cursor
 
 _COLUMNS = "stream_id, version, position, event_id, type, schema_version, encoding, data, metadata, recorded_at"
 _INSERT = (
@@ -189,15 +207,43 @@ class SQLiteRecorder(Recorder):
         self._check_writable()
         return self._run(self._write, appends)
 
-    def _write(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        db = self._db
+    def append_in_transaction(
+        self, connection: object, appends: Sequence[PreparedAppend]
+    ) -> list[AppendResult]:
+        """:meth:`append` on the caller's ``sqlite3.Connection`` to the store's file, in the
+        transaction open on it.
+
+        Runs on the calling thread (a sqlite3 connection belongs to the thread that made
+        it), under a savepoint: released on success, rolled back when the append raises, so
+        the transaction stays usable; facta never commits. Begin the transaction with
+        ``BEGIN IMMEDIATE``: one begun as a reader cannot write once another connection
+        has (``TransactionConflict``).
+        """
+        self._check_writable()
+        db = joinable(connection, self.path, self.location)
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
+        try:
+            return self._write(appends, db)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.location}: {e}; nothing was written") from e
+
+    def _write(
+        self, appends: Sequence[PreparedAppend], caller: sqlite3.Connection | None = None
+    ) -> list[AppendResult]:
+        """Append on the store's connection in a transaction of its own, or on the caller's
+        connection under a savepoint in the caller's transaction."""
+        db = self._db if caller is None else caller
+        run = db if caller is None else plain_cursor(caller)
         now = datetime.now(UTC).timestamp()
         try:
-            db.execute("BEGIN IMMEDIATE")
+            run.execute("BEGIN IMMEDIATE" if caller is None else SAVEPOINT)
+            if caller is not None:  # write first: what the append reads is then current
+                run.execute(WRITE_LOCK)
             results = []
             for append in appends:
                 stream_id, given = append.stream_id, append.aggregate_type
-                info = self._info(stream_id)
+                info = self._info(stream_id, run)
                 check_open(info)
                 if info is not None:
                     check_aggregate_type(stream_id, info.aggregate_type, given)
@@ -207,8 +253,8 @@ class SQLiteRecorder(Recorder):
                     results.append(AppendResult(stream_id, actual, 0))
                     continue
                 if actual == 0 and given is not None:
-                    db.execute(_RECORD_TYPE, (stream_id, given))
-                db.executemany(
+                    run.execute(_RECORD_TYPE, (stream_id, given))
+                run.executemany(
                     _INSERT,
                     [
                         (
@@ -225,7 +271,7 @@ class SQLiteRecorder(Recorder):
                         for offset, e in enumerate(append.events, 1)
                     ],
                 )
-                position = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                position = run.execute("SELECT last_insert_rowid()").fetchone()[0]
                 version = actual + len(append.events)
                 results.append(AppendResult(append.stream_id, version, position))
             hook = self.on_append
@@ -233,21 +279,51 @@ class SQLiteRecorder(Recorder):
                 written = _written(appends, results, now)
                 if written:
                     hook.call(db, written)
-            db.execute("COMMIT")
+            run.execute("COMMIT" if caller is None else RELEASE)
             return results
         except sqlite3.IntegrityError as e:
-            db.rollback()
+            undo(db, caller is not None)
             if "event_id" not in str(e):
                 raise
             ids = [event.event_id for append in appends for event in append.events]
-            raise duplicate_event_id(appends, self._find(ids)) from None
+            raise duplicate_event_id(appends, self._find(ids, run)) from None
         except BaseException as e:
-            if db.in_transaction:
-                db.rollback()
+            undo(db, caller is not None)
             if isinstance(e, sqlite3.OperationalError) and busy(e):
                 doing = f"appending to {_names([a.stream_id for a in appends])}"
-                raise self._waited(e, doing, "nothing was written") from e
+                if caller is None:
+                    raise self._waited(e, doing, "nothing was written") from e
+                raise self._caller_waited(e, appends) from e
             raise
+
+    def _caller_waited(
+        self, error: sqlite3.OperationalError, appends: Sequence[PreparedAppend]
+    ) -> FactaError:
+        """The error for an append in the caller's transaction that could not write."""
+        names = _names([a.stream_id for a in appends])
+        if error.sqlite_errorcode != sqlite3.SQLITE_BUSY_SNAPSHOT:
+            return StoreError(
+                f"{self.location}: appending to {names} in the caller's transaction waited "
+                f"longer than the connection's timeout for another connection's write lock "
+                f"({error}); nothing was written. Keep write transactions short, or raise "
+                "the timeout of sqlite3.connect"
+            )
+        append = next((a for a in appends if a.events), appends[0])
+        with contextlib.closing(
+            database.connect(self.path, self._timeout, self._synchronous, mode="ro")
+        ) as reader:
+            info = self._info(append.stream_id, reader)
+        reason = (
+            f"the caller's transaction began as a reader (BEGIN or BEGIN DEFERRED) and "
+            f"another connection wrote since it read, so SQLite cannot let it write ({error}). "
+            "Begin it with BEGIN IMMEDIATE, and it never meets this"
+        )
+        return TransactionConflict(
+            append.stream_id,
+            _stated(append.expected_version),
+            0 if info is None else info.version,
+            reason if len(appends) == 1 else f"{reason}; appending to {names}",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -381,10 +457,13 @@ class SQLiteRecorder(Recorder):
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         return self._run(self._find, event_ids)
 
-    def _find(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
+    def _find(
+        self, event_ids: Sequence[uuid.UUID], db: _Executor | None = None
+    ) -> dict[uuid.UUID, EventPlace]:
+        run = self._db if db is None else db
         found = {}
         for event_id in event_ids:
-            row = self._db.execute(_LOCATE, (event_id.bytes,)).fetchone()
+            row = run.execute(_LOCATE, (event_id.bytes,)).fetchone()
             if row is not None:
                 found[event_id] = EventPlace(*row)
         return found
@@ -401,10 +480,11 @@ class SQLiteRecorder(Recorder):
     def stream_info(self, stream_id: str) -> StreamInfo | None:
         return self._run(self._info, stream_id)
 
-    def _info(self, stream_id: str) -> StreamInfo | None:
+    def _info(self, stream_id: str, db: _Executor | None = None) -> StreamInfo | None:
         """The stream's info: its newest event's version, and its row if it has one."""
-        version: int = self._db.execute(_VERSION, (stream_id,)).fetchone()[0]
-        row = self._db.execute(_STREAM_ROW, (stream_id,)).fetchone()
+        run = self._db if db is None else db
+        version: int = run.execute(_VERSION, (stream_id,)).fetchone()[0]
+        row = run.execute(_STREAM_ROW, (stream_id,)).fetchone()
         if row is None:
             return StreamInfo(stream_id, version) if version else None
         type_name, deleted, hard, hard_version, first, max_age, max_count = row
@@ -639,6 +719,11 @@ class SQLiteRecorder(Recorder):
             if self._watcher is not None:
                 self._watcher.close()
                 self._watcher = None
+
+
+def _stated(expected: int) -> int:
+    """An expected version as an append stated it (``ExpectedVersion.ANY``, or a number)."""
+    return ExpectedVersion(expected) if expected <= 0 else expected
 
 
 def _names(stream_ids: Sequence[str]) -> str:

@@ -1,0 +1,1 @@
+"""The Django project of the bank example: its settings."""
