@@ -22,6 +22,7 @@ from facta.appending import (
     StreamAppend,
 )
 from facta.codec import Codec
+from facta.context import ambient
 from facta.errors import (
     ConcurrencyError,
     DecodeError,
@@ -39,6 +40,7 @@ from facta.recorder import Recorder
 from facta.records import StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
 from facta.subscriptions import Subscription
+from facta.telemetry import traced_append, traceparent
 
 __all__ = ["DEFAULT_BATCH_SIZE", "EventStore"]
 
@@ -87,6 +89,7 @@ class EventStore:
         results = self.append_many([append])
         return results[0]
 
+    @traced_append
     def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all of them are written, or none."""
         self._check_open()
@@ -129,6 +132,7 @@ class EventStore:
             )
         _check_expected_version(stream_id, expected_version)
         codec = self.codec
+        fill = ambient(traceparent())  # correlation, causation, trace: from the context
         encoded = []
         for item in events:
             if isinstance(item, NewEvent):
@@ -145,7 +149,9 @@ class EventStore:
                     version,
                     encoding,
                     payload,
-                    codec.encode_metadata(stream_id, metadata, type_name),
+                    codec.encode_metadata(
+                        stream_id, metadata if fill is None else fill(metadata), type_name
+                    ),
                 )
             )
         return PreparedAppend(stream_id, int(expected_version), encoded, aggregate_type)
