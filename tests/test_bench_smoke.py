@@ -1,4 +1,5 @@
-"""The benchmark suite still runs: ``python bench/run.py --quick`` on every system.
+"""The benchmark suite still runs: ``python bench/run.py --quick`` on every system, and
+``python bench/relay.py`` at a tiny size.
 
 It asserts nothing about speed (speed lives in bench/ and docs/benchmarks.md), only that every
 workload ran on every system that can run it, PostgreSQL included.
@@ -7,6 +8,8 @@ workload ran on every system that can run it, PostgreSQL included.
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.postgres
 
-
+@pytest.mark.postgres
 def test_quick_benchmark_run_exits_cleanly_and_prints_the_ratio_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     finished = subprocess.run(
@@ -36,3 +38,26 @@ def test_quick_benchmark_run_exits_cleanly_and_prints_the_ratio_table(tmp_path: 
     assert failed == []
     measured = {r["system"] for r in results if r["median"] is not None}
     assert {"facta-sqlite", "raw-sqlite3", "raw-psycopg", "raw-psycopg-async"} <= measured
+
+
+def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_path: Path) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=2).close()
+    except OSError as e:
+        pytest.skip(f"no NATS server at 127.0.0.1:4222 ({e}); test.sh starts one")
+    out = tmp_path / "relay.json"
+    command = [sys.executable, str(ROOT / "bench" / "relay.py"), "--events", "200", "--rounds", "1"]
+    command += ["--brokers", "nats", "--backends", "sqlite", "--samples", "50", "--json", str(out)]
+    finished = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Relay throughput, 200 events**" in finished.stdout
+    assert re.search(r"^\| nats +\| sqlite +\| +[\d,]+ \|", finished.stdout, re.MULTILINE)
+    assert "**Append committed -> subscriber sees it**" in finished.stdout
+    document = json.loads(out.read_text())
+    (relay,) = document["relay"]
+    assert relay["error"] is None
+    assert relay["ratio"] is not None
+    assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
+    assert all(row["samples"] == 50 for row in document["latency"])

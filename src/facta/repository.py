@@ -35,6 +35,7 @@ from facta.ids import validate_stream_id
 from facta.retrying import RetryPolicy
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord
 from facta.store import EventStore
+from facta.telemetry import loaded, traced_load, traced_save, traced_snapshot
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["Repository"]
@@ -88,6 +89,7 @@ class Repository(Generic[A]):
         renames = default_snapshot_upcasters if snapshot_upcasters is None else snapshot_upcasters
         self._former_names = renames.renamed_into(aggregate_type.type_name)
 
+    @traced_load
     def load(self, aggregate_id: str, *, version: int | None = None) -> A:
         """The aggregate as of its latest version (or ``version``).
 
@@ -108,6 +110,7 @@ class Repository(Generic[A]):
             last = self._replay(aggregate, version, self._former_name(e))
         if last == 0:
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
+        loaded(last - start, None if self._every is None else start > 0)  # for telemetry
         aggregate.version = last
         every = self._every
         if every is not None and version is None and (skipped or last - start >= every):
@@ -172,6 +175,7 @@ class Repository(Generic[A]):
             )
             return []
 
+    @traced_save
     def save(
         self, aggregate: A, *, metadata: Metadata | None = None, connection: object | None = None
     ) -> AppendResult | None:
@@ -213,6 +217,7 @@ class Repository(Generic[A]):
             self._write_snapshot(aggregate)
         return result
 
+    @traced_snapshot
     def _write_snapshot(self, aggregate: A) -> None:
         """Snapshot the aggregate as it is in memory; log (never raise) a failure."""
         codec = self._snapshots

@@ -22,6 +22,7 @@ from facta.appending import (
     StreamAppend,
 )
 from facta.codec import Codec
+from facta.context import ambient
 from facta.errors import (
     ConcurrencyError,
     DecodeError,
@@ -43,6 +44,7 @@ from facta.recorder_async import AsyncRecorder
 from facta.records import StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
 from facta.subscriptions_async import AsyncSubscription
+from facta.telemetry import traced_append, traceparent
 
 __all__ = ["DEFAULT_BATCH_SIZE", "AsyncEventStore"]
 
@@ -105,6 +107,7 @@ class AsyncEventStore:
         results = await self.append_many([append], connection=connection)
         return results[0]
 
+    @traced_append
     async def append_many(
         self, appends: Sequence[StreamAppend], *, connection: object | None = None
     ) -> list[AppendResult]:
@@ -164,6 +167,7 @@ class AsyncEventStore:
             )
         _check_expected_version(stream_id, expected_version)
         codec = self.codec
+        fill = ambient(traceparent())  # correlation, causation, trace: from the context
         encoded = []
         for item in events:
             if isinstance(item, NewEvent):
@@ -184,7 +188,9 @@ class AsyncEventStore:
                     version,
                     encoding,
                     payload,
-                    codec.encode_metadata(stream_id, metadata, type_name),
+                    codec.encode_metadata(
+                        stream_id, metadata if fill is None else fill(metadata), type_name
+                    ),
                 )
             )
         return PreparedAppend(stream_id, int(expected_version), encoded, aggregate_type)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from facta.context import caused_by
 from facta.events import RecordedEvent
 from facta.projections.errors import ProjectionError
 from facta.projections.handlers import check_name, resolve
@@ -66,7 +67,8 @@ class InlineProjections:
         """Run the sync handlers; ``ProjectionError`` (the append then fails) if one raises."""
         for name, handler, event in self._calls(events):
             try:
-                handler(event, connection)
+                with caused_by(event):
+                    handler(event, connection)
             except Exception as e:
                 raise ProjectionError(name, event, e, inline=True) from e
 
@@ -74,7 +76,8 @@ class InlineProjections:
         """Run the async handlers; ``ProjectionError`` (the append then fails) if one raises."""
         for name, handler, event in self._calls(events):
             try:
-                await handler(event, connection)
+                with caused_by(event):
+                    await handler(event, connection)
             except Exception as e:
                 raise ProjectionError(name, event, e, inline=True) from e
 

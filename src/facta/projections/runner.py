@@ -19,6 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from facta.context import caused_by
 from facta.errors import (
     DecodeError,
     NotAFactaStore,
@@ -34,6 +35,7 @@ from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection
 from facta.projections.status import FAILED, REBUILDING, RUNNING, STOPPED, DeadLetter, Progress
 from facta.store import EventStore
+from facta.telemetry import traced_projection_batch
 
 __all__ = ["ProjectionRunner"]
 
@@ -271,6 +273,7 @@ class ProjectionRunner(Generic[C]):
                 events = events[1:]
                 size = len(events)
 
+    @traced_projection_batch
     def _commit(self, events: list[RecordedEvent]) -> tuple[int, Exception] | None:
         """Apply events and move the checkpoint in one transaction; where it failed, if it did."""
         handlers = self._handlers
@@ -282,7 +285,8 @@ class ProjectionRunner(Generic[C]):
                     if handler is None:  # a renamed type decoding into an unhandled class
                         continue
                     try:
-                        handler(event, connection)
+                        with caused_by(event):  # what the handler appends, it caused
+                            handler(event, connection)
                     except Exception as e:
                         if self._checkpoints.transactional:
                             raise _Failed(index, e) from e

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from facta.context import caused_by
 from facta.errors import (
     DecodeError,
     NotAFactaStore,
@@ -36,6 +37,7 @@ from facta.projections.projection import Projection  # sync: drop
 from facta.projections.projection_async import AsyncProjection
 from facta.projections.status import FAILED, REBUILDING, RUNNING, STOPPED, DeadLetter, Progress
 from facta.store_async import AsyncEventStore
+from facta.telemetry import traced_projection_batch
 
 __all__ = ["AsyncProjectionRunner"]
 
@@ -274,6 +276,7 @@ class AsyncProjectionRunner(Generic[C]):
                 events = events[1:]
                 size = len(events)
 
+    @traced_projection_batch
     async def _commit(self, events: list[RecordedEvent]) -> tuple[int, Exception] | None:
         """Apply events and move the checkpoint in one transaction; where it failed, if it did."""
         handlers = self._handlers
@@ -285,9 +288,10 @@ class AsyncProjectionRunner(Generic[C]):
                     if handler is None:  # a renamed type decoding into an unhandled class
                         continue
                     try:
-                        outcome = handler(event, connection)  # sync: handler(event, connection)
-                        if inspect.isawaitable(outcome):  # sync: drop
-                            await outcome  # sync: drop
+                        with caused_by(event):  # what the handler appends, it caused
+                            outcome = handler(event, connection)  # sync: handler(event, connection)
+                            if inspect.isawaitable(outcome):  # sync: drop
+                                await outcome  # sync: drop
                     except Exception as e:
                         if self._checkpoints.transactional:
                             raise _Failed(index, e) from e

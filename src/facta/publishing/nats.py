@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -50,6 +51,9 @@ Retention = Literal["limits", "interest", "workqueue"]
 # Characters a NATS subject token cannot hold as they are: the escape, the wildcards, and
 # anything the protocol reads as a separator (whitespace) or cannot carry (control characters).
 _SPECIAL = frozenset("%*>")
+# How many publishes may await their acknowledgement at once (a relay's batch, 500 by default,
+# stays far below it).
+_MAX_IN_FLIGHT = 65_536
 
 
 def _escape_token(token: str) -> str:
@@ -65,8 +69,14 @@ def _escape_token(token: str) -> str:
     )
 
 
+# A subject with nothing to escape: non-empty tokens of printable characters, none special.
+_PLAIN_SUBJECT = re.compile(r"[^%*>\s.]+(?:\.[^%*>\s.]+)*")
+
+
 def nats_subject(subject: str) -> str:
     """``subject`` as a valid NATS subject, escaped token by token (see the module's rule)."""
+    if subject.isprintable() and _PLAIN_SUBJECT.fullmatch(subject):
+        return subject  # the common case, checked in C rather than character by character
     return ".".join(_escape_token(token) for token in subject.split("."))
 
 
@@ -182,7 +192,11 @@ class JetStreamBroker(Broker):
                 f"cannot connect to NATS at {self.where}: {cause or type(cause).__name__}"
             ) from e
         try:
-            js = client.jetstream(timeout=self.ack_timeout)
+            # Room for every publish of a batch in flight: a publish never waits for a slot
+            # (waiting with a timeout costs a task per message); _wait bounds the acks.
+            js = client.jetstream(
+                timeout=self.ack_timeout, publish_async_max_pending=_MAX_IN_FLIGHT
+            )
             await self._stream(js)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -259,7 +273,6 @@ class JetStreamBroker(Broker):
                 ack = await js.publish_async(
                     nats_subject(message.subject),
                     message.data,
-                    wait_stall=self.ack_timeout,
                     stream=self.stream,
                     headers=headers,
                 )

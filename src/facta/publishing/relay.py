@@ -19,12 +19,14 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import Self
 
+from facta.context import TRACEPARENT
 from facta.errors import NotAFactaStore, SchemaVersionError, StoreError
 from facta.events import Checkpoint
 from facta.publishing.broker import Broker, BrokerUnavailable, Message, SubjectRule, message_for
 from facta.recorder_async import AsyncCheckpoints
 from facta.records import RUNNING, STOPPED, StoredEvent, check_name
 from facta.store_async import AsyncEventStore
+from facta.telemetry import relay_batch
 
 __all__ = ["Relay"]
 
@@ -164,14 +166,16 @@ class Relay:
         rows = await self.store.recorder.read_all(self.checkpoint, self.types, self.batch_size)
         if not rows:
             return True
-        messages = [self._message(row) for row in rows]
-        acknowledged = await self.broker.publish(self.name, messages)
-        if acknowledged:
-            after = rows[acknowledged - 1].checkpoint
-            async with checkpoints.transaction() as connection:
-                await checkpoints.save(connection, self._stored, after)
-            self._stored = self.checkpoint = after
-            self.published += acknowledged
+        with relay_batch(self, rows) as batch:  # a span and the lag, while telemetry is on
+            messages = [self._message(row) for row in rows]
+            acknowledged = await self.broker.publish(self.name, messages)
+            batch.acknowledged(rows, acknowledged)
+            if acknowledged:
+                after = rows[acknowledged - 1].checkpoint
+                async with checkpoints.transaction() as connection:
+                    await checkpoints.save(connection, self._stored, after)
+                self._stored = self.checkpoint = after
+                self.published += acknowledged
         if acknowledged < len(rows):
             raise BrokerUnavailable(
                 f"the broker acknowledged {acknowledged} of {len(rows)} messages"
@@ -180,13 +184,17 @@ class Relay:
 
     def _message(self, row: StoredEvent) -> Message:
         metadata = self.store.codec.decode_metadata(row.metadata)
-        return message_for(
+        message = message_for(
             row,
             metadata.correlation_id,
             metadata.causation_id,
             prefix=self.prefix,
             subject=self.subject,
         )
+        trace = metadata.user.get(TRACEPARENT)  # the span the event was appended in
+        if isinstance(trace, str):
+            message.headers[TRACEPARENT] = trace
+        return message
 
     def _open_checkpoints(self) -> AsyncCheckpoints:
         if self._checkpoints is None:
