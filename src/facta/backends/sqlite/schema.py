@@ -42,6 +42,8 @@ TABLES = (
     "facta_snapshots",
     "facta_projections",
     "facta_dead_letters",
+    "facta_inbox_streams",
+    "facta_inbox_held",
 )
 
 # facta 0.1's tables, their columns, and the names migration 1 gives them.
