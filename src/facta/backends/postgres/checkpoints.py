@@ -96,7 +96,7 @@ _HELD_COLUMNS = "stream_id, version, event_id, subject, headers, data, error, he
 _PARKED = f"""
 SELECT {_HELD_COLUMNS} FROM {{schema}}.facta_inbox_held
 WHERE inbox = %s AND stream_id = %s AND error IS NULL ORDER BY version"""
-_HELD = f"""
+_HELD_MESSAGES = f"""
 SELECT {_HELD_COLUMNS} FROM {{schema}}.facta_inbox_held WHERE inbox = %s ORDER BY id"""
 # The bigint advisory locks held in this database, as pg_locks shows them: high, low 32 bits.
 _HELD = """
@@ -146,7 +146,7 @@ def _queries(schema: str) -> _Queries:
         save_inbox_streams=text(_SAVE_INBOX_STREAMS),
         hold=text(_HOLD),
         parked=text(_PARKED),
-        held=text(_HELD),
+        held=text(_HELD_MESSAGES),
     )
 
 
