@@ -10,6 +10,7 @@ does), so the tests assert on that and on what the inbox recorded.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -74,6 +75,8 @@ class Queue(Source):
 
     async def receive(self, limit: int, wait: float) -> list[Delivery]:
         taken, self.waiting = self.waiting[:limit], self.waiting[limit:]
+        if not taken:
+            await asyncio.sleep(wait)  # as a broker's subscription waits for messages
         return taken
 
     async def acknowledge(self, deliveries: Sequence[Delivery]) -> None:
