@@ -8,6 +8,7 @@ runs the policies on every backend; tests/test_inbox_brokers.py runs inboxes on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import uuid
@@ -422,14 +423,21 @@ class Bare(AsyncCheckpoints):
 
     async def open(self, wait: bool, poll_interval: float) -> None: ...
     async def close(self) -> None: ...
-    def transaction(self) -> Any: ...
-    async def start(self, state: str, types: tuple[str, ...]) -> Checkpoint: ...
+    def transaction(self) -> Any:
+        return contextlib.nullcontext()
+
+    async def start(self, state: str, types: tuple[str, ...]) -> Checkpoint:
+        return Checkpoint()
+
     async def save(self, connection: Any, before: Checkpoint, after: Checkpoint) -> None: ...
     async def reset(self, connection: Any) -> None: ...
     async def park(self, connection: Any, event: RecordedEvent, error: str) -> None: ...
-    async def dead_letters(self) -> list[DeadLetter]: ...
+    async def dead_letters(self) -> list[DeadLetter]:
+        return []
+
     async def finish(self, state: str, error: str | None = None) -> None: ...
-    async def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int: ...
+    async def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
+        return 0
 
 
 async def test_a_backend_that_keeps_no_inbox_state_says_so() -> None:
