@@ -14,6 +14,7 @@ from facta.cli.check import check
 from facta.cli.demo import demo
 from facta.cli.errors import Failed, one_line
 from facta.cli.events import log, show, streams, tail
+from facta.cli.inbox import inbox
 from facta.cli.migrate import migrate
 from facta.cli.projections import projections
 from facta.cli.relay import relay
@@ -39,5 +40,5 @@ def main() -> None:
     """facta: event sourcing for Python."""
 
 
-for _command in (demo, streams, show, log, tail, migrate, check, projections, relay):
+for _command in (demo, streams, show, log, tail, migrate, check, projections, relay, inbox):
     main.add_command(_command)
