@@ -216,7 +216,8 @@ class Inbox:
 
     async def catch_up(self, idle: float = 1.0) -> int:
         """Apply messages until none comes for ``idle`` seconds; how many events were applied
-        (duplicates and parked messages not counted)."""
+        (duplicates and parked messages not counted). With ``Gaps.REFUSE`` a refused message
+        keeps coming back until the versions before it came: use :meth:`run` then."""
         start = self.applied
         while not self._stopping.is_set():
             if not await self._round(idle):

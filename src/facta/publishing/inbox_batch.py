@@ -221,6 +221,10 @@ class Batch:
         if r is None:
             await self._reject(item, item.problem)
             return
+        rules = self.rules
+        midway = rules.join_midway or rules.gaps is Gaps.ACCEPT
+        if midway and r.stream_id not in self.marks and r.stream_id in self.parked:
+            await self._drain(r.stream_id)  # a stream that may start mid-way: at its first parked
         mark = self.marks.get(r.stream_id)
         last = 0 if mark is None else mark.version
         if mark is not None and r.version <= last:
@@ -244,7 +248,6 @@ class Batch:
                 return
             self._duplicate(item)
             return
-        rules = self.rules
         if (
             r.version == last + 1
             or rules.gaps is Gaps.ACCEPT
@@ -265,6 +268,13 @@ class Batch:
         while True:
             mark = self.marks.get(stream_id)
             following = (0 if mark is None else mark.version) + 1
+            parked = self.parked.get(stream_id)
+            if (
+                mark is None
+                and parked
+                and (self.rules.join_midway or self.rules.gaps is Gaps.ACCEPT)
+            ):
+                following = min(parked)  # a stream that may start mid-way starts at its first
             in_hand = self.waiting.get(stream_id, {}).pop(following, None)
             if in_hand is not None:
                 await self._apply(in_hand)

@@ -205,9 +205,13 @@ class AsyncInboxContract:
             assert await receiving.catch_up(idle=0) == 3
         assert model.calls == [(stream, 5), (stream, 6), (stream, 7)]
         other, parked = new_id(), unique_name("inbox-from-start")
-        async with inbox(store, model, Queue(*sent(other, 5, first=5)), parked) as receiving:
+        later = ReadModel({other})
+        async with inbox(store, later, Queue(*sent(other, 5, first=5)), parked) as receiving:
             await receiving.catch_up(idle=0)
             assert receiving.parked == 1  # without join_midway, versions 1-4 are awaited
+        async with inbox(store, later, Queue(), parked, join_midway=True) as receiving:
+            assert await receiving.catch_up(idle=0) == 1  # with it, the parked one starts it
+        assert later.calls == [(other, 5)]
 
     async def test_another_event_at_a_version_already_applied_is_a_conflict(
         self, store: AsyncEventStore
