@@ -24,6 +24,12 @@ EXPECTED = {
         "customer-1 (forgotten) gold",
         "customer-2 bob@example.org free",
     ],
+    "inbox.py": [
+        "orders published 3 events",
+        "orders-again published 3 events",
+        "inbox applied 3 events and dropped 3 repeats",
+        "revenue [('order-1', 35), ('order-2', 12)]",
+    ],
     "publishing.py": [
         "subscriber saw order-2 OrderPlaced(total=12)",
         "relay published 2 events",
@@ -61,4 +67,14 @@ def test_the_readme_quickstart_is_the_quickstart_example() -> None:
     assert block is not None, "README.md has no python code block"
     example = (EXAMPLES / "quickstart.py").read_text(encoding="utf-8")
     assert block.group(1) in example
+    assert len(block.group(1)) > len(example) * 0.8
+
+
+def test_the_inbox_section_of_the_publishing_guide_is_the_inbox_example() -> None:
+    guide = (ROOT / "docs" / "publishing.md").read_text(encoding="utf-8")
+    section = guide.split("## The receiving side: inboxes", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the inboxes section has no python code block"
+    example = (EXAMPLES / "inbox.py").read_text(encoding="utf-8")
+    assert example.endswith(block.group(1))
     assert len(block.group(1)) > len(example) * 0.8

@@ -49,6 +49,8 @@ FACTA_TABLES = {
     "facta_projections",
     "facta_dead_letters",
     "facta_data_keys",
+    "facta_inbox_streams",
+    "facta_inbox_held",
 }
 
 # facta 0.1's schema, as its 0001_events.sql created it (formatted with {schema}) ...

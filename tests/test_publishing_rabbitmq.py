@@ -1,6 +1,7 @@
 """RabbitMQ (facta.publishing.rabbitmq) against the real server: a relay's events arrive once, in
 order, with their ids, headers and stored bytes; a relay killed at random moments loses nothing,
-and de-duplication by message id leaves every event once, each stream in order.
+and de-duplication by message id leaves every event once, each stream in order, as does an
+inbox (facta.publishing.Inbox) that consumes while the relay is killed.
 
 The server is shared: every test declares an exchange and queues of its own and deletes them.
 Not tested here: a RabbitMQ outage, which needs a private server. Run as a script, this file is
@@ -21,6 +22,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -29,10 +32,16 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 import facta
 from facta.errors import ConfigurationError
-from facta.events import Checkpoint
-from facta.projections import statuses_async
+from facta.events import Checkpoint, RecordedEvent
+from facta.projections import Projection, handles, statuses_async
 from facta.publishing import BrokerUnavailable, Message, Relay, message_for
-from facta.publishing.rabbitmq import MAX_ROUTING_KEY_BYTES, RabbitMQBroker, routing_key_for
+from facta.publishing.inbox import Inbox as ReceivingInbox
+from facta.publishing.rabbitmq import (
+    MAX_ROUTING_KEY_BYTES,
+    RabbitMQBroker,
+    RabbitMQSource,
+    routing_key_for,
+)
 from facta.records import StoredEvent
 
 # The server every test uses; FACTA_TEST_RABBITMQ_URL points them elsewhere.
@@ -449,6 +458,19 @@ async def test_a_relay_reconnects_when_its_connection_is_lost(
 # -- a relay killed ---------------------------------------------------------------------------
 
 
+class Applied(Projection[Any]):
+    """What an inbox applied, in order: (stream, version, event id)."""
+
+    name = "applied"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, str]] = []
+
+    @handles(Shipped)
+    def shipped(self, event: RecordedEvent, connection: Any) -> None:
+        self.events.append((event.stream_id, event.version, str(event.event_id)))
+
+
 class SlowToConfirm(RabbitMQBroker):
     """Answers a while after RabbitMQ confirmed the batch: widens the window between what the
     exchange took and the checkpoint the store saves, where a kill leaves messages to resend
@@ -498,11 +520,26 @@ async def append_slowly(store: facta.AsyncEventStore, rng: random.Random) -> Non
 
 @pytest.mark.slow
 async def test_a_relay_killed_at_random_moments_delivers_every_event_once_after_deduplication(
-    async_store: facta.AsyncEventStore, url: str, rabbit: Rabbit
+    async_store: facta.AsyncEventStore, url: str, rabbit: Rabbit, tmp_path: Path
 ) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     inbox = await rabbit.inbox("#")
+    # An inbox of another service consumes the same events from a queue of its own meanwhile.
+    queue = await rabbit.channel.declare_queue(f"{rabbit.exchange}.inbox.applied", durable=True)
+    await queue.bind(rabbit.exchange, "#")
+    rabbit.queues.append(queue)
+    applied = Applied()
+    receiver = facta.connect_async(f"sqlite:///{tmp_path / 'receiver.db'}")
+    receiving = ReceivingInbox(
+        receiver,
+        applied,
+        RabbitMQSource(AMQP_URL, exchange=rabbit.exchange),
+        name="applied",
+        poll_interval=0.05,
+    )
+    await receiving.open()
+    consuming = asyncio.create_task(receiving.run())
     appending = asyncio.create_task(append_slowly(async_store, rng))
     processes: list[asyncio.subprocess.Process] = []
     midway = 0  # kills that left messages sent but not checkpointed
@@ -529,13 +566,21 @@ async def test_a_relay_killed_at_random_moments_delivers_every_event_once_after_
         await inbox.wait_for(ids)
         processes[-1].send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(processes[-1].wait(), PATIENCE) == 0
+        received = await inbox.settle()
+        for _ in range(int(PATIENCE * 20)):
+            if receiving.applied + receiving.duplicates >= len(received):
+                break
+            await asyncio.sleep(0.05)
     finally:
         appending.cancel()
         for process in processes:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-    received = await inbox.settle()
+        receiving.stop()
+        await asyncio.wait_for(consuming, PATIENCE)
+        await receiving.close()
+        await receiver.close()
     once = first_of_each(received)
     duplicates = len(received) - len(once)
     assert len(rows) == KILLED_EVENTS, f"seed {seed}"
@@ -543,9 +588,16 @@ async def test_a_relay_killed_at_random_moments_delivers_every_event_once_after_
     streams = in_each_stream(once)
     assert all(v == list(range(1, len(v) + 1)) for v in streams.values()), f"seed {seed}"
     assert midway > 0, f"seed {seed}: no kill landed while the relay was sending"
+    # The inbox applied each event once, each stream in order, and dropped every repeat.
+    assert sorted(event_id for _, _, event_id in applied.events) == sorted(ids), f"seed {seed}"
+    reached: dict[str, int] = {}
+    for stream, version, _ in applied.events:
+        assert version == reached.get(stream, 0) + 1, f"seed {seed}: {stream} v{version}"
+        reached[stream] = version
+    assert receiving.duplicates == duplicates, f"seed {seed}"
     print(
         f"seed {seed}: {midway} of {KILLS} kills midway; {len(received)} messages for "
-        f"{len(ids)} events ({duplicates} duplicates)"
+        f"{len(ids)} events ({duplicates} duplicates, all dropped by the inbox)"
     )
 
 

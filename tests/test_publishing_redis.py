@@ -1,6 +1,7 @@
 """The Redis broker against real servers: each event in the stream once, in log order, with its
-stored bytes; the checkpoint written with the batch; exactly once through SIGKILLed relays and
-a Redis outage (a private ``redis-server``).
+stored bytes; the checkpoint written with the batch; exactly once through SIGKILLed relays (and
+into an inbox, facta.publishing.Inbox, that consumes meanwhile) and a Redis outage (a private
+``redis-server``).
 
 Run as a script, this file is the worker: a relay publishing to Redis until SIGTERM.
 """
@@ -25,16 +26,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 import facta
 from facta.errors import ConfigurationError
-from facta.events import Checkpoint
-from facta.projections import statuses
-from facta.publishing import BrokerUnavailable, Message, Relay, message_for
-from facta.publishing.redis import RedisBroker
+from facta.events import Checkpoint, RecordedEvent
+from facta.projections import Projection, handles, statuses
+from facta.publishing import BrokerUnavailable, Inbox, Message, Relay, message_for
+from facta.publishing.redis import RedisBroker, RedisSource
 from facta.records import StoredEvent
 
 # The shared server (FACTA_TEST_REDIS_URL points the tests elsewhere); every test uses keys
@@ -323,11 +325,65 @@ def redis_checkpoint(prefix: str) -> Checkpoint:
     return Checkpoint(int(transaction_id), int(position))
 
 
-def check_killed_relays_publish_each_event_exactly_once(store_url: str, prefix: str) -> None:
+class Applied(Projection[Any]):
+    """What an inbox applied, in order: (stream, version, event id)."""
+
+    name = "applied"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, str]] = []
+
+    @handles(Shipped)
+    def shipped(self, event: RecordedEvent, connection: Any) -> None:
+        self.events.append((event.stream_id, event.version, str(event.event_id)))
+
+
+class Consuming(threading.Thread):
+    """An inbox of another service, reading the relay's Redis stream in a thread of its own
+    (and a SQLite store of its own) while the relays are killed."""
+
+    def __init__(self, prefix: str, store_path: Path) -> None:
+        super().__init__()
+        self.prefix, self.store_path, self.applied = prefix, store_path, Applied()
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.inbox: Inbox | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.consume())
+        except BaseException as e:
+            self.failure = e
+        finally:
+            self.ready.set()
+
+    async def consume(self) -> None:
+        source = RedisSource(REDIS_URL, self.prefix)
+        async with (
+            facta.connect_async(f"sqlite:///{self.store_path}") as store,
+            Inbox(store, self.applied, source, name="applied", poll_interval=0.05) as inbox,
+        ):
+            self.loop, self.inbox = asyncio.get_running_loop(), inbox
+            self.ready.set()
+            await inbox.run()
+
+    def stop(self) -> None:
+        if self.loop is not None and self.inbox is not None:
+            self.loop.call_soon_threadsafe(self.inbox.stop)
+        self.join(PATIENCE)
+
+
+def check_killed_relays_publish_each_event_exactly_once(
+    store_url: str, prefix: str, receiver: Path
+) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     with facta.connect(store_url):
         pass  # creates the store before the appender and the relays race to
+    consuming = Consuming(prefix, receiver)
+    consuming.start()
+    assert consuming.ready.wait(PATIENCE)
     failures: list[BaseException] = []
     appender = threading.Thread(
         target=append_slowly, args=(store_url, CRASH_EVENTS, seed, failures)
@@ -354,9 +410,14 @@ def check_killed_relays_publish_each_event_exactly_once(store_url: str, prefix: 
         deadline = time.monotonic() + PATIENCE
         while redis_checkpoint(prefix) != log[-1].checkpoint and time.monotonic() < deadline:
             time.sleep(0.05)
+        deadline = time.monotonic() + PATIENCE
+        while len(consuming.applied.events) < len(log) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stopped = end(worker, signal.SIGTERM)
+        consuming.stop()
     assert stopped == 0
+    assert consuming.failure is None, consuming.failure
     published = [e["event_id"].decode() for e in entries(REDIS_URL, f"{prefix}:events")]
     assert len(log) == CRASH_EVENTS
     assert len(published) == len(set(published)), f"seed {seed}: duplicates"
@@ -367,6 +428,8 @@ def check_killed_relays_publish_each_event_exactly_once(store_url: str, prefix: 
     held = sum(1 for row in log for ours, theirs in ahead if ours < row.checkpoint <= theirs)
     print(f"{KILLS} kills, {len(ahead)} with Redis ahead of the store by {held} events in all")
     assert ahead, f"seed {seed}: no kill landed between Redis's checkpoint and the store's"
+    # The inbox got each event once from the stream's consumer group, in the log's order.
+    assert [event_id for _, _, event_id in consuming.applied.events] == published, f"seed {seed}"
 
 
 @pytest.mark.slow
@@ -374,17 +437,17 @@ def test_sqlite_relays_killed_at_random_moments_publish_each_event_exactly_once(
     tmp_path: Path, prefix: str
 ) -> None:
     check_killed_relays_publish_each_event_exactly_once(
-        f"sqlite:///{tmp_path / 'events.db'}", prefix
+        f"sqlite:///{tmp_path / 'events.db'}", prefix, tmp_path / "receiver.db"
     )
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_relays_killed_at_random_moments_publish_each_event_exactly_once(
-    postgres_url: str, pg_schema: str, prefix: str
+    postgres_url: str, pg_schema: str, prefix: str, tmp_path: Path
 ) -> None:
     check_killed_relays_publish_each_event_exactly_once(
-        f"{postgres_url}?schema={pg_schema}", prefix
+        f"{postgres_url}?schema={pg_schema}", prefix, tmp_path / "receiver.db"
     )
 
 

@@ -658,7 +658,8 @@ def test_stores_opening_a_new_file_at_once_create_it_once(tmp_path: Path, attemp
         thread.join()
     assert found == [[]] * 6
     with closing(sqlite3.connect(tmp_path / "x.db")) as db:
-        assert db.execute("SELECT version FROM facta_migrations").fetchall() == [(1,), (2,)]
+        versions = db.execute("SELECT version FROM facta_migrations").fetchall()
+        assert versions == [(n,) for n in ALL]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +46,8 @@ from facta.recorder_async import AsyncCheckpoints, AsyncRecorder
 from facta.records import (
     DeadLetter,
     EventPlace,
+    HeldMessage,
+    InboxStream,
     ProjectionStatus,
     StoredEvent,
     StreamInfo,
@@ -66,6 +68,8 @@ class Place:
     types: tuple[str, ...] = ()
     error: str | None = None
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    streams: dict[str, InboxStream] = field(default_factory=dict)  # an inbox's, by stream id
+    held: list[HeldMessage] = field(default_factory=list)  # an inbox's, in the order held
 
 
 class ToyRecorder(Recorder):
@@ -399,6 +403,39 @@ class ToyCheckpoints(Checkpoints):
     def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
         return self.recorder.lag(after, types)
 
+    def inbox_streams(
+        self, connection: None, stream_ids: Collection[str]
+    ) -> dict[str, InboxStream]:
+        with self.recorder.lock:
+            return {i: self.place.streams[i] for i in stream_ids if i in self.place.streams}
+
+    def save_inbox_streams(self, connection: None, streams: Sequence[InboxStream]) -> None:
+        with self.recorder.lock:
+            self.place.streams.update((s.stream_id, s) for s in streams)
+            self.place.held = [m for m in self.place.held if not self.released(m)]
+
+    def released(self, message: HeldMessage) -> bool:
+        """Whether a parked message's stream has reached its version (it waits no more)."""
+        reached = self.place.streams.get(message.stream_id or "")
+        return (
+            message.error is None
+            and reached is not None
+            and (message.version or 0) <= reached.version
+        )
+
+    def hold(self, connection: None, message: HeldMessage) -> None:
+        with self.recorder.lock:
+            self.place.held.append(message)
+
+    def parked(self, connection: None, stream_id: str) -> list[HeldMessage]:
+        with self.recorder.lock:
+            found = [m for m in self.place.held if m.error is None and m.stream_id == stream_id]
+        return sorted(found, key=lambda m: m.version or 0)
+
+    def held(self) -> list[HeldMessage]:
+        with self.recorder.lock:
+            return list(self.recorder.places.get(self.name, self.place).held)
+
 
 class AsyncToyRecorder(AsyncRecorder):
     """The async face of a ToyRecorder: the same work, called from coroutines."""
@@ -551,6 +588,23 @@ class AsyncToyCheckpoints(AsyncCheckpoints):
 
     async def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
         return self.sync.lag(after, types)
+
+    async def inbox_streams(
+        self, connection: None, stream_ids: Collection[str]
+    ) -> dict[str, InboxStream]:
+        return self.sync.inbox_streams(connection, stream_ids)
+
+    async def save_inbox_streams(self, connection: None, streams: Sequence[InboxStream]) -> None:
+        self.sync.save_inbox_streams(connection, streams)
+
+    async def hold(self, connection: None, message: HeldMessage) -> None:
+        self.sync.hold(connection, message)
+
+    async def parked(self, connection: None, stream_id: str) -> list[HeldMessage]:
+        return self.sync.parked(connection, stream_id)
+
+    async def held(self) -> list[HeldMessage]:
+        return self.sync.held()
 
 
 backend = Backend(ToyRecorder, AsyncToyRecorder)  # each is called with the URL

@@ -19,18 +19,20 @@ import abc
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 from facta.appending import AppendResult, EncodedEvent, PreparedAppend
-from facta.errors import ConfigurationError, UnusableConnection
+from facta.errors import ConfigurationError, StoreError, UnusableConnection
 from facta.events import Checkpoint, RecordedEvent
 from facta.lifecycle import check_load
 from facta.personal.key_table import KeyTable
 from facta.records import (
     DeadLetter,
     EventPlace,
+    HeldMessage,
+    InboxStream,
     ProjectionStatus,
     ReplayRow,
     StoredEvent,
@@ -327,6 +329,48 @@ class Checkpoints(abc.ABC):
     @abc.abstractmethod
     def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
         """How many events of these types the log holds after ``after``."""
+
+    # -- inboxes (facta.publishing.Inbox): optional -----------------------------------------
+    #
+    # An inbox feeds messages from a broker into a read model of this store. It keeps, under
+    # its name, the last version it applied of each stream of the sending store, and the
+    # messages it holds back: parked ones (``error`` None) wait for their stream's earlier
+    # versions; dead letters (an error) stay for a person. Backends that cannot keep them
+    # leave these methods out, and an inbox on them fails when it opens, saying so.
+
+    def inbox_streams(self, connection: Any, stream_ids: Collection[str]) -> dict[str, InboxStream]:
+        """How far the inbox got in each of these streams (those it has seen), in the open
+        transaction."""
+        raise self._no_inboxes()
+
+    def save_inbox_streams(self, connection: Any, streams: Sequence[InboxStream]) -> None:
+        """Record each stream's new version (replacing the old), and drop that stream's parked
+        messages at or below it, in the open transaction."""
+        raise self._no_inboxes()
+
+    def hold(self, connection: Any, message: HeldMessage) -> None:
+        """Keep a message (parked, or a dead letter) in the open transaction. A parked message
+        is unique by stream and version: the inbox never parks one twice."""
+        raise self._no_inboxes()
+
+    def parked(self, connection: Any, stream_id: str) -> list[HeldMessage]:
+        """The stream's parked messages, by version, in the open transaction."""
+        raise self._no_inboxes()
+
+    def held(self) -> list[HeldMessage]:
+        """Every message the inbox holds, parked ones and dead letters, in the order held.
+
+        Works whether or not the checkpoints are open (``facta inbox status`` reads a running
+        inbox's).
+        """
+        raise self._no_inboxes()
+
+    def _no_inboxes(self) -> StoreError:
+        return StoreError(
+            f"{type(self).__qualname__} keeps no inbox state, so inbox {self.name!r} cannot run "
+            "on this store; use a store whose backend implements inboxes (memory, SQLite, "
+            "PostgreSQL)"
+        )
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:
         """Return when new events may have arrived, ``stopping`` is set, or after ``seconds``."""

@@ -22,6 +22,8 @@ __all__ = [
     "STOPPED",
     "DeadLetter",
     "EventPlace",
+    "HeldMessage",
+    "InboxStream",
     "Progress",
     "ProjectionStatus",
     "ReplayRow",
@@ -132,6 +134,39 @@ class DeadLetter(NamedTuple):
     type: str
     error: str
     failed_at: datetime
+
+
+# -- inboxes ---------------------------------------------------------------------------------
+
+
+class InboxStream(NamedTuple):
+    """How far an inbox got in one stream of another store: the version it applied last, and
+    that event's id (a message at this version with another id is a conflict); and the
+    position (in the sending store's log) of the last lifecycle marker it applied there (0:
+    none): a message of the stream from before it is a repeat (see :mod:`facta.lifecycle`)."""
+
+    stream_id: str
+    version: int
+    event_id: uuid.UUID
+    marker: int = 0
+
+
+class HeldMessage(NamedTuple):
+    """A message an inbox keeps instead of applying it now, as it was received.
+
+    ``error`` is None for a parked message (it waits for its stream's earlier versions), and
+    says why otherwise (a dead letter: a failing handler, unreadable headers, a conflict).
+    ``stream_id``, ``version`` and ``event_id`` are None when the headers do not tell them.
+    """
+
+    stream_id: str | None
+    version: int | None
+    event_id: str | None
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+    error: str | None
+    held_at: datetime
 
 
 def shown_state(stored: str, held: bool) -> str:

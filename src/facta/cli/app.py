@@ -14,6 +14,7 @@ from facta.cli.check import check
 from facta.cli.demo import demo
 from facta.cli.errors import Failed, one_line
 from facta.cli.events import log, show, streams, tail
+from facta.cli.inbox import inbox
 from facta.cli.keys import forget, keys
 from facta.cli.lifecycle import delete, prune, reopen, retain, truncate
 from facta.cli.migrate import migrate
@@ -41,7 +42,7 @@ def main() -> None:
     """facta: event sourcing for Python."""
 
 
-for _command in (demo, streams, show, log, tail, migrate, check, projections, relay, forget, keys):
+for _command in (demo, streams, show, log, tail, migrate, check, projections, relay, inbox):
     main.add_command(_command)
-for _command in (delete, reopen, truncate, retain, prune):
+for _command in (forget, keys, delete, reopen, truncate, retain, prune):
     main.add_command(_command)

@@ -3,7 +3,8 @@
 Each message is published with ``Nats-Msg-Id`` set to the event's id, so when a relay dies
 between the broker's acknowledgement and its own checkpoint, the events it sends again are
 dropped by the stream's duplicate window (2 minutes unless ``duplicate_window`` says
-otherwise): a relay that restarts within the window delivers each event exactly once.
+otherwise): a relay that restarts within the window delivers each event exactly once. An inbox
+reads the stream through a durable pull consumer (:class:`JetStreamSource`).
 
 Subjects are ``<prefix>.<type>.<stream>`` (``facta.publishing.subject_for``), made valid for
 NATS by :func:`nats_subject`: within each ``.``-separated token, ``%``, ``*``, ``>``,
@@ -29,20 +30,31 @@ from typing import Literal
 
 from facta.errors import ConfigurationError
 from facta.publishing.broker import Broker, BrokerUnavailable, Message
+from facta.publishing.source import Delivery, Source
 
 try:
     import nats
     import nats.errors
     import nats.js.errors
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
-    from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DeliverPolicy,
+        PubAck,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+        StreamInfo,
+    )
 except ModuleNotFoundError as e:  # pragma: no cover - depends on the installed extras
     raise ModuleNotFoundError(
         f"facta.publishing.nats needs nats-py: pip install 'facta[nats]' ({e})", name=e.name
     ) from e
 
-__all__ = ["JetStreamBroker", "nats_subject"]
+__all__ = ["JetStreamBroker", "JetStreamSource", "nats_subject"]
 
 log = logging.getLogger("facta.publishing")
 
@@ -356,3 +368,173 @@ class JetStreamBroker(Broker):
         finally:
             with contextlib.suppress(OSError, TimeoutError, nats.errors.Error):
                 await client.close()
+
+
+class JetStreamSource(Source):
+    """Reads JetStream stream ``stream`` on the NATS server(s) ``servers`` through a durable
+    pull consumer with explicit acknowledgement, for an inbox.
+
+    The consumer is named after the inbox (``.`` becomes ``-``) unless ``consumer`` is given,
+    and made when missing: it delivers every message the stream holds (``deliver="all"``) or
+    only those stored after it was made (``"new"``: give the inbox ``join_midway`` then), of
+    ``subject`` only if given (a subject filter such as ``shop.>``). A message not
+    acknowledged within ``ack_wait`` seconds (the inbox died, or took that long) is delivered
+    again; so is a refused one, after its delay (``nak``). ``max_ack_pending`` bounds the
+    messages delivered and not yet acknowledged. An existing consumer is used as it is.
+
+    Like the broker, the connection does not reconnect by itself: the inbox backs off and
+    opens a new one.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        stream: str = "FACTA",
+        consumer: str | None = None,
+        subject: str | None = None,
+        deliver: Literal["all", "new"] = "all",
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 10_000,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        if not stream or any(c in stream for c in ".*> \t\r\n/\\"):
+            raise ValueError(
+                f"{stream!r} is not a JetStream stream name (no '.', '*', '>', spaces)"
+            )
+        if consumer is not None and (not consumer or any(c in consumer for c in ".*> \t\r\n/\\")):
+            raise ValueError(
+                f"{consumer!r} is not a JetStream consumer name (no '.', '*', '>', spaces)"
+            )
+        if deliver not in ("all", "new"):
+            raise ValueError(f"deliver must be 'all' or 'new', not {deliver!r}")
+        if not ack_wait > 0 or not connect_timeout > 0:
+            raise ValueError("ack_wait and connect_timeout must be > 0 seconds")
+        if not isinstance(max_ack_pending, int) or max_ack_pending < 1:
+            raise ValueError(f"max_ack_pending must be an int >= 1, got {max_ack_pending!r}")
+        self.servers = servers.split(",") if isinstance(servers, str) else list(servers)
+        self.stream, self.consumer, self.subject = stream, consumer, subject
+        self.deliver, self.ack_wait, self.max_ack_pending = deliver, ack_wait, max_ack_pending
+        self.connect_timeout = connect_timeout
+        self.consumer_name = consumer or ""
+        self._client: Client | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
+
+    @property
+    def where(self) -> str:
+        """The server(s), as messages name them: without user names, passwords or tokens."""
+        return ", ".join(_without_credentials(server) for server in self.servers)
+
+    async def open(self, inbox: str) -> None:
+        """Connect, find the stream, find or make the consumer, and bind to it."""
+        await self.close()
+        self.consumer_name = self.consumer or inbox.replace(".", "-")
+        try:
+            client = await nats.connect(
+                self.servers,
+                allow_reconnect=False,  # the inbox reconnects, after its back-off
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                connect_timeout=self.connect_timeout,
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as e:
+            raise BrokerUnavailable(
+                f"cannot connect to NATS at {self.where}: {e or type(e).__name__}"
+            ) from e
+        try:
+            self._subscription = await self._bind(client.jetstream())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        self._client = client
+
+    async def _bind(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        name = self.consumer_name
+        try:
+            try:
+                await js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError as e:
+                raise ConfigurationError(
+                    f"NATS at {self.where} has no JetStream stream {self.stream!r}: start the "
+                    "relay that publishes to it first (it creates the stream), or create it"
+                ) from e
+            try:
+                await js.consumer_info(self.stream, name)
+            except nats.js.errors.NotFoundError:
+                config = ConsumerConfig(
+                    durable_name=name,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL
+                    if self.deliver == "all"
+                    else DeliverPolicy.NEW,
+                    ack_wait=self.ack_wait,
+                    max_ack_pending=self.max_ack_pending,
+                    filter_subject=self.subject,
+                )
+                try:
+                    await js.add_consumer(self.stream, config)
+                except nats.js.errors.BadRequestError as e:
+                    raise ConfigurationError(
+                        f"NATS at {self.where} refused to make consumer {name!r} of JetStream "
+                        f"stream {self.stream!r}: {e.description}"
+                    ) from e
+            return await js.pull_subscribe_bind(durable=name, stream=self.stream)
+        except (OSError, TimeoutError, nats.errors.Error) as e:
+            if isinstance(e, nats.js.errors.NotFoundError | nats.js.errors.BadRequestError):
+                raise
+            raise BrokerUnavailable(
+                f"NATS at {self.where} did not answer about consumer {name!r} of JetStream "
+                f"stream {self.stream!r}: {e or type(e).__name__}"
+            ) from e
+
+    async def receive(self, limit: int, wait: float) -> list[Delivery]:
+        """Fetch up to ``limit`` messages, waiting up to ``wait`` s for the first."""
+        client, subscription = self._client, self._subscription
+        if client is None or subscription is None or not client.is_connected:
+            raise BrokerUnavailable(f"not connected to NATS at {self.where}")
+        try:
+            messages = await subscription.fetch(limit, timeout=max(wait, 0.001))
+        except TimeoutError:
+            return []
+        except (OSError, nats.errors.Error) as e:
+            raise BrokerUnavailable(
+                f"cannot fetch from consumer {self.consumer_name!r} of JetStream stream "
+                f"{self.stream!r} at {self.where}: {e or type(e).__name__}"
+            ) from e
+        return [Delivery(m.subject, dict(m.headers or {}), m.data, m) for m in messages]
+
+    async def acknowledge(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge each message (``+ACK``)."""
+        try:
+            for delivery in deliveries:
+                await _message(delivery).ack()
+        except (OSError, nats.errors.Error) as e:
+            raise BrokerUnavailable(
+                f"cannot acknowledge messages of JetStream stream {self.stream!r} at "
+                f"{self.where}: {e or type(e).__name__}"
+            ) from e
+
+    async def refuse(self, deliveries: Sequence[Delivery], delay: float) -> None:
+        """``nak`` each message: JetStream delivers it again after ``delay`` seconds."""
+        try:
+            for delivery in deliveries:
+                await _message(delivery).nak(delay=delay or None)
+        except (OSError, nats.errors.Error) as e:
+            raise BrokerUnavailable(
+                f"cannot hand messages back to JetStream stream {self.stream!r} at "
+                f"{self.where}: {e or type(e).__name__}"
+            ) from e
+
+    async def close(self) -> None:
+        """Disconnect; the consumer stays, with what it has not had acknowledged."""
+        client, self._client, self._subscription = self._client, None, None
+        if client is not None and not client.is_closed:
+            with contextlib.suppress(OSError, TimeoutError, nats.errors.Error):
+                await client.close()
+
+
+def _message(delivery: Delivery) -> Msg:
+    if not isinstance(delivery.receipt, Msg):
+        raise TypeError(f"not a delivery of a JetStreamSource: {delivery.receipt!r}")
+    return delivery.receipt

@@ -3,7 +3,8 @@
 Each event is one persistent message whose routing key is its subject
 (``<prefix>.<type>.<stream>``), ``message_id`` its event id, headers the facta headers and body
 the stored bytes. Consumers bind queues with topic patterns (``shop.OrderPaid.#``) and
-de-duplicate by ``message_id``: delivery is at least once. A routing key longer than AMQP's 255
+de-duplicate by ``message_id``: delivery is at least once. An inbox reads a queue bound to the
+exchange through :class:`RabbitMQSource` and drops the repeats. A routing key longer than AMQP's 255
 bytes is shortened the same way every time (:func:`routing_key_for`), so a stream keeps one key.
 
 Needs the ``rabbitmq`` extra (aio-pika).
@@ -12,6 +13,7 @@ Needs the ``rabbitmq`` extra (aio-pika).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -20,13 +22,20 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, PublishResultType
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    PublishResultType,
+)
 
 from facta.codec import ZLIB
 from facta.errors import ConfigurationError
 from facta.publishing.broker import Broker, BrokerUnavailable, Message
+from facta.publishing.source import Delivery, Source
 
-__all__ = ["MAX_ROUTING_KEY_BYTES", "RabbitMQBroker", "routing_key_for"]
+__all__ = ["MAX_ROUTING_KEY_BYTES", "RabbitMQBroker", "RabbitMQSource", "routing_key_for"]
 
 log = logging.getLogger("facta.publishing")
 
@@ -243,3 +252,170 @@ async def _quietly_close(connection: AbstractConnection) -> None:
         await connection.close()
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as e:
         log.debug("closing the RabbitMQ connection failed: %s", e)
+
+
+class RabbitMQSource(Source):
+    """Reads a durable queue bound to the topic exchange a :class:`RabbitMQBroker` of the same
+    ``prefix`` (or ``exchange``) publishes to, at ``url``, for an inbox.
+
+    The queue is named ``<exchange>.inbox.<inbox name>`` unless ``queue`` is given; it is
+    declared (durable) and bound with each of ``bindings`` (``#``: every event; topic
+    patterns like ``shop.OrderPaid.#`` take some types only: give the inbox
+    ``gaps=Gaps.ACCEPT`` then, as their streams' other versions never come). Messages come
+    with manual acknowledgement, ``prefetch`` at most unacknowledged at a time (more than the
+    inbox's batch size); those not acknowledged when the connection ends go back to the
+    queue, in their place. A refused message is handed back (``nack``, requeued) once its
+    delay passed. ``timeout`` bounds connecting, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "facta",
+        *,
+        exchange: str | None = None,
+        queue: str | None = None,
+        bindings: Sequence[str] = ("#",),
+        prefetch: int = 1000,
+        timeout: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ConfigurationError(
+                f"a RabbitMQ URL starts with amqp:// or amqps://, got {_address(url)!r}"
+            )
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        if not bindings:
+            raise ValueError("bindings must name at least one routing key pattern ('#': all)")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.url, self.address = url, _address(url)
+        self.exchange_name = prefix if exchange is None else exchange
+        self.queue, self.bindings = queue, tuple(bindings)
+        self.prefetch, self.timeout = prefetch, timeout
+        self.queue_name = queue or ""
+        self._password = parts.password or ""
+        self._connection: AbstractConnection | None = None
+        self._arrived: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._refusing: set[asyncio.Task[None]] = set()
+
+    async def open(self, inbox: str) -> None:
+        """Connect, declare the exchange and the queue, bind it, and start consuming."""
+        await self.close()
+        self.queue_name = self.queue or f"{self.exchange_name}.inbox.{inbox}"
+        try:
+            connection = await aio_pika.connect(
+                self.url,
+                timeout=self.timeout,
+                client_properties={"connection_name": f"facta inbox {inbox}"},
+            )
+        except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as e:
+            raise BrokerUnavailable(
+                f"cannot connect to RabbitMQ at {self.address}: {self._describe(e)}"
+            ) from e
+        arrived: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(self.queue_name, durable=True)
+            for binding in self.bindings:
+                await queue.bind(exchange, binding)
+            channel.close_callbacks.add(lambda *_: arrived.put_nowait(None))
+            await queue.consume(arrived.put, no_ack=False)
+        except (
+            aiormq.exceptions.ChannelPreconditionFailed,
+            aiormq.exceptions.ChannelAccessRefused,
+        ) as e:
+            await _quietly_close(connection)
+            raise ConfigurationError(
+                f"RabbitMQ at {self.address} refused the durable topic exchange "
+                f"{self.exchange_name!r} or the durable queue {self.queue_name!r} "
+                f"({self._describe(e)}): delete or rename what exists under that name, or "
+                "grant the user access to it"
+            ) from e
+        except BaseException as e:
+            await _quietly_close(connection)
+            if isinstance(e, OSError | TimeoutError | aiormq.exceptions.AMQPError):
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {self.address} failed while opening queue "
+                    f"{self.queue_name!r}: {self._describe(e)}"
+                ) from e
+            raise
+        self._connection, self._arrived = connection, arrived
+
+    async def receive(self, limit: int, wait: float) -> list[Delivery]:
+        """What arrived, up to ``limit`` messages, waiting up to ``wait`` s for the first."""
+        if self._connection is None:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {self.address}")
+        taken: list[AbstractIncomingMessage | None] = []
+        if self._arrived.empty() and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                taken.append(await asyncio.wait_for(self._arrived.get(), wait))
+        while len(taken) < limit and not self._arrived.empty():
+            taken.append(self._arrived.get_nowait())
+        if None in taken:  # the channel closed: what was received goes back to the queue
+            raise BrokerUnavailable(
+                f"the connection to RabbitMQ at {self.address} (queue {self.queue_name!r}) was lost"
+            )
+        return [_delivery(m) for m in taken if m is not None]
+
+    async def acknowledge(self, deliveries: Sequence[Delivery]) -> None:
+        """``basic.ack`` each message."""
+        try:
+            for delivery in deliveries:
+                await _incoming(delivery).ack()
+        except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as e:
+            raise BrokerUnavailable(
+                f"cannot acknowledge messages of queue {self.queue_name!r} at RabbitMQ at "
+                f"{self.address}: {self._describe(e)}"
+            ) from e
+
+    async def refuse(self, deliveries: Sequence[Delivery], delay: float) -> None:
+        """Hand them back to the queue (``basic.nack``, requeued) after ``delay`` seconds."""
+        messages = [_incoming(delivery) for delivery in deliveries]
+        if not messages:
+            return
+        task = asyncio.ensure_future(self._hand_back(messages, delay))
+        self._refusing.add(task)
+        task.add_done_callback(self._refusing.discard)
+
+    async def _hand_back(self, messages: list[AbstractIncomingMessage], delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            for message in messages:
+                await message.nack(requeue=True)
+        except (OSError, aiormq.exceptions.AMQPError, RuntimeError) as e:
+            # the connection ended: RabbitMQ puts them back in the queue itself
+            log.debug("handing messages back to RabbitMQ at %s failed: %s", self.address, e)
+
+    async def close(self) -> None:
+        """Close the connection; unacknowledged messages go back to the queue."""
+        for task in list(self._refusing):
+            task.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await _quietly_close(connection)
+        self._arrived = asyncio.Queue()  # their delivery tags died with the channel
+
+    def _describe(self, error: BaseException) -> str:
+        """The error's text, never with the password in it."""
+        text = str(error) or type(error).__name__
+        return text.replace(self._password, "***") if self._password else text
+
+
+def _delivery(message: AbstractIncomingMessage) -> Delivery:
+    headers = {
+        name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        for name, value in (message.headers or {}).items()
+    }
+    return Delivery(message.routing_key or "", headers, message.body, message)
+
+
+def _incoming(delivery: Delivery) -> AbstractIncomingMessage:
+    if not isinstance(delivery.receipt, aio_pika.abc.AbstractIncomingMessage):
+        raise TypeError(f"not a delivery of a RabbitMQSource: {delivery.receipt!r}")
+    return delivery.receipt

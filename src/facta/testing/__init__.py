@@ -14,6 +14,7 @@ import pytest
 pytest.register_assert_rewrite(
     "facta.testing._model",
     "facta.testing._read_model",
+    "facta.testing._inboxes",
     *(
         f"facta.testing.{module}{flavour}"
         for module in (

@@ -13,6 +13,8 @@ A backend's test module subclasses the suite and provides the store under test a
 The tests never assume the store is empty: they write to fresh stream ids, measure the global
 log from a checkpoint taken when they start and give each projection a name of its own, so
 one database may serve every test, as long as nothing else writes to it while a test runs.
+The async suite also runs inboxes (``facta.publishing.Inbox``) on the store, fed by a source
+that lives in the test.
 Inline projections the tests add stay on the store; they only read the ``Projected`` events
 of their own test's streams.
 """

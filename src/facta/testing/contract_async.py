@@ -12,6 +12,8 @@ A backend's test module subclasses the suite and provides the store under test a
 The tests never assume the store is empty: they write to fresh stream ids, measure the global
 log from a checkpoint taken when they start and give each projection a name of its own, so
 one database may serve every test, as long as nothing else writes to it while a test runs.
+The async suite also runs inboxes (``facta.publishing.Inbox``) on the store, fed by a source
+that lives in the test.
 Inline projections the tests add stay on the store; they only read the ``Projected`` events
 of their own test's streams.
 """
@@ -23,6 +25,7 @@ import pytest  # sync: drop
 from facta.store_async import AsyncEventStore  # sync: drop
 from facta.testing._appending_async import AsyncAppendContract
 from facta.testing._bad_input_async import AsyncBadInputContract
+from facta.testing._inboxes import AsyncInboxContract  # sync: drop
 from facta.testing._inline_async import AsyncInlineContract
 from facta.testing._lifecycle_async import AsyncLifecycleContract
 from facta.testing._modelling_async import AsyncModelContract
@@ -45,6 +48,7 @@ class AsyncEventStoreContract(
     AsyncProjectionContract,
     AsyncInlineContract,
     AsyncSubscriptionContract,
+    AsyncInboxContract,  # sync: drop
     AsyncModelContract,
 ):
     """The whole contract. Subclass it under a ``Test`` name and provide the store fixture."""

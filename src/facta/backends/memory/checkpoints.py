@@ -2,14 +2,15 @@
 """Projection checkpoints of the memory backend: kept in its recorder, in the same process.
 
 Nothing here is transactional: a read model outside the store sees each event at least once,
-so its handlers must be idempotent.
+so its handlers must be idempotent. Inboxes keep their streams' versions and held messages
+here too.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from facta.errors import ProjectionLocked
 from facta.events import Checkpoint, RecordedEvent
 from facta.recorder import Checkpoints, Recorder
-from facta.records import DeadLetter, ProjectionStatus, shown_state
+from facta.records import DeadLetter, HeldMessage, InboxStream, ProjectionStatus, shown_state
 
 __all__ = ["Book", "MemoryCheckpoints"]
 
@@ -38,6 +39,8 @@ class Book:
     rows: dict[str, _Row] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     dead_letters: dict[str, list[DeadLetter]] = field(default_factory=dict)
+    inbox_streams: dict[str, dict[str, InboxStream]] = field(default_factory=dict)
+    inbox_held: dict[str, list[HeldMessage]] = field(default_factory=dict)
 
     def statuses(self, recorder: Recorder) -> list[ProjectionStatus]:
         with self.lock:
@@ -133,6 +136,46 @@ class MemoryCheckpoints(Checkpoints):
     def dead_letters(self) -> list[DeadLetter]:
         with self._book.lock:
             return list(self._book.dead_letters.get(self.name, ()))
+
+    # -- inboxes ---------------------------------------------------------------------------
+
+    def inbox_streams(
+        self, connection: object, stream_ids: Collection[str]
+    ) -> dict[str, InboxStream]:
+        with self._book.lock:
+            known = self._book.inbox_streams.get(self.name, {})
+            return {i: known[i] for i in stream_ids if i in known}
+
+    def save_inbox_streams(self, connection: object, streams: Sequence[InboxStream]) -> None:
+        with self._book.lock:
+            known = self._book.inbox_streams.setdefault(self.name, {})
+            latest = {s.stream_id: s.version for s in streams}
+            known.update((s.stream_id, s) for s in streams)
+            held = self._book.inbox_held.get(self.name, [])
+            held[:] = [
+                m
+                for m in held
+                if not (
+                    m.error is None
+                    and m.stream_id in latest
+                    and m.version is not None
+                    and m.version <= latest[m.stream_id]
+                )
+            ]
+
+    def hold(self, connection: object, message: HeldMessage) -> None:
+        with self._book.lock:
+            self._book.inbox_held.setdefault(self.name, []).append(message)
+
+    def parked(self, connection: object, stream_id: str) -> list[HeldMessage]:
+        with self._book.lock:
+            held = self._book.inbox_held.get(self.name, [])
+            found = [m for m in held if m.error is None and m.stream_id == stream_id]
+        return sorted(found, key=lambda m: m.version or 0)
+
+    def held(self) -> list[HeldMessage]:
+        with self._book.lock:
+            return list(self._book.inbox_held.get(self.name, ()))
 
 
 def _lag(recorder: Recorder, after: Checkpoint, types: tuple[str, ...]) -> int:

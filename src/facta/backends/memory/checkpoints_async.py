@@ -1,14 +1,15 @@
 """Projection checkpoints of the memory backend: kept in its recorder, in the same process.
 
 Nothing here is transactional: a read model outside the store sees each event at least once,
-so its handlers must be idempotent.
+so its handlers must be idempotent. Inboxes keep their streams' versions and held messages
+here too.
 """
 
 from __future__ import annotations
 
 import asyncio  # sync: import time
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from facta.errors import ProjectionLocked
 from facta.events import Checkpoint, RecordedEvent
 from facta.recorder_async import AsyncCheckpoints, AsyncRecorder
-from facta.records import DeadLetter, ProjectionStatus, shown_state
+from facta.records import DeadLetter, HeldMessage, InboxStream, ProjectionStatus, shown_state
 
 __all__ = ["AsyncMemoryCheckpoints", "Book"]
 
@@ -37,6 +38,8 @@ class Book:
     rows: dict[str, _Row] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     dead_letters: dict[str, list[DeadLetter]] = field(default_factory=dict)
+    inbox_streams: dict[str, dict[str, InboxStream]] = field(default_factory=dict)
+    inbox_held: dict[str, list[HeldMessage]] = field(default_factory=dict)
 
     async def statuses(self, recorder: AsyncRecorder) -> list[ProjectionStatus]:
         with self.lock:
@@ -132,6 +135,46 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
     async def dead_letters(self) -> list[DeadLetter]:
         with self._book.lock:
             return list(self._book.dead_letters.get(self.name, ()))
+
+    # -- inboxes ---------------------------------------------------------------------------
+
+    async def inbox_streams(
+        self, connection: object, stream_ids: Collection[str]
+    ) -> dict[str, InboxStream]:
+        with self._book.lock:
+            known = self._book.inbox_streams.get(self.name, {})
+            return {i: known[i] for i in stream_ids if i in known}
+
+    async def save_inbox_streams(self, connection: object, streams: Sequence[InboxStream]) -> None:
+        with self._book.lock:
+            known = self._book.inbox_streams.setdefault(self.name, {})
+            latest = {s.stream_id: s.version for s in streams}
+            known.update((s.stream_id, s) for s in streams)
+            held = self._book.inbox_held.get(self.name, [])
+            held[:] = [
+                m
+                for m in held
+                if not (
+                    m.error is None
+                    and m.stream_id in latest
+                    and m.version is not None
+                    and m.version <= latest[m.stream_id]
+                )
+            ]
+
+    async def hold(self, connection: object, message: HeldMessage) -> None:
+        with self._book.lock:
+            self._book.inbox_held.setdefault(self.name, []).append(message)
+
+    async def parked(self, connection: object, stream_id: str) -> list[HeldMessage]:
+        with self._book.lock:
+            held = self._book.inbox_held.get(self.name, [])
+            found = [m for m in held if m.error is None and m.stream_id == stream_id]
+        return sorted(found, key=lambda m: m.version or 0)
+
+    async def held(self) -> list[HeldMessage]:
+        with self._book.lock:
+            return list(self._book.inbox_held.get(self.name, ()))
 
 
 async def _lag(recorder: AsyncRecorder, after: Checkpoint, types: tuple[str, ...]) -> int:

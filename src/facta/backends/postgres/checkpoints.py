@@ -1,12 +1,14 @@
 # WARNING: generated from src/facta/backends/postgres/checkpoints_async.py by tools/gen_sync.py; do not edit.
-"""Projection checkpoints on PostgreSQL: tables in the store's schema, beside the read model.
+"""Projection (and inbox) checkpoints on PostgreSQL: tables in the store's schema, beside the
+read model.
 
 A runner has its own connection (outside the store's pool, so it never starves it), with
 ``search_path`` set to the store's schema: handlers' unqualified table names live beside the
 events. Each batch of events is applied and the checkpoint moved in one transaction, so an
 event's effect happens exactly once whenever the process dies. A session advisory lock keeps
 each projection to one runner; the server drops it when the runner's connection ends. The
-tables, ``facta_projections`` and ``facta_dead_letters``, come from the store's migrations.
+tables, ``facta_projections`` and ``facta_dead_letters`` (and the inboxes'
+``facta_inbox_streams`` and ``facta_inbox_held``), come from the store's migrations.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import psycopg
 from psycopg import Connection, sql
 from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
 
 from facta.errors import ProjectionLocked, StoreError
 from facta.events import Checkpoint, RecordedEvent
 from facta.recorder import Checkpoints
-from facta.records import DeadLetter, ProjectionStatus, shown_state
+from facta.records import DeadLetter, HeldMessage, InboxStream, ProjectionStatus, shown_state
 
 if TYPE_CHECKING:
     from facta.backends.postgres.recorder import PostgresRecorder
@@ -68,6 +71,34 @@ SELECT c.name, c.transaction_id, c.position, c.state, c.error, (
     AND e.type = ANY(c.types)
 ), (SELECT count(*) FROM {schema}.facta_dead_letters d WHERE d.projection = c.name)
 FROM {schema}.facta_projections c ORDER BY c.name"""
+_INBOX_STREAMS = """
+SELECT stream_id, version, event_id, marker FROM {schema}.facta_inbox_streams
+WHERE inbox = %s AND stream_id = ANY(%s)"""
+# One statement: the new versions, and the parked messages they leave behind released.
+_SAVE_INBOX_STREAMS = """
+WITH marks AS (
+    SELECT * FROM unnest(%(streams)s::text[], %(versions)s::bigint[], %(ids)s::uuid[],
+                         %(markers)s::bigint[])
+        AS m(stream_id, version, event_id, marker)
+), released AS (
+    DELETE FROM {schema}.facta_inbox_held h USING marks m
+    WHERE h.inbox = %(inbox)s AND h.error IS NULL AND h.stream_id = m.stream_id
+        AND h.version <= m.version
+)
+INSERT INTO {schema}.facta_inbox_streams (inbox, stream_id, version, event_id, marker)
+SELECT %(inbox)s, stream_id, version, event_id, marker FROM marks
+ON CONFLICT (inbox, stream_id) DO UPDATE SET version = excluded.version,
+    event_id = excluded.event_id, marker = excluded.marker, updated_at = now()"""
+_HOLD = """
+INSERT INTO {schema}.facta_inbox_held
+    (inbox, stream_id, version, event_id, subject, headers, data, error, held_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+_HELD_COLUMNS = "stream_id, version, event_id, subject, headers, data, error, held_at"
+_PARKED = f"""
+SELECT {_HELD_COLUMNS} FROM {{schema}}.facta_inbox_held
+WHERE inbox = %s AND stream_id = %s AND error IS NULL ORDER BY version"""
+_HELD_MESSAGES = f"""
+SELECT {_HELD_COLUMNS} FROM {{schema}}.facta_inbox_held WHERE inbox = %s ORDER BY id"""
 # The bigint advisory locks held in this database, as pg_locks shows them: high, low 32 bits.
 _HELD = """
 SELECT classid::bigint, objid::bigint FROM pg_locks
@@ -86,6 +117,11 @@ class _Queries(NamedTuple):
     lag: str
     statuses: str
     use_schema: str
+    inbox_streams: str
+    save_inbox_streams: str
+    hold: str
+    parked: str
+    held: str
 
 
 @cache
@@ -107,6 +143,11 @@ def _queries(schema: str) -> _Queries:
         lag=text(_LAG),
         statuses=text(_STATUSES),
         use_schema=text("SET search_path TO {schema}, public"),
+        inbox_streams=text(_INBOX_STREAMS),
+        save_inbox_streams=text(_SAVE_INBOX_STREAMS),
+        hold=text(_HOLD),
+        parked=text(_PARKED),
+        held=text(_HELD_MESSAGES),
     )
 
 
@@ -235,6 +276,66 @@ class PostgresCheckpoints(Checkpoints):
     def wait(self, seconds: float, stopping: threading.Event) -> None:
         if not stopping.is_set():
             self._recorder.wait_for_events(seconds)
+
+    # -- inboxes ---------------------------------------------------------------------------
+
+    def inbox_streams(self, connection: Any, stream_ids: Collection[str]) -> dict[str, InboxStream]:
+        if not stream_ids:
+            return {}
+        cur = self._execute(self._sql.inbox_streams, (self.name, list(stream_ids)))
+        return {row[0]: InboxStream(*row) for row in cur.fetchall()}
+
+    def save_inbox_streams(self, connection: Any, streams: Sequence[InboxStream]) -> None:
+        if not streams:
+            return
+        params = {
+            "inbox": self.name,
+            "streams": [s.stream_id for s in streams],
+            "versions": [s.version for s in streams],
+            "ids": [s.event_id for s in streams],
+            "markers": [s.marker for s in streams],
+        }
+        self._execute(self._sql.save_inbox_streams, params)
+
+    def hold(self, connection: Any, message: HeldMessage) -> None:
+        self._execute(
+            self._sql.hold,
+            (
+                self.name,
+                message.stream_id,
+                message.version,
+                message.event_id,
+                message.subject,
+                Jsonb(message.headers),
+                message.data,
+                message.error,
+                message.held_at,
+            ),
+        )
+
+    def parked(self, connection: Any, stream_id: str) -> list[HeldMessage]:
+        cur = self._execute(self._sql.parked, (self.name, stream_id))
+        return [_held(row) for row in cur.fetchall()]
+
+    def held(self) -> list[HeldMessage]:
+        if self._conn is not None:
+            cur = self._execute(self._sql.held, (self.name,))
+            return [_held(row) for row in cur.fetchall()]
+        recorder = self._recorder
+        try:
+            with recorder.connection() as conn:  # not open: a status of a running inbox
+                cur = conn.execute(self._sql.held, (self.name,))
+                rows = cur.fetchall()
+        except psycopg.Error as e:
+            raise StoreError(f"inbox {self.name!r}: {e}") from e
+        return [_held(row) for row in rows]
+
+
+def _held(row: tuple[Any, ...]) -> HeldMessage:
+    stream_id, version, event_id, subject, headers, data, error, held_at = row
+    return HeldMessage(
+        stream_id, version, event_id, subject, dict(headers), bytes(data), error, held_at
+    )
 
 
 def statuses(recorder: PostgresRecorder) -> list[ProjectionStatus]:

@@ -37,6 +37,8 @@ _TABLES = (
     "facta_projections",
     "facta_dead_letters",
     "facta_data_keys",
+    "facta_inbox_streams",
+    "facta_inbox_held",
 )
 
 # The advisory lock's first key: "fact" in ASCII; the second is a hash of the schema name.

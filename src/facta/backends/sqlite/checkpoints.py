@@ -1,11 +1,13 @@
 # WARNING: generated from src/facta/backends/sqlite/checkpoints_async.py by tools/gen_sync.py; do not edit.
-"""Projection checkpoints of the SQLite backend: a table in the store's file, beside the read model.
+"""Projection (and inbox) checkpoints of the SQLite backend: tables in the store's file, beside
+the read model.
 
 A runner has its own connection to the file: each batch of events is applied and the
 checkpoint moved in one ``BEGIN IMMEDIATE`` transaction, so an event's effect on the read
 model happens exactly once whenever the process dies. A lock file beside the database keeps
-each projection to one runner. The tables (``facta_projections``, ``facta_dead_letters``)
-come from the store's migrations. The async runner calls handlers on the event loop's thread
+each projection to one runner. The tables (``facta_projections``, ``facta_dead_letters``,
+and the inboxes' ``facta_inbox_streams`` and ``facta_inbox_held``) come from the store's
+migrations. The async runner calls handlers on the event loop's thread
 (SQLite calls are short); the store's own calls still run in its worker thread.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,11 +28,14 @@ from facta.backends.sqlite.locks import FileLock
 from facta.errors import ConfigurationError, ProjectionLocked, StoreError
 from facta.events import Checkpoint, RecordedEvent
 from facta.recorder import Checkpoints
-from facta.records import DeadLetter, ProjectionStatus, shown_state
+from facta.records import DeadLetter, HeldMessage, InboxStream, ProjectionStatus, shown_state
 
 __all__ = ["SQLiteCheckpoints", "statuses"]
 
 T = TypeVar("T")
+
+_HELD_COLUMNS = "stream_id, version, event_id, subject, headers, data, error, held_at"
+_CHUNK = 500  # stream ids per query: far below SQLite's limit on parameters
 
 
 class SQLiteCheckpoints(Checkpoints):
@@ -192,6 +197,104 @@ class SQLiteCheckpoints(Checkpoints):
 
     def lag(self, after: Checkpoint, types: tuple[str, ...]) -> int:
         return _call(self._where, _lag, self._connection(), after, types)
+
+    # -- inboxes ---------------------------------------------------------------------------
+
+    def inbox_streams(self, connection: Any, stream_ids: Collection[str]) -> dict[str, InboxStream]:
+        db, ids = self._connection(), list(stream_ids)
+        found: dict[str, InboxStream] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = _call(
+                self._where,
+                lambda chunk=chunk: db.execute(
+                    "SELECT stream_id, version, event_id, marker FROM facta_inbox_streams"
+                    f" WHERE inbox = ? AND stream_id IN ({', '.join('?' * len(chunk))})",
+                    (self.name, *chunk),
+                ).fetchall(),
+            )
+            for stream_id, version, event_id, marker in rows:
+                found[stream_id] = InboxStream(
+                    stream_id, version, uuid.UUID(bytes=event_id), marker
+                )
+        return found
+
+    def save_inbox_streams(self, connection: Any, streams: Sequence[InboxStream]) -> None:
+        db, now = self._connection(), time.time()
+        _call(
+            self._where,
+            db.executemany,
+            "INSERT INTO facta_inbox_streams VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (inbox, stream_id) DO UPDATE SET version = excluded.version,"
+            " event_id = excluded.event_id, updated_at = excluded.updated_at,"
+            " marker = excluded.marker",
+            [(self.name, s.stream_id, s.version, s.event_id.bytes, now, s.marker) for s in streams],
+        )
+        _call(
+            self._where,
+            db.executemany,
+            "DELETE FROM facta_inbox_held WHERE inbox = ? AND stream_id = ? AND version <= ?"
+            " AND error IS NULL",
+            [(self.name, s.stream_id, s.version) for s in streams],
+        )
+
+    def hold(self, connection: Any, message: HeldMessage) -> None:
+        self._write(
+            f"INSERT INTO facta_inbox_held (inbox, {_HELD_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.name,
+                message.stream_id,
+                message.version,
+                message.event_id,
+                message.subject,
+                msgspec.json.encode(message.headers).decode(),
+                message.data,
+                message.error,
+                message.held_at.timestamp(),
+            ),
+        )
+
+    def parked(self, connection: Any, stream_id: str) -> list[HeldMessage]:
+        db = self._connection()
+        rows = _call(
+            self._where,
+            lambda: db.execute(
+                f"SELECT {_HELD_COLUMNS} FROM facta_inbox_held WHERE inbox = ? AND stream_id = ?"
+                " AND error IS NULL ORDER BY version",
+                (self.name, stream_id),
+            ).fetchall(),
+        )
+        return [_held(row) for row in rows]
+
+    def held(self) -> list[HeldMessage]:
+        query = f"SELECT {_HELD_COLUMNS} FROM facta_inbox_held WHERE inbox = ? ORDER BY id"
+        if self._db is not None:
+            return _call(self._where, _all_held, self._db, query, self.name)
+        # Not open (a status of a running inbox): a read-only connection of its own.
+        db = _call(self._where, connect, self.path, self._timeout, self._synchronous, "ro")
+        try:
+            return _call(self._where, _all_held, db, query, self.name)
+        finally:
+            db.close()
+
+
+def _all_held(db: sqlite3.Connection, query: str, name: str) -> list[HeldMessage]:
+    return [_held(row) for row in db.execute(query, (name,)).fetchall()]
+
+
+def _held(row: tuple[Any, ...]) -> HeldMessage:
+    stream_id, version, event_id, subject, headers, data, error, held_at = row
+    return HeldMessage(
+        stream_id,
+        version,
+        event_id,
+        subject,
+        msgspec.json.decode(headers, type=dict[str, str]),
+        data,
+        error,
+        datetime.fromtimestamp(held_at, UTC),
+    )
 
 
 def statuses(db: sqlite3.Connection, path: str) -> list[ProjectionStatus]:

@@ -43,6 +43,8 @@ TABLES = (
     "facta_projections",
     "facta_dead_letters",
     "facta_data_keys",
+    "facta_inbox_streams",
+    "facta_inbox_held",
 )
 
 # facta 0.1's tables, their columns, and the names migration 1 gives them.
@@ -131,10 +133,7 @@ def migrations() -> tuple[Migration, ...]:
         statements = tuple(s.strip() for s in text.split(";") if _code(s))
         found.append(Migration(int(match[1]), match[2], statements))
     found.sort()
-    numbers = [m.number for m in found]
-    # Increasing from 1, each number once. A gap is allowed: branches that add migrations in
-    # parallel take numbers ahead of time (this one's 0004 came before another's 0003).
-    if not numbers or numbers[0] != 1 or len(set(numbers)) != len(numbers):
+    if [m.number for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"facta's SQLite migrations are not numbered 1, 2, 3...: {found}")
     return tuple(found)
 
