@@ -1,0 +1,60 @@
+"""The previous release, benchmarked beside this one: its own source and its own benchmark.
+
+``facta-memory-0.1`` runs the memory store of facta 0.1 (the last commit before the version
+became 0.2.0.dev0) through that commit's ``bench/worker.py``, whose workloads are the same as
+these, so "no slower than the previous release" is measured in the same run, not remembered.
+The tree is taken out of git once (``git archive``) into ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RELEASE", "command", "knows"]
+
+# The last commit of 0.1: its child, a2c14da, is "Version 0.2.0.dev0".
+RELEASE = "a2c14da^"
+ROOT = Path(__file__).resolve().parent.parent
+# Sizes fields this benchmark added after the release (its worker refuses unknown fields).
+_NEW_SIZES = ("w4_big_length", "w4_big_every", "w4_any_loads")
+
+
+def knows(case_id: str) -> bool:
+    """Whether the release's benchmark has this case."""
+    return not case_id.startswith("W4-1M")
+
+
+def _tree() -> Path:
+    """The release's source and benchmark, extracted once per commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", RELEASE], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    where = ROOT / "bench" / "results" / f"previous-{commit[:10]}"
+    if not (where / "bench" / "worker.py").exists():
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "src", "bench"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(where, filter="data")
+    return where
+
+
+def command(
+    python: str, system: str, sizes: dict[str, Any], schema: str
+) -> tuple[list[str], Path, dict[str, str]]:
+    """How to start the release's worker for ``system`` (``facta-memory-0.1[-async]``): the
+    command, its folder and the environment variables to add."""
+    import json
+
+    tree = _tree()
+    name = system.replace("-0.1", "")  # the release calls it facta-memory[-async]
+    older = {key: value for key, value in sizes.items() if key not in _NEW_SIZES}
+    argv = [python, str(tree / "bench" / "worker.py"), name, json.dumps(older), schema]
+    return argv, tree, {"PYTHONPATH": str(tree / "src")}
