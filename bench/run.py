@@ -38,7 +38,7 @@ class Worker:
         argv = [sys.executable, str(ROOT / "bench" / "worker.py"), system]
         argv += [json.dumps(sizes.as_dict()), schema]
         folder, env = ROOT, dict(os.environ)
-        if library(system) == "facta-0.1":  # the previous release: its own worker and source
+        if previous.split(system)[1] is not None:  # another commit: its own worker and source
             argv, folder, extra = previous.command(sys.executable, system, sizes.as_dict(), schema)
             env.update(extra)
         self.process = subprocess.Popen(
@@ -80,7 +80,8 @@ _STARTED = time.monotonic()
 
 
 def library(system: str) -> str:
-    return next(s.library for s in SYSTEMS if s.name == system)
+    name = system.partition("@")[0]
+    return next(s.library for s in SYSTEMS if s.name == name)
 
 
 def _say(message: str) -> None:
@@ -91,7 +92,7 @@ def _say(message: str) -> None:
 def run_group(
     group: str, group_cases: list[Case], systems: list[str], sizes: Sizes, repeats: int, prefix: str
 ) -> list[report.Result]:
-    workers = [Worker(s, sizes, f"{prefix}_{s.replace('-', '_')}_{group.lower()}") for s in systems]
+    workers = [Worker(s, sizes, f"{prefix}_{_schema(s)}_{group.lower()}") for s in systems]
     status: dict[tuple[str, str], str] = {}
     values: dict[tuple[str, str], list[float]] = {}
     rss: dict[tuple[str, str], float] = {}
@@ -152,6 +153,11 @@ def run_group(
     ]
 
 
+def _schema(system: str) -> str:
+    """A schema name for a system's worker (``@`` and ``-`` cannot be in it unquoted)."""
+    return system.replace("-", "_").replace("@", "_at_").replace("~", "_").replace("^", "_")
+
+
 def drop_schemas(prefix: str) -> None:
     """Drop every schema this run made, even those of workers that died."""
     import psycopg
@@ -189,13 +195,19 @@ def select(names: str | None, available: list[str], what: str) -> list[str]:
     if not names:
         return available
     chosen: set[str] = set()
+    extra = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
+        if "@" in name and what == "system":  # another commit's code: NAME@COMMIT
+            if name.partition("@")[0] not in available:
+                raise SystemExit(f"unknown system {name!r}; choose from {', '.join(available)}")
+            extra.append(name)
+            continue
         # an exact name picks itself; a prefix ("facta", "W3") picks every name under it
         found = [name] if name in available else [a for a in available if a.startswith(name + "-")]
         if not found:
             raise SystemExit(f"unknown {what} {name!r}; choose from {', '.join(available)}")
         chosen.update(found)
-    return [a for a in available if a in chosen]
+    return [a for a in available if a in chosen] + extra
 
 
 def main(argv: list[str] | None = None) -> int:
