@@ -11,6 +11,7 @@ with the code before it (an A/B in one run). A tree is taken out of git once per
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -21,6 +22,9 @@ __all__ = ["RELEASE", "command", "knows", "split"]
 # The last commit of 0.1: its child, a2c14da, is "Version 0.2.0.dev0".
 RELEASE = "a2c14da^"
 ROOT = Path(__file__).resolve().parent.parent
+# The git checkout to take commits from: this tree, unless the benchmark runs from a copy
+# taken out of git itself (then FACTA_BENCH_GIT names the checkout).
+GIT = Path(os.environ.get("FACTA_BENCH_GIT", ROOT))
 # Sizes fields this benchmark added after the release (its worker refuses unknown fields).
 _NEW_SIZES = ("w4_big_length", "w4_big_every", "w4_any_loads")
 
@@ -42,13 +46,13 @@ def knows(case_id: str) -> bool:
 def _tree(revision: str) -> Path:
     """A commit's source and benchmark, extracted once per commit."""
     commit = subprocess.run(
-        ["git", "rev-parse", revision], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "rev-parse", revision], cwd=GIT, capture_output=True, text=True, check=True
     ).stdout.strip()
     where = ROOT / "bench" / "results" / f"previous-{commit[:10]}"
     if not (where / "bench" / "worker.py").exists():
         archive = subprocess.run(
             ["git", "archive", "--format=tar", commit, "src", "bench"],
-            cwd=ROOT,
+            cwd=GIT,
             capture_output=True,
             check=True,
         ).stdout
