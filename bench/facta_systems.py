@@ -145,6 +145,7 @@ def projection(backend: str, is_async: bool) -> Any:
 
     class CartTotals(Projection[Any]):
         name = "bench-cart-totals"
+        pipelined = True  # on PostgreSQL: the handlers only write (ignored elsewhere)
         upsert = _UPSERT.format(mark="%s" if backend == "postgres" else "?")
         totals: ClassVar[dict[str, tuple[int, int]]] = {}  # the memory store's read model
 
@@ -168,6 +169,7 @@ def projection(backend: str, is_async: bool) -> Any:
 
     class AsyncCartTotals(AsyncProjection[Any]):
         name = "bench-cart-totals"
+        pipelined = True
         upsert = CartTotals.upsert
 
         async def setup(self, db: Any) -> None:
