@@ -136,14 +136,9 @@ class Repository(Generic[A]):
         """Apply the stream's events after the aggregate's version (up to ``version``); the
         last version applied. The replay refuses a deleted stream, another type's, or one
         truncated past where the aggregate is, before it applies anything."""
-        last = aggregate.version
-        apply = aggregate.apply
-        pages = self.store.replay_stream(aggregate.id, last + 1, version, aggregate_type=as_type)
-        for page in pages:
-            for _, event in page:
-                apply(event)
-            last = page[-1][0]
-        return last
+        return self.store.replay_into(
+            aggregate.id, aggregate.apply, aggregate.version + 1, version, aggregate_type=as_type
+        )
 
     def _former_name(self, refused: WrongAggregateType) -> str:
         """The stream's recorded type if it is a former name of this one; else re-raise."""

@@ -8,7 +8,7 @@ stores and fetches rows. The sync twin (``store.py``) is generated from this mod
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, Self  # sync: from typing import Any, Self
@@ -20,7 +20,7 @@ from facta.appending import (
     PreparedAppend,
     StreamAppend,
 )
-from facta.codec import Codec
+from facta.codec import PLAIN, Codec
 from facta.errors import (
     ConcurrencyError,
     DecodeError,
@@ -35,13 +35,14 @@ from facta.events import EMPTY_METADATA, Checkpoint, Metadata, NewEvent, Recorde
 from facta.ids import uuid7, validate_stream_id
 from facta.lifecycle import Deleted, Pruned, Reopened, Truncated, register_markers
 from facta.recorder_async import AsyncRecorder
-from facta.records import StoredEvent, StreamInfo, StreamVersion
+from facta.records import ReplayRow, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
 from facta.subscriptions_async import AsyncSubscription
 
 __all__ = ["DEFAULT_BATCH_SIZE", "AsyncEventStore"]
 
 DEFAULT_BATCH_SIZE = 1000
+_NOT_DECODED = object()  # replay_into: a row the fast decoder did not take
 
 
 class AsyncEventStore:
@@ -218,15 +219,9 @@ class AsyncEventStore:
         one page of ``batch_size`` at a time. With ``aggregate_type``, a stream created with
         another aggregate type raises ``WrongAggregateType`` before any page.
         """
-        validate_stream_id(stream_id)
-        _check_batch_size(batch_size)
-        self._check_open()
         decode = self.codec.decode
-        while to_version is None or from_version <= to_version:
-            rows = await self.recorder.replay_stream(
-                stream_id, from_version, to_version, batch_size, aggregate_type
-            )
-            aggregate_type = None  # the first page has checked it
+        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        async for rows in pages:
             page = []
             for version, type_name, schema_version, encoding, data in rows:
                 try:
@@ -235,6 +230,71 @@ class AsyncEventStore:
                     raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
             if page:
                 yield page
+
+    async def replay_into(
+        self,
+        stream_id: str,
+        apply: Callable[[Any], object],
+        from_version: int = 1,
+        to_version: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        aggregate_type: str | None = None,
+    ) -> int:
+        """``apply(event)`` for each of a stream's events, in order; the last version applied
+        (``from_version - 1`` if none). What a repository's load does.
+
+        As :meth:`replay_stream`, but each event is applied as soon as it is decoded and
+        dropped once applied: a long replay keeps no page of decoded events alive, which
+        would otherwise be walked again and again by Python's garbage collector.
+        """
+        codec = self.codec
+        decode = codec.decode
+        known: dict[str, tuple[int, Callable[[bytes], Any] | None]] = {}
+        generation = codec.registry.generation
+        last = from_version - 1
+        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        async for rows in pages:
+            if generation != codec.registry.generation:  # a class was (re)registered
+                known, generation = {}, codec.registry.generation
+            for version, type_name, schema_version, encoding, data in rows:
+                fast = known.get(type_name)
+                if fast is None:
+                    fast = known[type_name] = codec.fast_decoder(type_name)
+                event = _NOT_DECODED
+                if schema_version == fast[0] and encoding == PLAIN:
+                    try:
+                        event = fast[1](data)  # type: ignore[misc]  # not None at that version
+                    except Exception:  # decode below says what is wrong
+                        event = _NOT_DECODED
+                if event is _NOT_DECODED:
+                    try:
+                        event = decode(type_name, schema_version, encoding, data)
+                    except (DecodeError, UnknownEventType, UpcastError) as e:
+                        raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
+                apply(event)
+            if rows:
+                last = rows[-1][0]
+        return last
+
+    async def _replay_rows(
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        batch_size: int,
+        aggregate_type: str | None,
+    ) -> AsyncIterator[Sequence[ReplayRow]]:
+        """The recorder's replay pages of a stream, as stored (undecoded)."""
+        validate_stream_id(stream_id)
+        _check_batch_size(batch_size)
+        self._check_open()
+        while to_version is None or from_version <= to_version:
+            rows = await self.recorder.replay_stream(
+                stream_id, from_version, to_version, batch_size, aggregate_type
+            )
+            aggregate_type = None  # the first page has checked it
+            yield rows
             if len(rows) < batch_size:
                 return
             from_version = rows[-1][0] + 1
