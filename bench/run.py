@@ -24,7 +24,7 @@ from typing import IO, Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import previous, report
+from bench import plots, previous, report
 from bench.model import POSTGRES_URL, QUICK, SYSTEMS, Case, Sizes, cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
     _say(f"results written to {out}")
+    charts = plots.write(document, out.with_suffix(""))
+    _say(f"{len(charts)} charts written to {out.with_suffix('')}/")
     failed = [r for r in results if r.status.startswith("error")]
     for r in failed:
         _say(f"FAILED: {r.system} {r.case.id}")
