@@ -285,19 +285,24 @@ class EventStore:
         batch_size: int,
         aggregate_type: str | None,
     ) -> Iterator[Sequence[ReplayRow]]:
-        """The recorder's replay pages of a stream, as stored (undecoded)."""
+        """The recorder's replay pages of a stream, as stored (undecoded).
+
+        The async store asks for the next page before it yields this one, so that the
+        database works on it while this one is decoded and applied.
+        """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
         self._check_open()
-        while to_version is None or from_version <= to_version:
-            rows = self.recorder.replay_stream(
-                stream_id, from_version, to_version, batch_size, aggregate_type
-            )
-            aggregate_type = None  # the first page has checked it
+        fetch = self.recorder.replay_stream
+        if to_version is not None and from_version > to_version:
+            return
+        rows = fetch(stream_id, from_version, to_version, batch_size, aggregate_type)
+        # aggregate_type: the first page has checked it
+        while len(rows) == batch_size and (to_version is None or rows[-1][0] < to_version):
+            after = rows[-1][0] + 1
             yield rows
-            if len(rows) < batch_size:
-                return
-            from_version = rows[-1][0] + 1
+            rows = fetch(stream_id, after, to_version, batch_size, None)
+        yield rows
 
     def read_all(
         self,

@@ -7,6 +7,7 @@ stores and fetches rows. The sync twin (``store.py``) is generated from this mod
 
 from __future__ import annotations
 
+import asyncio  # sync: drop
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -285,19 +286,25 @@ class AsyncEventStore:
         batch_size: int,
         aggregate_type: str | None,
     ) -> AsyncIterator[Sequence[ReplayRow]]:
-        """The recorder's replay pages of a stream, as stored (undecoded)."""
+        """The recorder's replay pages of a stream, as stored (undecoded).
+
+        The async store asks for the next page before it yields this one, so that the
+        database works on it while this one is decoded and applied.
+        """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
         self._check_open()
-        while to_version is None or from_version <= to_version:
-            rows = await self.recorder.replay_stream(
-                stream_id, from_version, to_version, batch_size, aggregate_type
-            )
-            aggregate_type = None  # the first page has checked it
+        fetch = self.recorder.replay_stream
+        if to_version is not None and from_version > to_version:
+            return
+        rows = await fetch(stream_id, from_version, to_version, batch_size, aggregate_type)
+        # aggregate_type: the first page has checked it
+        while len(rows) == batch_size and (to_version is None or rows[-1][0] < to_version):
+            after = rows[-1][0] + 1
+            ahead = _prefetch(fetch, stream_id, after, to_version, batch_size)  # sync: drop
             yield rows
-            if len(rows) < batch_size:
-                return
-            from_version = rows[-1][0] + 1
+            rows = await ahead  # sync: rows = fetch(stream_id, after, to_version, batch_size, None)
+        yield rows
 
     async def read_all(
         self,
@@ -607,6 +614,19 @@ class AsyncEventStore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _prefetch(fetch: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:  # sync: drop
+    """Start ``fetch(*args, None)`` now; a reader that stops early leaves it unread."""  # sync: drop
+    task: asyncio.Future[Any] = asyncio.ensure_future(fetch(*args, None))  # sync: drop
+    task.add_done_callback(_read_outcome)  # sync: drop
+    return task  # sync: drop
+
+
+def _read_outcome(task: asyncio.Future[Any]) -> None:  # sync: drop
+    """Take a prefetch's outcome, so an unread failure is not reported as unhandled."""  # sync: drop
+    if not task.cancelled():  # sync: drop
+        task.exception()  # sync: drop
 
 
 def _check_expected_version(stream_id: str, expected_version: object) -> None:

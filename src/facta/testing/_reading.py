@@ -315,6 +315,23 @@ class ReadContract:
         assert store.replay_into(new_id(), applied.append, 3) == 2
         assert applied == []
 
+    def test_replay_into_stops_where_apply_raises_and_the_store_goes_on(
+        self, store: EventStore
+    ) -> None:
+        stream = new_id()
+        store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        applied: list[object] = []
+
+        def apply(event: object) -> None:
+            if event == Happened(2):
+                raise ValueError("refused")
+            applied.append(event)
+
+        with pytest.raises(ValueError, match="refused"):
+            store.replay_into(stream, apply, batch_size=1)
+        assert applied == [Happened(1)]
+        assert store.replay_into(stream, applied.append, 3) == 5
+
     def test_replay_into_names_the_stream_and_version_that_does_not_decode(
         self, store: EventStore
     ) -> None:
