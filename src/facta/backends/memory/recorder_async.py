@@ -86,6 +86,8 @@ class AsyncMemoryRecorder(AsyncRecorder):
         self._check_writable()
         with self._lock:
             new_ids: set[uuid.UUID] = set()
+            versions = []  # each stream's version before the append
+            ids = self._ids
             for append in appends:
                 info = self._info.get(append.stream_id)
                 if info is not None:
@@ -95,33 +97,34 @@ class AsyncMemoryRecorder(AsyncRecorder):
                     )
                 actual = self._version(append.stream_id)
                 check_expected(append.stream_id, append.expected_version, actual)
+                versions.append(actual)
                 for event in append.events:
-                    if event.event_id in self._ids or event.event_id in new_ids:
+                    event_id = event.event_id
+                    if event_id in ids or event_id in new_ids:
                         raise DuplicateEventId(
-                            f"event id {event.event_id} is already stored; stream "
+                            f"event id {event_id} is already stored; stream "
                             f"{append.stream_id!r} was not written"
                         )
-                    new_ids.add(event.event_id)
+                    new_ids.add(event_id)
             now = datetime.now(UTC)
-            start = len(self._log)
+            log = self._log
+            start = len(log)
             results = []
-            for append in appends:
-                version = self._version(append.stream_id)
+            for append, version in zip(appends, versions, strict=True):
+                stream_id = append.stream_id
                 if not append.events:
-                    results.append(AppendResult(append.stream_id, version, 0))
+                    results.append(AppendResult(stream_id, version, 0))
                     continue
-                indexes = self._streams.setdefault(append.stream_id, [])
+                indexes = self._streams.setdefault(stream_id, [])
                 if version == 0 and append.aggregate_type is not None:
-                    self._info[append.stream_id] = StreamInfo(
-                        append.stream_id, 0, aggregate_type=append.aggregate_type
-                    )
+                    self._info[stream_id] = StreamInfo(stream_id, 0, append.aggregate_type)
                 for event in append.events:
-                    index = len(self._log)
+                    index = len(log)
                     version += 1
-                    self._log.append(self._row(append.stream_id, version, index, event, now))
+                    log.append(_row(stream_id, version, index, event, now))
                     indexes.append(index)
-                    self._ids[event.event_id] = index
-                results.append(AppendResult(append.stream_id, version, len(self._log)))
+                    ids[event.event_id] = index
+                results.append(AppendResult(stream_id, version, len(log)))
             if self.on_append is not None and len(self._log) > start:
                 try:
                     self.on_append.call(None, cast("list[StoredEvent]", self._log[start:]))
@@ -130,24 +133,6 @@ class AsyncMemoryRecorder(AsyncRecorder):
                     raise
         self._appended.notify()
         return results
-
-    @staticmethod
-    def _row(
-        stream_id: str, version: int, index: int, event: EncodedEvent, now: datetime
-    ) -> StoredEvent:
-        return StoredEvent(
-            stream_id,
-            version,
-            index + 1,
-            0,
-            event.event_id,
-            event.type,
-            event.schema_version,
-            event.encoding,
-            event.data,
-            event.metadata,
-            now,
-        )
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -171,7 +156,7 @@ class AsyncMemoryRecorder(AsyncRecorder):
     def _mark(self, stream_id: str, marker: EncodedEvent) -> StoredEvent:
         """Write a stream's next marker, shown first to the inline projections (which may
         refuse it: then nothing has changed)."""
-        row = self._row(
+        row = _row(
             stream_id,
             next_marker_version(self._lowest.get(stream_id)),
             len(self._log),
@@ -348,3 +333,11 @@ class AsyncMemoryRecorder(AsyncRecorder):
 
     async def migrate(self) -> list[int]:
         return []
+
+
+def _row(
+    stream_id: str, version: int, index: int, event: EncodedEvent, now: datetime
+) -> StoredEvent:
+    """The stored row of an event written at ``index`` of the log (position ``index + 1``)."""
+    # tuple.__new__ skips StoredEvent's generated __new__: a row is made per event appended
+    return tuple.__new__(StoredEvent, (stream_id, version, index + 1, 0, *event, now))
