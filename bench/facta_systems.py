@@ -84,6 +84,14 @@ def replay_trigger_support() -> bool:
     return hasattr(facta.Aggregate, "snapshot_after_replaying")
 
 
+def big_streams_support(backend: str) -> dict[str, str]:
+    """W4-1M-*: the memory store is left out: it would hold 2,000,000 more events, and its W4
+    loads would then be timed in a heap ten times the previous release's (its goals are the
+    databases')."""
+    why = "memory: two 1,000,000-event streams would dwarf W4's heap" if backend == "memory" else ""
+    return {"W4-1M-head": why, "W4-1M-any": why}
+
+
 def _configure_big_cart(sizes: Sizes) -> None:
     BigCart.snapshot_every = sizes.w4_big_every
     if replay_trigger_support():
@@ -240,10 +248,12 @@ class FactaSync(SyncWorkloads):
             length, every = self.sizes.w4_length, self.sizes.snapshot_every
             self.ids["W4-head"] = self._build(repo, SnapshottedCart(), length, every)
             self.ids["W4-99"] = self._build(repo, SnapshottedCart(), length + every - 1, every)
-            big = facta.Repository(store, BigCart)
-            length, every = self.sizes.w4_big_length, self.sizes.w4_big_every
-            self.ids["W4-1M-head"] = self._build(big, BigCart(), length, every)
-            self.ids["W4-1M-any"] = self._build(big, BigCart(), length, every)
+            status.update(big_streams_support(self.backend))
+            if not status["W4-1M-head"]:
+                big = facta.Repository(store, BigCart)
+                length, every = self.sizes.w4_big_length, self.sizes.w4_big_every
+                self.ids["W4-1M-head"] = self._build(big, BigCart(), length, every)
+                self.ids["W4-1M-any"] = self._build(big, BigCart(), length, every)
         elif group in ("W5", "W6"):
             if group == "W6" and projection_support():
                 return {"W6": projection_support()}
@@ -407,10 +417,12 @@ class FactaAsync(AsyncWorkloads):
             self.ids["W4-99"] = await self._build(
                 repo, SnapshottedCart(), length + every - 1, every
             )
-            big = facta.AsyncRepository(store, BigCart)
-            length, every = self.sizes.w4_big_length, self.sizes.w4_big_every
-            self.ids["W4-1M-head"] = await self._build(big, BigCart(), length, every)
-            self.ids["W4-1M-any"] = await self._build(big, BigCart(), length, every)
+            status.update(big_streams_support(self.backend))
+            if not status["W4-1M-head"]:
+                big = facta.AsyncRepository(store, BigCart)
+                length, every = self.sizes.w4_big_length, self.sizes.w4_big_every
+                self.ids["W4-1M-head"] = await self._build(big, BigCart(), length, every)
+                self.ids["W4-1M-any"] = await self._build(big, BigCart(), length, every)
         elif group in ("W5", "W6"):
             if group == "W6" and projection_support():
                 return {"W6": projection_support()}
