@@ -24,13 +24,21 @@ from facta.errors import DuplicateEventId, InvalidEvent, StoreError
 from facta.events import Checkpoint
 from facta.lifecycle import (
     check_deletable,
+    check_load,
     check_open,
     check_reopenable,
     check_truncation,
     next_marker_version,
 )
 from facta.recorder import Recorder
-from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamInfo, StreamVersion
+from facta.records import (
+    EventPlace,
+    ProjectionStatus,
+    ReplayRow,
+    StoredEvent,
+    StreamInfo,
+    StreamVersion,
+)
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 
 __all__ = ["MemoryRecorder"]
@@ -260,13 +268,32 @@ class MemoryRecorder(Recorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         with self._lock:
-            indexes = self._streams.get(stream_id, [])
-            info = self._info.get(stream_id)
-            first = 1 if info is None else info.first_version
-            stop = len(indexes) if to_version is None else min(to_version - first + 1, len(indexes))
-            start = max(from_version, first) - first
-            log = cast("list[StoredEvent]", self._log)  # a stream's indexes point at its events
-            return [log[i] for i in indexes[start : min(stop, start + limit)]]
+            return self._events(stream_id, from_version, to_version, limit)
+
+    def replay_stream(
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
+    ) -> list[ReplayRow]:
+        with self._lock:  # the stream's record as stored is all check_load looks at
+            if aggregate_type is not None:
+                check_load(stream_id, self._info.get(stream_id), aggregate_type, from_version)
+            rows = self._events(stream_id, from_version, to_version, limit)
+        return [(e.version, e.type, e.schema_version, e.encoding, e.data) for e in rows]
+
+    def _events(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        indexes = self._streams.get(stream_id, [])
+        info = self._info.get(stream_id)
+        first = 1 if info is None else info.first_version
+        stop = len(indexes) if to_version is None else min(to_version - first + 1, len(indexes))
+        start = max(from_version, first) - first
+        log = cast("list[StoredEvent]", self._log)  # a stream's indexes point at its events
+        return [log[i] for i in indexes[start : min(stop, start + limit)]]
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
