@@ -317,11 +317,12 @@ def machine() -> dict[str, Any]:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    root = Path(__file__).resolve().parent.parent
+    from bench.previous import GIT  # the checkout, also when the suite runs from a copy
+
     try:
         commit = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
-            cwd=root,
+            cwd=GIT,
             capture_output=True,
             text=True,
             check=True,
