@@ -59,6 +59,10 @@ class Sizes:
     w7_saves: int = 500  # per writer
     load_events_per_trial: int = 10_000  # W3: loads per trial = this // length (at least 1)
     w4_loads: int = 20
+    # W4-1M-*: facta's loads of a long aggregate snapshotted every w4_big_every events
+    w4_big_length: int = 1_000_000
+    w4_big_every: int = 1000
+    w4_any_loads: int = 200  # W4-1M-any: update cycles per trial (its p99 is the figure)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,16 +84,25 @@ QUICK = Sizes(
     w7_saves=50,
     load_events_per_trial=2000,
     w4_loads=5,
+    w4_big_length=5000,
+    w4_big_every=100,
+    w4_any_loads=20,
 )
 
 
 class Case(NamedTuple):
-    """One measured thing. ``unit`` is ``events/s`` (higher is better) or ``ms`` (lower)."""
+    """One measured thing. ``unit`` is ``events/s`` (higher is better) or ``ms`` (lower).
+
+    ``p99``: the trial times each unit (a system's ``run`` returns their durations) and its
+    figure is the 99th percentile of them, not the mean.
+    """
 
     id: str
     group: str
     title: str
     unit: str
+    p99: bool = False
+    facta_only: bool = False  # no baseline runs it: facta's own goal, not a comparison
 
 
 def cases(sizes: Sizes) -> list[Case]:
@@ -110,6 +123,23 @@ def cases(sizes: Sizes) -> list[Case]:
     found += [
         Case("W4-head", "W4", f"W4 load {sizes.w4_length:,} events, snapshot at head", "ms"),
         Case("W4-99", "W4", "W4 same, snapshot 99 events behind", "ms"),
+        Case(
+            "W4-1M-head",
+            "W4",
+            f"W4 load {sizes.w4_big_length:,} events, snapshot at head (facta only)",
+            "ms",
+            facta_only=True,
+        ),
+        Case(
+            "W4-1M-any",
+            "W4",
+            f"W4 p99 of {sizes.w4_any_loads} loads of a {sizes.w4_big_length:,}-event aggregate,"
+            f" 1-20 events saved between loads, snapshots every {sizes.w4_big_every:,} and by"
+            " replay cost (facta only)",
+            "ms",
+            p99=True,
+            facta_only=True,
+        ),
         Case("W5", "W5", f"W5 read all {sizes.w5_events:,} events, decoded", "events/s"),
         Case("W6", "W6", f"W6 catch-up projection of {sizes.w6_events:,} events", "events/s"),
         Case("W7", "W7", f"W7 {sizes.w7_writers} writers x {sizes.w7_saves:,} saves", "events/s"),
@@ -118,11 +148,12 @@ def cases(sizes: Sizes) -> list[Case]:
 
 
 class System(NamedTuple):
-    """A library on a backend: ``library`` is facta, eventsourcing or raw."""
+    """A library on a backend: ``library`` is facta, facta-0.1 (the previous release, run from
+    its own source and benchmark, see bench/previous.py), eventsourcing or raw."""
 
     name: str
     library: str
-    backend: str  # memory, sqlite (synchronous = FULL), sqlite-normal or postgres
+    backend: str  # memory, sqlite (synchronous = FULL), sqlite-normal, postgres, postgres-bare
     is_async: bool
 
 
@@ -134,6 +165,8 @@ SYSTEMS = [
     System("facta-sqlite-normal", "facta", "sqlite-normal", False),
     System("facta-postgres", "facta", "postgres", False),
     System("facta-postgres-async", "facta", "postgres", True),
+    System("facta-memory-0.1", "facta-0.1", "memory", False),
+    System("facta-memory-0.1-async", "facta-0.1", "memory", True),
     System("es-popo", "eventsourcing", "memory", False),
     System("es-sqlite", "eventsourcing", "sqlite", False),
     System("es-postgres", "eventsourcing", "postgres", False),
@@ -141,6 +174,9 @@ SYSTEMS = [
     System("raw-sqlite3-normal", "raw", "sqlite-normal", False),
     System("raw-psycopg", "raw", "postgres", False),
     System("raw-psycopg-async", "raw", "postgres", True),
+    # W1's second floor: the same INSERT into a table of the same columns with no key or index
+    System("raw-psycopg-bare", "raw", "postgres-bare", False),
+    System("raw-psycopg-async-bare", "raw", "postgres-bare", True),
 ]
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

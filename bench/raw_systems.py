@@ -1,9 +1,14 @@
 """The raw drivers, no library: the same rows in the same table shape as facta's.
 
 This is the physical limit the libraries are measured against. Payloads are encoded once,
-before timing; writes are a plain INSERT per event (``executemany`` per save) and a COMMIT;
-reads fetch the rows and decode nothing. The tables copy facta's columns, keys and indexes
-(the migrations under ``src/facta/backends/*/sql/``); the SQLite connection uses facta's pragmas.
+before timing. Writes are a plain INSERT per event: on PostgreSQL one autocommitted statement
+(one round trip) for a single event, ``executemany`` in a transaction for a save of several;
+on SQLite ``BEGIN IMMEDIATE``, the INSERT(s), ``COMMIT``. Reads fetch the rows (the five
+columns a load needs, or every column for the global log) and decode each payload with msgspec
+into a dataclass of the event's fields, back to back: the work no library can avoid. The
+tables copy facta's columns, keys and indexes (the migrations under
+``src/facta/backends/*/sql/``); ``bare`` ones have the columns and nothing else (no key, no
+index), W1's second floor. The SQLite connection uses facta's pragmas.
 """
 
 from __future__ import annotations
@@ -14,13 +19,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 import psycopg
 
 from bench.model import POSTGRES_URL, Sizes
-from bench.workloads import AsyncWorkloads, SyncWorkloads, create_schema, drop_schema
+from bench.workloads import (
+    AsyncWorkloads,
+    SyncWorkloads,
+    Unavailable,
+    create_schema,
+    drop_schema,
+)
 
 _SQLITE_DDL = """
 CREATE TABLE events (
@@ -78,6 +92,45 @@ CREATE TABLE snapshots (
 );
 """
 
+# W1's second floor: facta's columns in a table with no key, index or identity.
+_POSTGRES_BARE_DDL = """
+CREATE TABLE events (
+    transaction_id bigint NOT NULL,
+    stream_id      text COLLATE "C" NOT NULL,
+    version        bigint NOT NULL,
+    event_id       uuid NOT NULL,
+    type           text COLLATE "C" NOT NULL,
+    schema_version integer NOT NULL,
+    encoding       smallint NOT NULL,
+    data           bytea NOT NULL,
+    metadata       bytea NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class ItemAdded:
+    """The event's fields, as facta's benchmark event declares them: the typed decode target."""
+
+    item_id: uuid.UUID
+    name: str
+    quantity: int
+    price: Decimal
+    at: datetime
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class CartState:
+    items: int
+    quantity: int
+
+
+_DECODE = msgspec.json.Decoder(ItemAdded).decode
+_DECODE_STATE = msgspec.json.Decoder(CartState).decode
+# What a load reads (facta's replay reads the same five columns).
+_REPLAY = "version, type, schema_version, encoding, data"
 _COLUMNS = (
     "stream_id, version, position, event_id, type, schema_version, encoding, data, metadata,"
     " recorded_at"
@@ -113,6 +166,15 @@ _PAGE = (
     " WHERE (transaction_id, position) > (%s, %s) ORDER BY transaction_id, position LIMIT %s"
 )
 _BATCH = 500  # events per projection transaction, as facta's runner
+
+
+def _decoded(rows: list[Any], column: int) -> int:
+    """Decode each row's payload into the event class; how many there were."""
+    decode = _DECODE
+    events = [decode(row[column]) for row in rows]
+    return len(events)
+
+
 _TYPE = "bench.ItemAdded"
 _METADATA = b"{}"
 
@@ -244,29 +306,33 @@ class RawSQLite(SyncWorkloads):
             loads = self.loads_per_trial(case)
             for _ in range(loads):
                 rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version",
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = ? ORDER BY version",
                     (self.ids[case],),
                 ).fetchall()
-            assert len(rows) == int(case[3:])
+                count = _decoded(rows, 4)
+            assert count == int(case[3:])
             return loads
         if case.startswith("W4-"):
             loads = self.loads_per_trial(case)
             for _ in range(loads):
-                _, version = db.execute(
+                state, version = db.execute(
                     "SELECT state, version FROM snapshots WHERE stream_id = ?"
                     " ORDER BY version DESC LIMIT 1",
                     (self.ids[case],),
                 ).fetchone()
-                db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+                _DECODE_STATE(state)
+                rows = db.execute(
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = ? AND version > ?"
                     " ORDER BY version",
                     (self.ids[case], version),
                 ).fetchall()
+                _decoded(rows, 4)
             return loads
         if case == "W5":
             rows = db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY position").fetchall()
-            assert len(rows) == sizes.w5_events
-            return len(rows)
+            count = _decoded(rows, 7)
+            assert count == sizes.w5_events
+            return count
         if case == "W6":
             count = self.project(db)
             assert count == sizes.w6_events, count
@@ -327,10 +393,12 @@ def _threads(work: Callable[..., None], arguments: list[tuple[Any, ...]]) -> Non
 
 
 class RawPsycopg(SyncWorkloads):
-    """psycopg 3, one connection, a transaction per save."""
+    """psycopg 3, one autocommitted connection: an INSERT per single-event save, a transaction
+    per save of several. ``bare``: W1 only, into a table with no key or index."""
 
-    def __init__(self, sizes: Sizes, schema: str) -> None:
+    def __init__(self, sizes: Sizes, schema: str, bare: bool = False) -> None:
         super().__init__(sizes, schema)
+        self.bare = bare
         self.rows = _Rows(self)
         self.conn: psycopg.Connection[Any] | None = None
         self.ids: dict[str, str] = {}
@@ -338,45 +406,54 @@ class RawPsycopg(SyncWorkloads):
         self.writer_conns: list[psycopg.Connection[Any]] = []
 
     def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}")
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
+        return psycopg.connect(url, autocommit=True)
 
     def fresh_db(self) -> psycopg.Connection[Any]:
         if self.conn is not None:
             self.conn.close()
         create_schema(self.schema)
         self.conn = self.connect()
-        self.conn.execute(_POSTGRES_DDL.encode())
-        self.conn.commit()
+        self.conn.execute((_POSTGRES_BARE_DDL if self.bare else _POSTGRES_DDL).encode())
         return self.conn
 
     def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
         return (stream_id, version, uuid.uuid4(), _TYPE, self.rows.payload(version), _METADATA)
 
-    def append(self, conn: psycopg.Connection[Any], stream_id: str, start: int, count: int) -> None:
-        if count == 1:
+    def append(
+        self,
+        conn: psycopg.Connection[Any],
+        stream_id: str,
+        start: int,
+        count: int,
+        snap: bool = False,
+    ) -> None:
+        if count == 1 and not snap:  # one autocommitted statement: one round trip
             conn.execute(_POSTGRES_INSERT, self.row(stream_id, start + 1))
-        else:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    _POSTGRES_INSERT,
-                    [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+            return
+        with conn.transaction(), conn.cursor() as cursor:
+            if snap:
+                cursor.execute(
+                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
+                    (stream_id, start + count, self.rows.state),
                 )
-        conn.commit()
+            cursor.executemany(
+                _POSTGRES_INSERT,
+                [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+            )
 
     def build(self, stream_id: str, length: int, save: int, snapshots: bool = False) -> str:
         conn = self.conn
         assert conn is not None
         for start in range(0, length, save):
             count = min(save, length - start)
-            if snapshots and (start + count) % self.sizes.snapshot_every == 0:
-                conn.execute(
-                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
-                    (stream_id, start + count, self.rows.state),
-                )
-            self.append(conn, stream_id, start, count)
+            snap = snapshots and (start + count) % self.sizes.snapshot_every == 0
+            self.append(conn, stream_id, start, count, snap)
         return stream_id
 
     def setup(self, group: str) -> dict[str, str]:
+        if self.bare and group != "W1":
+            raise Unavailable("the bare table is W1's floor only")
         self.fresh_db()
         sizes = self.sizes
         if group == "W3":
@@ -393,7 +470,6 @@ class RawPsycopg(SyncWorkloads):
                 self.build(str(uuid.uuid4()), sizes.save_size, sizes.save_size)
             self.conn_or_db().execute(_TOTALS)
             self.conn_or_db().execute(_CHECKPOINTS)
-            self.conn_or_db().commit()
         return {}
 
     def conn_or_db(self) -> psycopg.Connection[Any]:
@@ -403,9 +479,9 @@ class RawPsycopg(SyncWorkloads):
     def prepare(self, case: str) -> None:
         if case == "W6":
             assert self.conn is not None
-            for statement in _RESET:
-                self.conn.execute(statement)
-            self.conn.commit()
+            with self.conn.transaction():
+                for statement in _RESET:
+                    self.conn.execute(statement)
         if case in ("W1", "W2", "W2-snap", "W7"):
             conn = self.fresh_db()
         if case == "W7":
@@ -431,11 +507,12 @@ class RawPsycopg(SyncWorkloads):
             loads = self.loads_per_trial(case)
             for _ in range(loads):
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s ORDER BY version",
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = %s ORDER BY version",
                     (self.ids[case],),
+                    binary=True,
                 ).fetchall()
-                conn.commit()
-            assert len(rows) == int(case[3:])
+                count = _decoded(rows, 4)
+            assert count == int(case[3:])
             return loads
         if case.startswith("W4-"):
             loads = self.loads_per_trial(case)
@@ -444,22 +521,25 @@ class RawPsycopg(SyncWorkloads):
                     "SELECT state, version FROM snapshots WHERE stream_id = %s"
                     " ORDER BY version DESC LIMIT 1",
                     (self.ids[case],),
+                    binary=True,
                 ).fetchone()
                 assert found is not None
-                conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s"
+                _DECODE_STATE(found[0])
+                rows = conn.execute(
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = %s AND version > %s"
                     " ORDER BY version",
                     (self.ids[case], found[1]),
+                    binary=True,
                 ).fetchall()
-                conn.commit()
+                _decoded(rows, 4)
             return loads
         if case == "W5":
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position"
+                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position", binary=True
             ).fetchall()
-            conn.commit()
-            assert len(rows) == sizes.w5_events
-            return len(rows)
+            count = _decoded(rows, 7)
+            assert count == sizes.w5_events
+            return count
         if case == "W6":
             count = self.project(conn)
             assert count == sizes.w6_events, count
@@ -485,13 +565,11 @@ class RawPsycopg(SyncWorkloads):
         while True:
             rows = conn.execute(_PAGE, (*after, _BATCH)).fetchall()
             if not rows:
-                conn.commit()
                 return count
-            with conn.cursor() as cursor:
+            with conn.transaction(), conn.cursor() as cursor:
                 cursor.executemany(upsert, [(s, decode(d)["quantity"]) for _, _, s, d in rows])
-            after = (rows[-1][0], rows[-1][1])
-            conn.execute(checkpoint, after)
-            conn.commit()
+                after = (rows[-1][0], rows[-1][1])
+                cursor.execute(checkpoint, after)
             count += len(rows)
 
     def close(self) -> None:
@@ -503,10 +581,11 @@ class RawPsycopg(SyncWorkloads):
 
 
 class RawPsycopgAsync(AsyncWorkloads):
-    """psycopg 3's AsyncConnection, a transaction per save."""
+    """psycopg 3's AsyncConnection, autocommitted as :class:`RawPsycopg`."""
 
-    def __init__(self, sizes: Sizes, schema: str) -> None:
+    def __init__(self, sizes: Sizes, schema: str, bare: bool = False) -> None:
         super().__init__(sizes, schema)
+        self.bare = bare
         self.rows = _Rows(self)
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.ids: dict[str, str] = {}
@@ -515,7 +594,7 @@ class RawPsycopgAsync(AsyncWorkloads):
 
     async def connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
-            f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
+            f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}", autocommit=True
         )
 
     async def fresh_db(self) -> psycopg.AsyncConnection[Any]:
@@ -523,40 +602,46 @@ class RawPsycopgAsync(AsyncWorkloads):
             await self.conn.close()
         create_schema(self.schema)
         self.conn = await self.connect()
-        await self.conn.execute(_POSTGRES_DDL.encode())
-        await self.conn.commit()
+        await self.conn.execute((_POSTGRES_BARE_DDL if self.bare else _POSTGRES_DDL).encode())
         return self.conn
 
     def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
         return (stream_id, version, uuid.uuid4(), _TYPE, self.rows.payload(version), _METADATA)
 
     async def append(
-        self, conn: psycopg.AsyncConnection[Any], stream_id: str, start: int, count: int
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        stream_id: str,
+        start: int,
+        count: int,
+        snap: bool = False,
     ) -> None:
-        if count == 1:
+        if count == 1 and not snap:  # one autocommitted statement: one round trip
             await conn.execute(_POSTGRES_INSERT, self.row(stream_id, start + 1))
-        else:
-            async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    _POSTGRES_INSERT,
-                    [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+            return
+        async with conn.transaction(), conn.cursor() as cursor:
+            if snap:
+                await cursor.execute(
+                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
+                    (stream_id, start + count, self.rows.state),
                 )
-        await conn.commit()
+            await cursor.executemany(
+                _POSTGRES_INSERT,
+                [self.row(stream_id, v) for v in range(start + 1, start + count + 1)],
+            )
 
     async def build(self, stream_id: str, length: int, save: int, snapshots: bool = False) -> str:
         conn = self.conn
         assert conn is not None
         for start in range(0, length, save):
             count = min(save, length - start)
-            if snapshots and (start + count) % self.sizes.snapshot_every == 0:
-                await conn.execute(
-                    "INSERT INTO snapshots VALUES (%s, %s, 'Cart', 1, 0, 0, %s)",
-                    (stream_id, start + count, self.rows.state),
-                )
-            await self.append(conn, stream_id, start, count)
+            snap = snapshots and (start + count) % self.sizes.snapshot_every == 0
+            await self.append(conn, stream_id, start, count, snap)
         return stream_id
 
     async def setup(self, group: str) -> dict[str, str]:
+        if self.bare and group != "W1":
+            raise Unavailable("the bare table is W1's floor only")
         await self.fresh_db()
         sizes = self.sizes
         if group == "W3":
@@ -574,15 +659,14 @@ class RawPsycopgAsync(AsyncWorkloads):
             assert self.conn is not None
             await self.conn.execute(_TOTALS)
             await self.conn.execute(_CHECKPOINTS)
-            await self.conn.commit()
         return {}
 
     async def prepare(self, case: str) -> None:
         if case == "W6":
             assert self.conn is not None
-            for statement in _RESET:
-                await self.conn.execute(statement)
-            await self.conn.commit()
+            async with self.conn.transaction():
+                for statement in _RESET:
+                    await self.conn.execute(statement)
         if case in ("W1", "W2", "W2-snap", "W7"):
             conn = await self.fresh_db()
         if case == "W7":
@@ -608,12 +692,12 @@ class RawPsycopgAsync(AsyncWorkloads):
             loads = self.loads_per_trial(case)
             for _ in range(loads):
                 cursor = await conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s ORDER BY version",
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = %s ORDER BY version",
                     (self.ids[case],),
+                    binary=True,
                 )
-                rows = await cursor.fetchall()
-                await conn.commit()
-            assert len(rows) == int(case[3:])
+                count = _decoded(await cursor.fetchall(), 4)
+            assert count == int(case[3:])
             return loads
         if case.startswith("W4-"):
             loads = self.loads_per_trial(case)
@@ -622,25 +706,26 @@ class RawPsycopgAsync(AsyncWorkloads):
                     "SELECT state, version FROM snapshots WHERE stream_id = %s"
                     " ORDER BY version DESC LIMIT 1",
                     (self.ids[case],),
+                    binary=True,
                 )
                 found = await cursor.fetchone()
                 assert found is not None
+                _DECODE_STATE(found[0])
                 cursor = await conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s"
+                    f"SELECT {_REPLAY} FROM events WHERE stream_id = %s AND version > %s"
                     " ORDER BY version",
                     (self.ids[case], found[1]),
+                    binary=True,
                 )
-                await cursor.fetchall()
-                await conn.commit()
+                _decoded(await cursor.fetchall(), 4)
             return loads
         if case == "W5":
             cursor = await conn.execute(
-                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position"
+                f"SELECT {_COLUMNS} FROM events ORDER BY transaction_id, position", binary=True
             )
-            rows = await cursor.fetchall()
-            await conn.commit()
-            assert len(rows) == sizes.w5_events
-            return len(rows)
+            count = _decoded(await cursor.fetchall(), 7)
+            assert count == sizes.w5_events
+            return count
         if case == "W6":
             count = await self.project(conn)
             assert count == sizes.w6_events, count
@@ -668,15 +753,13 @@ class RawPsycopgAsync(AsyncWorkloads):
             cursor = await conn.execute(_PAGE, (*after, _BATCH))
             rows = await cursor.fetchall()
             if not rows:
-                await conn.commit()
                 return count
-            async with conn.cursor() as writer:
+            async with conn.transaction(), conn.cursor() as writer:
                 await writer.executemany(
                     upsert, [(s, decode(d)["quantity"]) for _, _, s, d in rows]
                 )
-            after = (rows[-1][0], rows[-1][1])
-            await conn.execute(checkpoint, after)
-            await conn.commit()
+                after = (rows[-1][0], rows[-1][1])
+                await writer.execute(checkpoint, after)
             count += len(rows)
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ from typing import IO, Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import plots, previous, report
 from bench.model import POSTGRES_URL, QUICK, SYSTEMS, Case, Sizes, cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,19 +35,20 @@ class Worker:
 
     def __init__(self, system: str, sizes: Sizes, schema: str) -> None:
         self.system = system
+        argv = [sys.executable, str(ROOT / "bench" / "worker.py"), system]
+        argv += [json.dumps(sizes.as_dict()), schema]
+        folder, env = ROOT, dict(os.environ)
+        if previous.split(system)[1] is not None:  # another commit: its own worker and source
+            argv, folder, extra = previous.command(sys.executable, system, sizes.as_dict(), schema)
+            env.update(extra)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "worker.py"),
-                system,
-                json.dumps(sizes.as_dict()),
-                schema,
-            ],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
-            cwd=ROOT,
+            cwd=folder,
+            env=env,
         )
 
     def send(self, **command: Any) -> None:
@@ -78,6 +79,11 @@ class Worker:
 _STARTED = time.monotonic()
 
 
+def library(system: str) -> str:
+    name = system.partition("@")[0]
+    return next(s.library for s in SYSTEMS if s.name == name)
+
+
 def _say(message: str) -> None:
     minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
     print(f"[{minutes:2d}:{seconds:02d}] {message}", file=sys.stderr, flush=True)
@@ -86,7 +92,7 @@ def _say(message: str) -> None:
 def run_group(
     group: str, group_cases: list[Case], systems: list[str], sizes: Sizes, repeats: int, prefix: str
 ) -> list[report.Result]:
-    workers = [Worker(s, sizes, f"{prefix}_{s.replace('-', '_')}_{group.lower()}") for s in systems]
+    workers = [Worker(s, sizes, f"{prefix}_{_schema(s)}_{group.lower()}") for s in systems]
     status: dict[tuple[str, str], str] = {}
     values: dict[tuple[str, str], list[float]] = {}
     rss: dict[tuple[str, str], float] = {}
@@ -104,6 +110,10 @@ def run_group(
                     _say(f"{worker.system} {group} setup failed:\n{reply['error']}")
                 elif "unavailable" in reply:
                     status[key] = f"n/a: {reply['unavailable']}"
+                elif case.facta_only and library(worker.system) != "facta":
+                    status[key] = "n/a: a goal of facta's own, with no baseline"
+                elif library(worker.system) == "facta-0.1" and not previous.knows(case.id):
+                    status[key] = "n/a: not in the previous release's benchmark"
                 else:
                     found = reply["status"].get(case.id, "")
                     status[key] = f"n/a: {found}" if found else ""
@@ -119,8 +129,11 @@ def run_group(
                         status[key] = "error: trial failed"
                         _say(f"{worker.system} {case.id} failed:\n{reply['error']}")
                         continue
-                    seconds, count = reply["seconds"], reply["count"]
-                    value = seconds * 1000 / count if case.unit == "ms" else count / seconds
+                    if case.p99:
+                        value = report.percentile(reply["samples"], 99) * 1000
+                    else:
+                        seconds, count = reply["seconds"], reply["count"]
+                        value = seconds * 1000 / count if case.unit == "ms" else count / seconds
                     values[key].append(value)
                     rss[key] = max(rss[key], reply["rss_mb"])
                     _say(
@@ -138,6 +151,11 @@ def run_group(
         for case in group_cases
         for s in systems
     ]
+
+
+def _schema(system: str) -> str:
+    """A schema name for a system's worker (``@`` and ``-`` cannot be in it unquoted)."""
+    return system.replace("-", "_").replace("@", "_at_").replace("~", "_").replace("^", "_")
 
 
 def drop_schemas(prefix: str) -> None:
@@ -177,13 +195,19 @@ def select(names: str | None, available: list[str], what: str) -> list[str]:
     if not names:
         return available
     chosen: set[str] = set()
+    extra = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
+        if "@" in name and what == "system":  # another commit's code: NAME@COMMIT
+            if name.partition("@")[0] not in available:
+                raise SystemExit(f"unknown system {name!r}; choose from {', '.join(available)}")
+            extra.append(name)
+            continue
         # an exact name picks itself; a prefix ("facta", "W3") picks every name under it
         found = [name] if name in available else [a for a in available if a.startswith(name + "-")]
         if not found:
             raise SystemExit(f"unknown {what} {name!r}; choose from {', '.join(available)}")
         chosen.update(found)
-    return [a for a in available if a in chosen]
+    return [a for a in available if a in chosen] + extra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,15 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - started
     info = report.machine()
     ratios = report.ratios(results)
+    goals = report.goal_rows(results)
     lines = [
         f"facta benchmarks: {repeats} repeats, {'quick' if args.quick else 'full'} sizes, "
         f"{elapsed / 60:.1f} min; {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB",
         "",
         *report.case_tables(results),
         "**Ratios** (x es: facta's speed-up over eventsourcing; vs raw: share of the raw driver's "
-        "events/s, or load time over the raw fetch time)",
+        "events/s, or time over the raw driver's time: reads are fetch + typed decode)",
         "",
         *report.ratio_table(ratios),
+        "",
+        "**Goals** (medians of this run; speed: a share of the baseline's speed, time: a "
+        "multiple of its time, ms: facta's own figure)",
+        "",
+        *report.goal_table(goals),
     ]
     print("\n".join(lines))
     out = args.json or ROOT / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S.json")
@@ -237,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "results": [r.as_dict() for r in results],
         "ratios": ratios,
+        "goals": goals,
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
     _say(f"results written to {out}")
+    charts = plots.write(document, out.with_suffix(""))
+    _say(f"{len(charts)} charts written to {out.with_suffix('')}/")
     failed = [r for r in results if r.status.startswith("error")]
     for r in failed:
         _say(f"FAILED: {r.system} {r.case.id}")

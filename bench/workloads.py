@@ -60,8 +60,9 @@ class SyncWorkloads(Base, abc.ABC):
         """Untimed, before each trial."""
 
     @abc.abstractmethod
-    def run(self, case: str) -> int:
-        """One timed trial; returns how many units (events, or loads for ms cases) it did."""
+    def run(self, case: str) -> int | list[float]:
+        """One timed trial; returns how many units (events, or loads for ms cases) it did,
+        or, for a p99 case, each unit's duration in seconds."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -77,8 +78,9 @@ class AsyncWorkloads(Base, abc.ABC):
         """Untimed, before each trial."""
 
     @abc.abstractmethod
-    async def run(self, case: str) -> int:
-        """One timed trial; returns how many units it did."""
+    async def run(self, case: str) -> int | list[float]:
+        """One timed trial; returns how many units it did (or, for a p99 case, their
+        durations in seconds)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -23,6 +23,8 @@ from facta.cli import main
 from facta.errors import NotAFactaStore, ProjectionLocked, SchemaVersionError, StoreError
 from facta.projections import (
     AsyncProjection,
+    AsyncProjectionRunner,
+    OnError,
     Projection,
     ProjectionError,
     ProjectionRunner,
@@ -379,3 +381,119 @@ def test_a_running_projection_stops_when_another_runner_took_it_over_while_it_wa
                 run.result(timeout=PATIENCE)
         finally:
             taker.__exit__(None, None, None)
+
+
+CHECKED = (
+    "CREATE TABLE IF NOT EXISTS checked"
+    " (stream_id text, amount bigint CHECK (amount >= 0), position bigint)"
+)
+
+
+class Pipelined(Projection[psycopg.Connection[Any]]):
+    """Writes each event's amount into a table that refuses negative ones, pipelined."""
+
+    name = "pipelined"
+    pipelined = True
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(CHECKED)
+
+    def reset(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("DELETE FROM checked")
+
+    @handles(Deposited)
+    def deposited(self, event: facta.RecordedEvent, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            "INSERT INTO checked VALUES (%s, %s, %s)",
+            (event.stream_id, event.data.amount, event.position),
+        )
+
+
+class AsyncPipelined(AsyncProjection[psycopg.AsyncConnection[Any]]):
+    name = "pipelined"
+    pipelined = True
+
+    async def setup(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(CHECKED)
+
+    @handles(Deposited)
+    async def deposited(
+        self, event: facta.RecordedEvent, conn: psycopg.AsyncConnection[Any]
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO checked VALUES (%s, %s, %s)",
+            (event.stream_id, event.data.amount, event.position),
+        )
+
+
+def checked(store: facta.EventStore) -> list[tuple[str, int]]:
+    return [
+        (row[0], row[1])
+        for row in run_sql(store, "SELECT stream_id, amount FROM checked ORDER BY position")
+    ]
+
+
+def test_a_pipelined_projection_applies_each_batch_and_moves_its_checkpoint(
+    store: facta.EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="facta.projections")
+    for n in range(7):
+        store.append(f"s{n % 3}", [Deposited(n)], facta.ANY)
+    settle(store)
+    with ProjectionRunner(store, Pipelined(), batch_size=3) as runner:
+        assert runner.catch_up() == 7
+        last = runner.checkpoint
+    assert checked(store) == [(f"s{n % 3}", n) for n in range(7)]
+    assert last == list(store.read_all())[-1].checkpoint
+    with ProjectionRunner(store, Pipelined()) as runner:
+        assert runner.checkpoint == last  # stored with the batches
+        assert runner.catch_up() == 0
+    assert not [r for r in caplog.records if "pipelined batch failed" in r.getMessage()]
+
+
+def test_a_statement_failing_in_a_pipelined_batch_is_pinned_on_its_event(
+    store: facta.EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="facta.projections")
+    for amount in (1, 2, -3, 4):
+        store.append("a", [Deposited(amount)], facta.ANY)
+    settle(store)
+    events = list(store.read_all())
+    with ProjectionRunner(store, Pipelined()) as runner, pytest.raises(ProjectionError) as failure:
+        runner.catch_up()
+    assert failure.value.version == 3
+    assert "violates check constraint" in str(failure.value)
+    assert runner.checkpoint == events[1].checkpoint  # the events before it were committed
+    assert checked(store) == [("a", 1), ("a", 2)]
+    fallbacks = [r for r in caplog.records if "pipelined batch failed" in r.getMessage()]
+    assert fallbacks  # found at the batch's end, then pinned one statement at a time
+
+
+def test_a_pipelined_batch_parks_a_failing_statements_event_and_goes_on(
+    store: facta.EventStore,
+) -> None:
+    for amount in (1, -2, 3):
+        store.append("a", [Deposited(amount)], facta.ANY)
+    settle(store)
+    with ProjectionRunner(store, Pipelined(), on_error=OnError.DEAD_LETTER) as runner:
+        assert runner.catch_up() == 3
+        parked = runner.dead_letters()
+    assert [letter.version for letter in parked] == [2]
+    assert checked(store) == [("a", 1), ("a", 3)]
+
+
+async def test_an_async_pipelined_projection_pins_a_failing_statement_on_its_event(
+    url: str,
+) -> None:
+    async with facta.connect_async(url) as store:
+        for amount in (5, -1, 6):
+            await store.append("b", [Deposited(amount)], facta.ANY)
+        assert await store.recorder.wait_until_readable(PATIENCE)  # type: ignore[attr-defined]
+        runner = AsyncProjectionRunner(store, AsyncPipelined())
+        async with runner:
+            with pytest.raises(ProjectionError) as failure:
+                await runner.catch_up()
+            assert failure.value.version == 2
+            async with store.recorder.transaction() as conn:
+                cur = await conn.execute("SELECT amount FROM checked ORDER BY position")
+                assert [row[0] for row in await cur.fetchall()] == [5]

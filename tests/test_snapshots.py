@@ -7,8 +7,10 @@ PostgreSQL through psycopg, the memory store through its dict.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import sqlite3
+import time
 import urllib.parse
 import weakref
 import zlib
@@ -635,3 +637,108 @@ def test_repository_refuses_a_snapshotted_aggregate_without_the_state_hooks(
 
     with pytest.raises(TypeError, match="Bare is snapshotted, so it must implement snapshot_state"):
         facta.Repository(store, Bare)
+
+
+# -- snapshots by the cost of a load ------------------------------------------------------------
+
+
+class Cheap(Tally):
+    """Saves leave it far behind its snapshots; loads that replay 4 events or more write one."""
+
+    snapshot_every = 1000
+    snapshot_after_replaying = 4
+
+
+async def test_load_that_replays_snapshot_after_replaying_events_writes_a_snapshot(
+    async_store: facta.AsyncEventStore,
+) -> None:
+    repository = AsyncRepository(async_store, Cheap)
+    cheap = Cheap("t-1")
+    cheap.add(1, 2, 3)
+    await repository.save(cheap)
+    assert (await repository.load("t-1")).replayed == 3  # below the trigger
+    assert await snapshot_versions(async_store) == []
+    cheap.add(4)
+    await repository.save(cheap)
+
+    first = await repository.load("t-1")
+    second = await repository.load("t-1")
+
+    assert (first.replayed, second.replayed, second.total) == (4, 0, 10)
+    assert await snapshot_versions(async_store) == [4]
+
+
+async def test_snapshots_by_replay_cost_keep_every_load_short_between_every_n_snapshots(
+    async_store: facta.AsyncEventStore,
+) -> None:
+    repository = AsyncRepository(async_store, Cheap)
+    cheap = Cheap("t-1")
+    replayed = []
+    for _ in range(20):  # update cycles of 3 events: every-N alone would replay up to 60
+        cheap.add(1, 1, 1)
+        await repository.save(cheap)
+        cheap = await repository.load("t-1")
+        replayed.append(cheap.replayed)
+
+    assert max(replayed) < 4 + 3
+    assert (cheap.version, cheap.total) == (60, 60)
+
+
+async def test_load_that_takes_snapshot_after_seconds_writes_a_snapshot(
+    async_store: facta.AsyncEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Slow(Tally):
+        snapshot_every = None
+        snapshot_after_seconds = 0.5
+
+    await async_store.append("t-1", [Added(1)] * 3, facta.ANY)
+    repository = AsyncRepository(async_store, Slow)
+    await repository.load("t-1")  # quick: no snapshot
+    assert await snapshot_versions(async_store) == []
+    clock = itertools.count(100.0, 0.6)  # each reading 0.6 s after the one before
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+
+    slow = await repository.load("t-1")
+
+    assert (slow.replayed, await snapshot_versions(async_store)) == (3, [3])
+
+
+async def test_load_that_replays_nothing_writes_no_snapshot_however_long_it_took(
+    async_store: facta.AsyncEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Slow(Tally):
+        snapshot_every = 2
+        snapshot_after_seconds = 0.5
+
+    repository = AsyncRepository(async_store, Slow)
+    slow = Slow("t-1")
+    slow.add(1, 1)
+    await repository.save(slow)  # a snapshot at 2, the head
+    clock = itertools.count(100.0, 1.0)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    written = []
+
+    async def write(record: SnapshotRecord) -> None:
+        written.append(record.version)
+
+    monkeypatch.setattr(async_store, "write_snapshot", write)
+    assert (await repository.load("t-1")).replayed == 0
+    assert written == []
+
+
+@pytest.mark.parametrize(
+    ("declarations", "message"),
+    [
+        ({"snapshot_after_replaying": 0}, "snapshot_after_replaying must be None or an int >= 1"),
+        ({"snapshot_after_replaying": 2.5}, "snapshot_after_replaying must be None or an int"),
+        ({"snapshot_after_seconds": 0}, "snapshot_after_seconds must be None or a number of"),
+        ({"snapshot_after_seconds": "1"}, "snapshot_after_seconds must be None or a number of"),
+    ],
+)
+def test_repository_refuses_a_bad_load_cost_trigger(
+    store: facta.EventStore, declarations: dict[str, Any], message: str
+) -> None:
+    bad = cast("type[Tally]", type("Bad", (Tally,), declarations))
+
+    with pytest.raises(TypeError, match=message):
+        facta.Repository(store, bad)

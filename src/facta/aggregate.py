@@ -44,13 +44,17 @@ class Aggregate:
 
     ``type_name`` names the aggregate in snapshots (defaults to the class name);
     ``snapshot_every`` asks the repository for a snapshot every N events (None: never);
-    ``snapshot_version`` is the schema version of the snapshot state; ``snapshot_type`` (a
-    dataclass or msgspec.Struct) is its class, which ``snapshot_state`` returns and
-    ``restore_state`` receives (see :mod:`facta.snapshots`).
+    ``snapshot_after_replaying`` (N events) and ``snapshot_after_seconds`` ask for one after a
+    load that replayed that many events or took that long (by default a load that replayed
+    ``snapshot_every`` events); ``snapshot_version`` is the schema version of the snapshot
+    state; ``snapshot_type`` (a dataclass or msgspec.Struct) is its class, which
+    ``snapshot_state`` returns and ``restore_state`` receives (see :mod:`facta.snapshots`).
     """
 
     type_name: ClassVar[str]
     snapshot_every: ClassVar[int | None] = None
+    snapshot_after_replaying: ClassVar[int | None] = None
+    snapshot_after_seconds: ClassVar[float | None] = None
     snapshot_version: ClassVar[int] = 1
     snapshot_type: ClassVar[type | None] = None
 

@@ -14,7 +14,7 @@ from facta.aggregate import Aggregate
 from facta.errors import FactaError
 from facta.personal.data_keys import DataKeys
 from facta.records import StoredEvent
-from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum
+from facta.snapshots import SnapshotCodec, SnapshotRecord, checksum, snapshotted
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
 __all__ = ["CheckFailure", "CheckReport", "SnapshotChecker", "database_failure", "event_failure"]
@@ -104,7 +104,7 @@ class SnapshotChecker:
     """Decodes stored snapshots with the aggregate classes of the current code.
 
     ``aggregates`` are the snapshotted aggregate classes to check with (None: every imported
-    ``Aggregate`` subclass that sets ``snapshot_every``).
+    ``Aggregate`` subclass that takes snapshots: ``snapshot_every`` or a load-cost trigger).
     """
 
     def __init__(
@@ -160,7 +160,7 @@ def _snapshotted() -> list[type[Aggregate]]:
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls.snapshot_every is not None:
+        if snapshotted(cls):
             found.append(cls)
     return found
 

@@ -28,6 +28,7 @@ Renamed(name='ada')
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -227,6 +228,20 @@ class Codec:
                     f"does not decode into {known.cls.__qualname__}: {e}"
                 ) from e
         return self._upcast(type_name, schema_version, data, where)
+
+    def fast_decoder(self, type_name: str) -> tuple[int, Callable[[bytes], Any] | None]:
+        """The schema version of a registered type name and its typed decoder (a replay's
+        fast path for ``PLAIN`` data at that version: what :meth:`decode` would do, without
+        its checks); ``(-1, None)`` for a name with no class of its own. A decoder that raises
+        means the row is to go through :meth:`decode`, which says what is wrong."""
+        try:
+            known = self._event_class(type_name, "")
+        except UnknownEventType:
+            return -1, None
+        if known.decoder is None:
+            return -1, None
+        decode: Callable[[bytes], Any] = known.decoder.decode
+        return known.version, decode
 
     def _event_class(self, type_name: str, where: str) -> _EventClass:
         """The class, schema version, typed decoder and fast check of a type name (cached)."""

@@ -4,8 +4,10 @@ The async module is the source; the sync one is generated from it.
 
 Snapshots (see :mod:`facta.snapshots`) are a cache, never the truth: one is written after a
 save that crosses a multiple of the aggregate's ``snapshot_every``, from the aggregate already
-in memory (the stream is not read again), and after a load that had to replay that many events
-or more. Writing one never fails a save or a load: a failure is logged on the
+in memory (the stream is not read again), and after a load that cost too much: one that
+replayed ``snapshot_after_replaying`` events or more (``snapshot_every`` unless set), or that
+took ``snapshot_after_seconds`` or longer. Writing one never fails a save or a load: a failure
+is logged on the
 ``facta.snapshots`` logger. A load trusts no snapshot it cannot check and decode: it logs a
 warning naming the stream and version, falls back to an older snapshot or to the whole stream,
 and writes a fresh snapshot.
@@ -33,7 +35,7 @@ from facta.errors import (
 from facta.events import Metadata, NewEvent
 from facta.ids import validate_stream_id
 from facta.retrying import RetryPolicy
-from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord
+from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord, snapshotted
 from facta.store_async import AsyncEventStore
 from facta.telemetry import loaded, traced_load, traced_save, traced_snapshot
 from facta.upcasting import Upcasters, default_snapshot_upcasters
@@ -82,8 +84,13 @@ class AsyncRepository(Generic[A]):
         self.retry = RetryPolicy() if retry is None else retry
         self._every = aggregate_type.snapshot_every
         self._snapshots = (
-            None if self._every is None else SnapshotCodec(aggregate_type, snapshot_upcasters)
+            SnapshotCodec(aggregate_type, snapshot_upcasters)
+            if snapshotted(aggregate_type)
+            else None
         )
+        # A load that replays this many events, or takes this long, writes a snapshot.
+        self._replay_limit = aggregate_type.snapshot_after_replaying or self._every
+        self._seconds_limit = aggregate_type.snapshot_after_seconds
         # The type's former names (its snapshot upcasters rename them into it): streams
         # created under them are its own.
         renames = default_snapshot_upcasters if snapshot_upcasters is None else snapshot_upcasters
@@ -100,6 +107,7 @@ class AsyncRepository(Generic[A]):
         as any type).
         """
         validate_stream_id(aggregate_id)
+        started = time.perf_counter()
         aggregate, skipped = await self._from_snapshot(aggregate_id, version)
         if aggregate is None:
             aggregate = self.aggregate_type(aggregate_id)
@@ -112,23 +120,28 @@ class AsyncRepository(Generic[A]):
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
         loaded(last - start, None if self._every is None else start > 0)  # for telemetry
         aggregate.version = last
-        every = self._every
-        if every is not None and version is None and (skipped or last - start >= every):
+        wanted = skipped or self._costly(last - start, started)
+        if self._snapshots is not None and version is None and wanted:
             await self._write_snapshot(aggregate)
         return aggregate
+
+    def _costly(self, replayed: int, started: float) -> bool:
+        """Whether a load that replayed ``replayed`` events since ``started`` asks for a
+        snapshot (one that replayed none has nothing to save)."""
+        if not replayed:
+            return False
+        limit, seconds = self._replay_limit, self._seconds_limit
+        if limit is not None and replayed >= limit:
+            return True
+        return seconds is not None and time.perf_counter() - started >= seconds
 
     async def _replay(self, aggregate: A, version: int | None, as_type: str) -> int:
         """Apply the stream's events after the aggregate's version (up to ``version``); the
         last version applied. The replay refuses a deleted stream, another type's, or one
         truncated past where the aggregate is, before it applies anything."""
-        last = aggregate.version
-        apply = aggregate.apply
-        pages = self.store.replay_stream(aggregate.id, last + 1, version, aggregate_type=as_type)
-        async for page in pages:
-            for _, event in page:
-                apply(event)
-            last = page[-1][0]
-        return last
+        return await self.store.replay_into(
+            aggregate.id, aggregate.apply, aggregate.version + 1, version, aggregate_type=as_type
+        )
 
     def _former_name(self, refused: WrongAggregateType) -> str:
         """The stream's recorded type if it is a former name of this one; else re-raise."""

@@ -1,7 +1,8 @@
 """Snapshots: an aggregate's state at a stream version, so that loads replay fewer events.
 
 An aggregate opts in with four explicit declarations, and nothing is guessed from its
-attributes: ``snapshot_every`` (take a snapshot after every N events), ``snapshot_type`` (a
+attributes: ``snapshot_every`` (take a snapshot after every N events; or, by the cost of its
+loads, ``snapshot_after_replaying`` N events or ``snapshot_after_seconds``), ``snapshot_type`` (a
 dataclass, ``msgspec.Struct`` or pydantic model holding the state), ``snapshot_state()`` (the
 state as that type) and ``restore_state(state)`` (set up a just-constructed aggregate from it).
 Change the state's shape and you bump ``snapshot_version``: older snapshots are then skipped
@@ -68,7 +69,7 @@ from facta.personal.markers import Forgotten
 from facta.personal.sealing import build, open_fields, seal_fields
 from facta.upcasting import Upcasters, default_snapshot_upcasters
 
-__all__ = ["SNAPSHOT_CANDIDATES", "SnapshotCodec", "SnapshotRecord", "checksum"]
+__all__ = ["SNAPSHOT_CANDIDATES", "SnapshotCodec", "SnapshotRecord", "checksum", "snapshotted"]
 
 # How many of a stream's newest snapshots a load (and `facta check`) considers.
 SNAPSHOT_CANDIDATES = 3
@@ -87,6 +88,15 @@ class SnapshotRecord(NamedTuple):
     encoding: int
     checksum: int
     state: bytes
+
+
+def snapshotted(cls: type[Aggregate]) -> bool:
+    """Whether the aggregate type asks for snapshots: every N events, or by load cost."""
+    return (
+        cls.snapshot_every is not None
+        or cls.snapshot_after_replaying is not None
+        or cls.snapshot_after_seconds is not None
+    )
 
 
 def checksum(state: bytes) -> int:
@@ -295,8 +305,19 @@ def _state_type(cls: type[Aggregate]) -> type:
     """The aggregate's ``snapshot_type``, once its snapshot declarations are checked."""
     name = cls.__qualname__
     every, version, state_type = cls.snapshot_every, cls.snapshot_version, cls.snapshot_type
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise TypeError(f"{name}.snapshot_every must be None or an int >= 1, got {every!r}")
+    replaying, seconds = cls.snapshot_after_replaying, cls.snapshot_after_seconds
+    for attribute, value in (("snapshot_every", every), ("snapshot_after_replaying", replaying)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise TypeError(f"{name}.{attribute} must be None or an int >= 1, got {value!r}")
+    if seconds is not None and (
+        not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds > 0
+    ):
+        raise TypeError(
+            f"{name}.snapshot_after_seconds must be None or a number of seconds > 0, got "
+            f"{seconds!r}"
+        )
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise TypeError(f"{name}.snapshot_version must be an int >= 1, got {version!r}")
     if not (isinstance(state_type, type) and is_event_class(state_type)):

@@ -7,8 +7,9 @@ stores and fetches rows. The sync twin (``store.py``) is generated from this mod
 
 from __future__ import annotations
 
+import asyncio  # sync: drop
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -21,7 +22,7 @@ from facta.appending import (
     PreparedAppend,
     StreamAppend,
 )
-from facta.codec import Codec
+from facta.codec import PLAIN, Codec
 from facta.context import ambient
 from facta.errors import (
     ConcurrencyError,
@@ -41,7 +42,7 @@ from facta.personal.keychain_async import DEFAULT_CACHE_SECONDS, AsyncKeychain
 from facta.personal.providers import KeyProvider
 from facta.personal.sealing import SEALED
 from facta.recorder_async import AsyncRecorder
-from facta.records import StoredEvent, StreamInfo, StreamVersion
+from facta.records import ReplayRow, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
 from facta.subscriptions_async import AsyncSubscription
 from facta.telemetry import traced_append, traceparent
@@ -49,6 +50,7 @@ from facta.telemetry import traced_append, traceparent
 __all__ = ["DEFAULT_BATCH_SIZE", "AsyncEventStore"]
 
 DEFAULT_BATCH_SIZE = 1000
+_NOT_DECODED = object()  # replay_into: a row the fast decoder did not take
 
 
 class AsyncEventStore:
@@ -264,15 +266,9 @@ class AsyncEventStore:
         one page of ``batch_size`` at a time. With ``aggregate_type``, a stream created with
         another aggregate type raises ``WrongAggregateType`` before any page.
         """
-        validate_stream_id(stream_id)
-        _check_batch_size(batch_size)
-        self._check_open()
         decode = self.codec.decode
-        while to_version is None or from_version <= to_version:
-            rows = await self.recorder.replay_stream(
-                stream_id, from_version, to_version, batch_size, aggregate_type
-            )
-            aggregate_type = None  # the first page has checked it
+        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        async for rows in pages:
             page = []
             keys = None
             for version, type_name, schema_version, encoding, data in rows:
@@ -288,9 +284,89 @@ class AsyncEventStore:
                     raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
             if page:
                 yield page
-            if len(rows) < batch_size:
-                return
-            from_version = rows[-1][0] + 1
+
+    async def replay_into(
+        self,
+        stream_id: str,
+        apply: Callable[[Any], object],
+        from_version: int = 1,
+        to_version: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        aggregate_type: str | None = None,
+    ) -> int:
+        """``apply(event)`` for each of a stream's events, in order; the last version applied
+        (``from_version - 1`` if none). What a repository's load does.
+
+        As :meth:`replay_stream`, but each event is applied as soon as it is decoded and
+        dropped once applied: a long replay keeps no page of decoded events alive, which
+        would otherwise be walked again and again by Python's garbage collector.
+        """
+        codec = self.codec
+        decode = codec.decode
+        known: dict[str, tuple[int, Callable[[bytes], Any] | None]] = {}
+        generation = codec.registry.generation
+        last = from_version - 1
+        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        async for rows in pages:
+            if generation != codec.registry.generation:  # a class was (re)registered
+                known, generation = {}, codec.registry.generation
+            keys = None
+            for version, type_name, schema_version, encoding, data in rows:
+                if encoding >= SEALED:  # sealed personal fields: the page's keys, once
+                    if keys is None:
+                        keys = await self._keychain.for_rows((r[3], r[4]) for r in rows)
+                    try:
+                        apply(decode(type_name, schema_version, encoding, data, keys=keys))
+                    except (DecodeError, UnknownEventType, UpcastError) as e:
+                        raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
+                    continue
+                fast = known.get(type_name)
+                if fast is None:
+                    fast = known[type_name] = codec.fast_decoder(type_name)
+                event = _NOT_DECODED
+                if schema_version == fast[0] and encoding == PLAIN:
+                    try:
+                        event = fast[1](data)  # type: ignore[misc]  # not None at that version
+                    except Exception:  # decode below says what is wrong
+                        event = _NOT_DECODED
+                if event is _NOT_DECODED:
+                    try:
+                        event = decode(type_name, schema_version, encoding, data)
+                    except (DecodeError, UnknownEventType, UpcastError) as e:
+                        raise type(e)(f"stream {stream_id!r} version {version}: {e}") from e
+                apply(event)
+            if rows:
+                last = rows[-1][0]
+        return last
+
+    async def _replay_rows(
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        batch_size: int,
+        aggregate_type: str | None,
+    ) -> AsyncIterator[Sequence[ReplayRow]]:
+        """The recorder's replay pages of a stream, as stored (undecoded).
+
+        The async store asks for the next page before it yields this one, so that the
+        database works on it while this one is decoded and applied.
+        """
+        validate_stream_id(stream_id)
+        _check_batch_size(batch_size)
+        self._check_open()
+        fetch = self.recorder.replay_stream
+        if to_version is not None and from_version > to_version:
+            return
+        rows = await fetch(stream_id, from_version, to_version, batch_size, aggregate_type)
+        # aggregate_type: the first page has checked it
+        while len(rows) == batch_size and (to_version is None or rows[-1][0] < to_version):
+            after = rows[-1][0] + 1
+            ahead = _prefetch(fetch, stream_id, after, to_version, batch_size)  # sync: drop
+            yield rows
+            rows = await ahead  # sync: rows = fetch(stream_id, after, to_version, batch_size, None)
+        yield rows
 
     async def read_all(
         self,
@@ -311,14 +387,36 @@ class AsyncEventStore:
         self._check_open()
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
-        decode = self.decode
+        decode, decode_metadata = _data_decoder(self.codec), self.codec.decode_metadata
         remaining = limit
         while remaining is None or remaining > 0:
             page = batch_size if remaining is None else min(batch_size, remaining)
             rows = await self.recorder.read_all(checkpoint, type_names, page)
             keys = await self.fetch_keys(rows)
-            for row in rows:
-                yield decode(row, keys)
+            if keys is not None:  # sealed personal fields: decode opens them
+                for row in rows:
+                    yield self.decode(row, keys)
+            else:
+                for row in rows:  # as self.decode(row) does, with the decoders looked up once
+                    stream_id, version, position, transaction_id, event_id, type_name = row[:6]
+                    try:
+                        event = RecordedEvent(
+                            stream_id,
+                            version,
+                            position,
+                            event_id,
+                            type_name,
+                            row[6],
+                            decode(type_name, row[6], row[7], row[8]),
+                            decode_metadata(row[9]),
+                            row[10],
+                            transaction_id,
+                        )
+                    except (DecodeError, UnknownEventType, UpcastError) as e:
+                        raise type(e)(
+                            f"stream {stream_id!r} version {version} (position {position}): {e}"
+                        ) from e
+                    yield event
             if len(rows) < page:
                 return
             checkpoint = rows[-1].checkpoint
@@ -645,6 +743,44 @@ class AsyncEventStore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _data_decoder(codec: Codec) -> Callable[[str, int, int, bytes], Any]:
+    """``codec.decode`` for one read: each type's typed decoder is looked up once (again if a
+    class is registered meanwhile); rows it does not take go through ``codec.decode``."""
+    known: dict[str, tuple[int, Callable[[bytes], Any] | None]] = {}
+    registry, slow = codec.registry, codec.decode
+    generation = registry.generation
+
+    def decode(type_name: str, schema_version: int, encoding: int, data: bytes) -> Any:
+        nonlocal generation
+        fast = known.get(type_name)
+        if fast is None or generation != registry.generation:
+            if generation != registry.generation:
+                known.clear()
+                generation = registry.generation
+            fast = known[type_name] = codec.fast_decoder(type_name)
+        if schema_version == fast[0] and encoding == PLAIN:
+            try:
+                return fast[1](data)  # type: ignore[misc]  # not None at that version
+            except Exception:  # codec.decode says what is wrong
+                pass
+        return slow(type_name, schema_version, encoding, data)
+
+    return decode
+
+
+def _prefetch(fetch: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:  # sync: drop
+    """Start ``fetch(*args, None)`` now; a reader that stops early leaves it unread."""  # sync: drop
+    task: asyncio.Future[Any] = asyncio.ensure_future(fetch(*args, None))  # sync: drop
+    task.add_done_callback(_read_outcome)  # sync: drop
+    return task  # sync: drop
+
+
+def _read_outcome(task: asyncio.Future[Any]) -> None:  # sync: drop
+    """Take a prefetch's outcome, so an unread failure is not reported as unhandled."""  # sync: drop
+    if not task.cancelled():  # sync: drop
+        task.exception()  # sync: drop
 
 
 def _check_expected_version(stream_id: str, expected_version: object) -> None:

@@ -12,6 +12,7 @@ twice. One runner per projection at a time: a second one waits (``wait=True``) o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -275,11 +276,31 @@ class ProjectionRunner(Generic[C]):
 
     @traced_projection_batch
     def _commit(self, events: list[RecordedEvent]) -> tuple[int, Exception] | None:
-        """Apply events and move the checkpoint in one transaction; where it failed, if it did."""
+        """Apply events and move the checkpoint in one transaction; where it failed, if it did.
+
+        A pipelined projection's batch runs in pipeline mode first; if that fails other than
+        by a handler raising, the batch (rolled back) runs again statement by statement, so
+        that a failing statement is pinned on its event as without the pipeline.
+        """
+        if getattr(self.projection, "pipelined", False) and self._checkpoints.transactional:
+            try:
+                return self._apply(events, pipelined=True)
+            except Exception as e:
+                log.debug(
+                    "projection %r: a pipelined batch failed (%s); again, one by one", self.name, e
+                )
+        return self._apply(events, pipelined=False)
+
+    def _apply(
+        self, events: list[RecordedEvent], *, pipelined: bool
+    ) -> tuple[int, Exception] | None:
         handlers = self._handlers
         before = self._checkpoint
         try:
-            with self._checkpoints.transaction() as connection:
+            with (
+                self._checkpoints.transaction() as connection,
+                _pipeline(connection, pipelined),
+            ):
                 for index, event in enumerate(events):
                     handler = handlers.get(type(event.data))
                     if handler is None:  # a renamed type decoding into an unhandled class
@@ -322,6 +343,12 @@ class ProjectionRunner(Generic[C]):
         self._failed = True
         self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
+
+
+def _pipeline(connection: Any, pipelined: bool) -> Any:
+    """The connection's pipeline mode (psycopg's ``pipeline()``) if asked and it has one."""
+    pipeline = getattr(connection, "pipeline", None) if pipelined else None
+    return contextlib.nullcontext() if pipeline is None else pipeline()
 
 
 def _call(function: Callable[..., Any], *args: Any) -> None:

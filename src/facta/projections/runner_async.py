@@ -12,7 +12,7 @@ twice. One runner per projection at a time: a second one waits (``wait=True``) o
 from __future__ import annotations
 
 import asyncio  # sync: import threading
-import contextlib  # sync: drop
+import contextlib
 import inspect  # sync: drop
 import logging
 import random
@@ -278,11 +278,31 @@ class AsyncProjectionRunner(Generic[C]):
 
     @traced_projection_batch
     async def _commit(self, events: list[RecordedEvent]) -> tuple[int, Exception] | None:
-        """Apply events and move the checkpoint in one transaction; where it failed, if it did."""
+        """Apply events and move the checkpoint in one transaction; where it failed, if it did.
+
+        A pipelined projection's batch runs in pipeline mode first; if that fails other than
+        by a handler raising, the batch (rolled back) runs again statement by statement, so
+        that a failing statement is pinned on its event as without the pipeline.
+        """
+        if getattr(self.projection, "pipelined", False) and self._checkpoints.transactional:
+            try:
+                return await self._apply(events, pipelined=True)
+            except Exception as e:
+                log.debug(
+                    "projection %r: a pipelined batch failed (%s); again, one by one", self.name, e
+                )
+        return await self._apply(events, pipelined=False)
+
+    async def _apply(
+        self, events: list[RecordedEvent], *, pipelined: bool
+    ) -> tuple[int, Exception] | None:
         handlers = self._handlers
         before = self._checkpoint
         try:
-            async with self._checkpoints.transaction() as connection:
+            async with (
+                self._checkpoints.transaction() as connection,
+                _pipeline(connection, pipelined),
+            ):
                 for index, event in enumerate(events):
                     handler = handlers.get(type(event.data))
                     if handler is None:  # a renamed type decoding into an unhandled class
@@ -327,6 +347,12 @@ class AsyncProjectionRunner(Generic[C]):
         self._failed = True
         await self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
+
+
+def _pipeline(connection: Any, pipelined: bool) -> Any:
+    """The connection's pipeline mode (psycopg's ``pipeline()``) if asked and it has one."""
+    pipeline = getattr(connection, "pipeline", None) if pipelined else None
+    return contextlib.nullcontext() if pipeline is None else pipeline()
 
 
 async def _call(function: Callable[..., Any], *args: Any) -> None:

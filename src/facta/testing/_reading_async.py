@@ -311,6 +311,66 @@ class AsyncReadContract:
         finally:
             store.codec = original
 
+    @pytest.mark.parametrize("batch_size", [1, 2, 5, 1000])
+    async def test_replay_into_applies_each_event_in_order_and_returns_the_last_version(
+        self, store: AsyncEventStore, batch_size: int
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        await store.append(new_id(), happened(9), ANY)
+        applied: list[object] = []
+        last = await store.replay_into(stream, applied.append, batch_size=batch_size)
+        assert (last, applied) == (5, [Happened(v) for v in range(1, 6)])
+
+    async def test_replay_into_honours_the_version_range(self, store: AsyncEventStore) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        applied: list[object] = []
+        assert await store.replay_into(stream, applied.append, 2, 4, batch_size=2) == 4
+        assert applied == [Happened(2), Happened(3), Happened(4)]
+
+    async def test_replay_into_a_missing_stream_applies_nothing(
+        self, store: AsyncEventStore
+    ) -> None:
+        applied: list[object] = []
+        assert await store.replay_into(new_id(), applied.append, 3) == 2
+        assert applied == []
+
+    async def test_replay_into_stops_where_apply_raises_and_the_store_goes_on(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2, 3, 4, 5), ANY)
+        applied: list[object] = []
+
+        def apply(event: object) -> None:
+            if event == Happened(2):
+                raise ValueError("refused")
+            applied.append(event)
+
+        with pytest.raises(ValueError, match="refused"):
+            await store.replay_into(stream, apply, batch_size=1)
+        assert applied == [Happened(1)]
+        assert await store.replay_into(stream, applied.append, 3) == 5
+
+    async def test_replay_into_names_the_stream_and_version_that_does_not_decode(
+        self, store: AsyncEventStore
+    ) -> None:
+        stream = new_id()
+        await store.append(stream, happened(1, 2), ANY)
+        registry = EventRegistry()
+        registry.register(Mismatched, "facta.testing.Happened")
+        original = store.codec
+        store.codec = Codec(registry)
+        applied: list[object] = []
+        try:
+            with pytest.raises(DecodeError, match="version 1") as raised:
+                await store.replay_into(stream, applied.append)
+            assert repr(stream) in str(raised.value)
+            assert applied == []
+        finally:
+            store.codec = original
+
     # -- snapshots -------------------------------------------------------------------------
 
     async def test_read_snapshots_of_a_stream_without_any_is_empty(

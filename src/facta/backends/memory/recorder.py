@@ -25,6 +25,7 @@ from facta.errors import DuplicateEventId, InvalidEvent, StoreError
 from facta.events import Checkpoint
 from facta.lifecycle import (
     check_deletable,
+    check_load,
     check_open,
     check_reopenable,
     check_truncation,
@@ -32,7 +33,14 @@ from facta.lifecycle import (
 )
 from facta.personal.data_keys import StoredKey
 from facta.recorder import Recorder
-from facta.records import EventPlace, ProjectionStatus, StoredEvent, StreamInfo, StreamVersion
+from facta.records import (
+    EventPlace,
+    ProjectionStatus,
+    ReplayRow,
+    StoredEvent,
+    StreamInfo,
+    StreamVersion,
+)
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotRecord
 
 __all__ = ["MemoryRecorder"]
@@ -90,6 +98,8 @@ class MemoryRecorder(Recorder):
         self._check_writable()
         with self._lock:
             new_ids: set[uuid.UUID] = set()
+            versions = []  # each stream's version before the append
+            ids = self._ids
             for append in appends:
                 info = self._info.get(append.stream_id)
                 if info is not None:
@@ -99,33 +109,34 @@ class MemoryRecorder(Recorder):
                     )
                 actual = self._version(append.stream_id)
                 check_expected(append.stream_id, append.expected_version, actual)
+                versions.append(actual)
                 for event in append.events:
-                    if event.event_id in self._ids or event.event_id in new_ids:
+                    event_id = event.event_id
+                    if event_id in ids or event_id in new_ids:
                         raise DuplicateEventId(
-                            f"event id {event.event_id} is already stored; stream "
+                            f"event id {event_id} is already stored; stream "
                             f"{append.stream_id!r} was not written"
                         )
-                    new_ids.add(event.event_id)
+                    new_ids.add(event_id)
             now = datetime.now(UTC)
-            start = len(self._log)
+            log = self._log
+            start = len(log)
             results = []
-            for append in appends:
-                version = self._version(append.stream_id)
+            for append, version in zip(appends, versions, strict=True):
+                stream_id = append.stream_id
                 if not append.events:
-                    results.append(AppendResult(append.stream_id, version, 0))
+                    results.append(AppendResult(stream_id, version, 0))
                     continue
-                indexes = self._streams.setdefault(append.stream_id, [])
+                indexes = self._streams.setdefault(stream_id, [])
                 if version == 0 and append.aggregate_type is not None:
-                    self._info[append.stream_id] = StreamInfo(
-                        append.stream_id, 0, aggregate_type=append.aggregate_type
-                    )
+                    self._info[stream_id] = StreamInfo(stream_id, 0, append.aggregate_type)
                 for event in append.events:
-                    index = len(self._log)
+                    index = len(log)
                     version += 1
-                    self._log.append(self._row(append.stream_id, version, index, event, now))
+                    log.append(_row(stream_id, version, index, event, now))
                     indexes.append(index)
-                    self._ids[event.event_id] = index
-                results.append(AppendResult(append.stream_id, version, len(self._log)))
+                    ids[event.event_id] = index
+                results.append(AppendResult(stream_id, version, len(log)))
             if self.on_append is not None and len(self._log) > start:
                 try:
                     self.on_append.call(None, cast("list[StoredEvent]", self._log[start:]))
@@ -134,24 +145,6 @@ class MemoryRecorder(Recorder):
                     raise
         self._appended.notify()
         return results
-
-    @staticmethod
-    def _row(
-        stream_id: str, version: int, index: int, event: EncodedEvent, now: datetime
-    ) -> StoredEvent:
-        return StoredEvent(
-            stream_id,
-            version,
-            index + 1,
-            0,
-            event.event_id,
-            event.type,
-            event.schema_version,
-            event.encoding,
-            event.data,
-            event.metadata,
-            now,
-        )
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -175,7 +168,7 @@ class MemoryRecorder(Recorder):
     def _mark(self, stream_id: str, marker: EncodedEvent) -> StoredEvent:
         """Write a stream's next marker, shown first to the inline projections (which may
         refuse it: then nothing has changed)."""
-        row = self._row(
+        row = _row(
             stream_id,
             next_marker_version(self._lowest.get(stream_id)),
             len(self._log),
@@ -278,13 +271,32 @@ class MemoryRecorder(Recorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         with self._lock:
-            indexes = self._streams.get(stream_id, [])
-            info = self._info.get(stream_id)
-            first = 1 if info is None else info.first_version
-            stop = len(indexes) if to_version is None else min(to_version - first + 1, len(indexes))
-            start = max(from_version, first) - first
-            log = cast("list[StoredEvent]", self._log)  # a stream's indexes point at its events
-            return [log[i] for i in indexes[start : min(stop, start + limit)]]
+            return self._events(stream_id, from_version, to_version, limit)
+
+    def replay_stream(
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        limit: int,
+        aggregate_type: str | None = None,
+    ) -> list[ReplayRow]:
+        with self._lock:  # the stream's record as stored is all check_load looks at
+            if aggregate_type is not None:
+                check_load(stream_id, self._info.get(stream_id), aggregate_type, from_version)
+            rows = self._events(stream_id, from_version, to_version, limit)
+        return [(e.version, e.type, e.schema_version, e.encoding, e.data) for e in rows]
+
+    def _events(
+        self, stream_id: str, from_version: int, to_version: int | None, limit: int
+    ) -> list[StoredEvent]:
+        indexes = self._streams.get(stream_id, [])
+        info = self._info.get(stream_id)
+        first = 1 if info is None else info.first_version
+        stop = len(indexes) if to_version is None else min(to_version - first + 1, len(indexes))
+        start = max(from_version, first) - first
+        log = cast("list[StoredEvent]", self._log)  # a stream's indexes point at its events
+        return [log[i] for i in indexes[start : min(stop, start + limit)]]
 
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
@@ -353,3 +365,11 @@ class MemoryRecorder(Recorder):
 
     def key_table(self) -> MemoryKeyTable:
         return MemoryKeyTable(self._data_keys, self._lock, self._check_writable)
+
+
+def _row(
+    stream_id: str, version: int, index: int, event: EncodedEvent, now: datetime
+) -> StoredEvent:
+    """The stored row of an event written at ``index`` of the log (position ``index + 1``)."""
+    # tuple.__new__ skips StoredEvent's generated __new__: a row is made per event appended
+    return tuple.__new__(StoredEvent, (stream_id, version, index + 1, 0, *event, now))

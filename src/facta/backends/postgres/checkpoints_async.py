@@ -40,9 +40,12 @@ VALUES (%(name)s, 0, 0, %(state)s, %(types)s)
 ON CONFLICT (name) DO UPDATE SET state = excluded.state, types = excluded.types, error = NULL,
     updated_at = now()
 RETURNING transaction_id, position"""
+# RETURNING: the row is fetched, which in pipeline mode also ends the batch's pipeline, so a
+# handler's failing statement surfaces here at the latest (rowcount would still be -1).
 _SAVE = """
 UPDATE {schema}.facta_projections SET transaction_id = %s, position = %s, updated_at = now()
-WHERE name = %s AND transaction_id = %s AND position = %s"""
+WHERE name = %s AND transaction_id = %s AND position = %s
+RETURNING 1"""
 _RESET = """
 UPDATE {schema}.facta_projections SET transaction_id = 0, position = 0, updated_at = now()
 WHERE name = %s"""
@@ -231,7 +234,11 @@ class AsyncPostgresCheckpoints(AsyncCheckpoints):
 
     async def save(self, connection: Any, before: Checkpoint, after: Checkpoint) -> None:
         cur = await self._execute(self._sql.save, (*after, self.name, *before))
-        if cur.rowcount != 1:
+        try:
+            saved = await cur.fetchone()
+        except psycopg.Error as e:  # in pipeline mode: a statement before it failed
+            raise StoreError(f"projection {self.name!r}: {e}") from e
+        if saved is None:
             raise StoreError(
                 f"projection {self.name!r}: its checkpoint is no longer {before}; another runner "
                 "moved it; nothing of this batch was kept"

@@ -739,10 +739,21 @@ class PostgresRecorder(Recorder):
         return {row[0]: EventPlace(row[1], row[2], row[3]) for row in rows}
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """The snapshot in and the stream's older ones out: one transaction, sent in one go
+        (pipeline mode: one round trip and one commit, not two of each)."""
         self._check_writable()
-        self._query(self._sql.write_snapshot, snapshot, fetch=False)
         stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
-        self._query(self._sql.prune_snapshots, stream_twice, fetch=False)
+        conn = self._getconn()
+        try:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(self._sql.write_snapshot, snapshot, prepare=True)
+                conn.execute(self._sql.prune_snapshots, stream_twice, prepare=True)
+        except UnicodeEncodeError as e:
+            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
+        except psycopg.Error as e:
+            raise self._failed(e, stream_twice) from e
+        finally:
+            self.pool.putconn(conn)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 
 SQLite has one writer at a time, so insertion order is commit order and the global log is
 simply ordered by position (every ``transaction_id`` is 0). The store's one connection is used
-under a lock; the async recorder makes each call in a worker thread.
+under a lock; the async recorder reads on the event loop's thread when the connection is free
+and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`).
 """
 
 from __future__ import annotations
@@ -176,18 +177,29 @@ class SQLiteRecorder(Recorder):
         self._seen_version: int | None = None
 
     def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """A call that may wait for a write lock or the disk (the async recorder makes it in
+        its worker thread)."""
+        return self._locked(fn, *args)
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read (the async recorder makes it on the loop's thread when the connection is
+        free, else off the loop after the call or transaction that holds it)."""
         return self._locked(fn, *args)
 
     def _locked(self, function: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            if self._pending is not None:
-                raise SchemaVersionError(self._pending)
-            try:
-                return function(*args)
-            except sqlite3.Error as e:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise StoreError(f"{self.location}: {e}") from e
+            return self._call(function, *args)
+
+    def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the connection, which the caller holds the lock of."""
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
+        try:
+            return function(*args)
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.rollback()
+            raise StoreError(f"{self.location}: {e}") from e
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -405,7 +417,7 @@ class SQLiteRecorder(Recorder):
             db.execute(_RETAIN, (max_age, max_count, stream_id))
 
     def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
-        return self._run(self._retained, "" if after is None else after, limit)
+        return self._read(self._retained, "" if after is None else after, limit)
 
     def _retained(self, after: str, limit: int) -> list[StreamInfo]:
         ids = [row[0] for row in self._db.execute(_RETAINED, (after, limit))]
@@ -455,7 +467,7 @@ class SQLiteRecorder(Recorder):
         return row
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
-        return self._run(self._find, event_ids)
+        return self._read(self._find, event_ids)
 
     def _find(
         self, event_ids: Sequence[uuid.UUID], db: _Executor | None = None
@@ -471,14 +483,14 @@ class SQLiteRecorder(Recorder):
     # -- reading ---------------------------------------------------------------------------
 
     def stream_version(self, stream_id: str) -> int:
-        return self._run(self._stream_version, stream_id)
+        return self._read(self._stream_version, stream_id)
 
     def _stream_version(self, stream_id: str) -> int:
         info = self._info(stream_id)
         return 0 if info is None else info.version
 
     def stream_info(self, stream_id: str) -> StreamInfo | None:
-        return self._run(self._info, stream_id)
+        return self._read(self._info, stream_id)
 
     def _info(self, stream_id: str, db: _Executor | None = None) -> StreamInfo | None:
         """The stream's info: its newest event's version, and its row if it has one."""
@@ -503,7 +515,7 @@ class SQLiteRecorder(Recorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         last = _LAST_VERSION if to_version is None else to_version
-        return self._run(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
+        return self._read(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
 
     def replay_stream(
         self,
@@ -516,8 +528,8 @@ class SQLiteRecorder(Recorder):
         last = _LAST_VERSION if to_version is None else to_version
         params = (stream_id, from_version, last, limit)
         if aggregate_type is None:
-            return self._run(self._fetch, _REPLAY, params)
-        return self._run(self._replay_as, params, aggregate_type)
+            return self._read(self._fetch, _REPLAY, params)
+        return self._read(self._replay_as, params, aggregate_type)
 
     def _replay_as(self, params: tuple[str, int, int, int], aggregate_type: str) -> list[ReplayRow]:
         """A load's first page, after ``check_load`` found nothing against it."""
@@ -533,14 +545,14 @@ class SQLiteRecorder(Recorder):
         else:
             marks = ", ".join("?" * len(types))
             where, params = f"position > ? AND type IN ({marks})", (*params, *types)
-        return self._run(
+        return self._read(
             self._select,
             f"SELECT {_COLUMNS} FROM facta_events WHERE {where} ORDER BY position LIMIT ?",
             (*params, limit),
         )
 
     def last_checkpoint(self) -> Checkpoint:
-        ((position,),) = self._run(self._fetch, "SELECT max(position) FROM facta_events", ())
+        ((position,),) = self._read(self._fetch, "SELECT max(position) FROM facta_events", ())
         return Checkpoint(0, position or 0)
 
     def wait_for_events(self, seconds: float) -> bool:
@@ -590,7 +602,7 @@ class SQLiteRecorder(Recorder):
         return self._db.execute(sql, params).fetchall()
 
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
-        rows = self._run(self._fetch, _STREAMS, ("" if after is None else after, limit))
+        rows = self._read(self._fetch, _STREAMS, ("" if after is None else after, limit))
         return [StreamVersion(stream_id, version) for stream_id, version in rows]
 
     # -- snapshots -------------------------------------------------------------------------
@@ -611,7 +623,7 @@ class SQLiteRecorder(Recorder):
             raise self._waited(e, doing, "it was not written") from e
 
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
-        rows = self._run(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
+        rows = self._read(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
         return [SnapshotRecord(*row) for row in rows]
 
     # -- projections -----------------------------------------------------------------------
@@ -624,7 +636,7 @@ class SQLiteRecorder(Recorder):
         )
 
     def projection_statuses(self) -> list[ProjectionStatus]:
-        return self._run(statuses, self._db, self.path)
+        return self._read(statuses, self._db, self.path)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

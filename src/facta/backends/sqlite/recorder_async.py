@@ -2,7 +2,8 @@
 
 SQLite has one writer at a time, so insertion order is commit order and the global log is
 simply ordered by position (every ``transaction_id`` is 0). The store's one connection is used
-under a lock; the async recorder makes each call in a worker thread.
+under a lock; the async recorder reads on the event loop's thread when the connection is free
+and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ from facta.backends.sqlite.callers import (
 from facta.backends.sqlite.checkpoints_async import AsyncSQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
 from facta.backends.sqlite.keys_async import AsyncSQLiteKeyTable
-from facta.backends.sqlite.threads import run_to_the_end  # sync: drop
+from facta.backends.sqlite.threads import (  # sync: drop
+    WorkerThread,  # sync: drop
+    read_here,  # sync: drop
+    run_to_the_end,  # sync: drop
+)  # sync: drop
 from facta.errors import (
     FactaError,
     InvalidEvent,
@@ -176,20 +181,34 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         self._watcher: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
         self._seen_version: int | None = None
+        self._writer = WorkerThread(f"facta {self.location}")  # sync: drop
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await to_thread(self._locked, fn, *args)  # sync: return self._locked(fn, *args)
+        """A call that may wait for a write lock or the disk (the async recorder makes it in
+        its worker thread)."""
+        written: T = await self._writer.run(self._locked, fn, *args)  # sync: drop
+        return written  # sync: return self._locked(fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read (the async recorder makes it on the loop's thread when the connection is
+        free, else off the loop after the call or transaction that holds it)."""
+        read: T = await read_here(self._lock, self._call, self._run, fn, *args)  # sync: drop
+        return read  # sync: return self._locked(fn, *args)
 
     def _locked(self, function: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            if self._pending is not None:
-                raise SchemaVersionError(self._pending)
-            try:
-                return function(*args)
-            except sqlite3.Error as e:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise StoreError(f"{self.location}: {e}") from e
+            return self._call(function, *args)
+
+    def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the connection, which the caller holds the lock of."""
+        if self._pending is not None:
+            raise SchemaVersionError(self._pending)
+        try:
+            return function(*args)
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.rollback()
+            raise StoreError(f"{self.location}: {e}") from e
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -409,7 +428,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             db.execute(_RETAIN, (max_age, max_count, stream_id))
 
     async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
-        return await self._run(self._retained, "" if after is None else after, limit)
+        return await self._read(self._retained, "" if after is None else after, limit)
 
     def _retained(self, after: str, limit: int) -> list[StreamInfo]:
         ids = [row[0] for row in self._db.execute(_RETAINED, (after, limit))]
@@ -459,7 +478,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         return row
 
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
-        return await self._run(self._find, event_ids)
+        return await self._read(self._find, event_ids)
 
     def _find(
         self, event_ids: Sequence[uuid.UUID], db: _Executor | None = None
@@ -475,14 +494,14 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     # -- reading ---------------------------------------------------------------------------
 
     async def stream_version(self, stream_id: str) -> int:
-        return await self._run(self._stream_version, stream_id)
+        return await self._read(self._stream_version, stream_id)
 
     def _stream_version(self, stream_id: str) -> int:
         info = self._info(stream_id)
         return 0 if info is None else info.version
 
     async def stream_info(self, stream_id: str) -> StreamInfo | None:
-        return await self._run(self._info, stream_id)
+        return await self._read(self._info, stream_id)
 
     def _info(self, stream_id: str, db: _Executor | None = None) -> StreamInfo | None:
         """The stream's info: its newest event's version, and its row if it has one."""
@@ -507,7 +526,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
     ) -> list[StoredEvent]:
         last = _LAST_VERSION if to_version is None else to_version
-        return await self._run(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
+        return await self._read(self._select, _READ_STREAM, (stream_id, from_version, last, limit))
 
     async def replay_stream(
         self,
@@ -520,8 +539,8 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         last = _LAST_VERSION if to_version is None else to_version
         params = (stream_id, from_version, last, limit)
         if aggregate_type is None:
-            return await self._run(self._fetch, _REPLAY, params)
-        return await self._run(self._replay_as, params, aggregate_type)
+            return await self._read(self._fetch, _REPLAY, params)
+        return await self._read(self._replay_as, params, aggregate_type)
 
     def _replay_as(self, params: tuple[str, int, int, int], aggregate_type: str) -> list[ReplayRow]:
         """A load's first page, after ``check_load`` found nothing against it."""
@@ -537,14 +556,14 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         else:
             marks = ", ".join("?" * len(types))
             where, params = f"position > ? AND type IN ({marks})", (*params, *types)
-        return await self._run(
+        return await self._read(
             self._select,
             f"SELECT {_COLUMNS} FROM facta_events WHERE {where} ORDER BY position LIMIT ?",
             (*params, limit),
         )
 
     async def last_checkpoint(self) -> Checkpoint:
-        ((position,),) = await self._run(self._fetch, "SELECT max(position) FROM facta_events", ())
+        ((position,),) = await self._read(self._fetch, "SELECT max(position) FROM facta_events", ())
         return Checkpoint(0, position or 0)
 
     async def wait_for_events(self, seconds: float) -> bool:
@@ -594,7 +613,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         return self._db.execute(sql, params).fetchall()
 
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
-        rows = await self._run(self._fetch, _STREAMS, ("" if after is None else after, limit))
+        rows = await self._read(self._fetch, _STREAMS, ("" if after is None else after, limit))
         return [StreamVersion(stream_id, version) for stream_id, version in rows]
 
     # -- snapshots -------------------------------------------------------------------------
@@ -615,7 +634,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
             raise self._waited(e, doing, "it was not written") from e
 
     async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
-        rows = await self._run(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
+        rows = await self._read(self._fetch, _READ_SNAPSHOTS, (stream_id, limit))
         return [SnapshotRecord(*row) for row in rows]
 
     # -- projections -----------------------------------------------------------------------
@@ -628,7 +647,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         )
 
     async def projection_statuses(self) -> list[ProjectionStatus]:
-        return await self._run(statuses, self._db, self.path)
+        return await self._read(statuses, self._db, self.path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
@@ -717,6 +736,7 @@ class AsyncSQLiteRecorder(AsyncRecorder):
         await to_thread(self._close)  # sync: self._close()
 
     def _close(self) -> None:
+        self._writer.stop()  # sync: drop
         with self._lock:
             self._db.close()
         with self._watch_lock:
