@@ -255,3 +255,27 @@ async def test_sqlite_read_models_commit_in_the_stores_file(tmp_path: Path) -> N
             await runner.catch_up()
     with sqlite3.connect(tmp_path / "events.db") as db:
         assert db.execute("SELECT sum(events) FROM totals").fetchone()[0] == 4
+
+
+async def test_a_sqlite_runner_waits_for_the_write_lock_without_holding_up_the_loop(
+    tmp_path: Path,
+) -> None:
+    # Another task of the same loop holds the store's write transaction: the runner's batch
+    # must wait for it asynchronously, or that task could never finish (until the timeout).
+    async with facta.connect_async(f"sqlite:///{tmp_path / 'events.db'}", timeout=5) as store:
+        await fill(store, 2)
+        released = asyncio.Event()
+
+        async def hold() -> None:
+            async with store.recorder.transaction():
+                await asyncio.sleep(0.3)
+            released.set()
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        async with AsyncProjectionRunner(store, SQLiteTotals()) as runner:
+            assert await runner.catch_up() == 4
+        await holder
+        assert released.is_set()
+        assert time.monotonic() - started < 4  # not the 5 s timeout

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from facta.backends.sqlite.database import MEMORY, connect, describe
+from facta.backends.sqlite.database import MEMORY, busy, connect, describe
 from facta.backends.sqlite.locks import FileLock
 from facta.errors import ConfigurationError, ProjectionLocked, StoreError
 from facta.events import Checkpoint, RecordedEvent
@@ -98,7 +98,7 @@ class SQLiteCheckpoints(Checkpoints):
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
-        _call(self._where, db.execute, "BEGIN IMMEDIATE")
+        self._begin(db)
         try:
             yield db
         except BaseException:
@@ -110,6 +110,25 @@ class SQLiteCheckpoints(Checkpoints):
         finally:
             if db.in_transaction:
                 db.rollback()
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for another writer without holding up the event loop
+        (in the async runner): the writer may be the store's own transaction, in another task
+        of the same loop, which must be able to finish meanwhile."""
+        deadline = time.monotonic() + self._timeout
+        _call(self._where, db.execute, "PRAGMA busy_timeout = 0")  # ask, never block
+        try:
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if not busy(e) or time.monotonic() >= deadline:
+                        raise StoreError(f"projections in {self._where}: {e}") from e
+                time.sleep(_BUSY_POLL)
+        finally:
+            busy_ms = int(self._timeout * 1000)
+            _call(self._where, db.execute, f"PRAGMA busy_timeout = {busy_ms}")
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         return _call(self._where, lambda: self._connection().execute(sql, params).rowcount)
@@ -316,6 +335,10 @@ def statuses(db: sqlite3.Connection, path: str) -> list[ProjectionStatus]:
 
 def _file_lock(path: str, name: str) -> FileLock:
     return FileLock(f"{path}-projection-{name}.lock")
+
+
+# How often a runner asks again for the write lock another connection holds.
+_BUSY_POLL = 0.005
 
 
 def _call(where: str, function: Callable[..., T], *args: Any) -> T:
