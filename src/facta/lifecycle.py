@@ -46,6 +46,7 @@ __all__ = [
     "Pruned",
     "Reopened",
     "Truncated",
+    "check_before",
     "check_deletable",
     "check_load",
     "check_open",
@@ -158,6 +159,12 @@ def check_reopenable(stream_id: str, info: StreamInfo | None) -> StreamInfo:
     return info
 
 
+def check_before(before: object) -> None:
+    """Raise ``InvalidEvent`` unless ``before`` is a version (an int >= 1)."""
+    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+        raise InvalidEvent(f"truncate before must be a version >= 1, got {before!r}")
+
+
 def check_truncation(info: StreamInfo | None, before: int, newest_snapshot: int | None) -> bool:
     """Whether truncating before ``before`` removes anything; raise if it must not be done.
 
@@ -165,8 +172,7 @@ def check_truncation(info: StreamInfo | None, before: int, newest_snapshot: int 
     a repository keeps what its loads need: ``before`` at most its newest snapshot's version
     + 1 (``newest_snapshot``; None: it has none, and nothing can be truncated).
     """
-    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
-        raise InvalidEvent(f"truncate before must be a version >= 1, got {before!r}")
+    check_before(before)
     if info is None or info.version == 0:
         return False
     check_open(info)

@@ -36,7 +36,14 @@ from facta.errors import (
 )
 from facta.events import EMPTY_METADATA, Checkpoint, Metadata, NewEvent, RecordedEvent
 from facta.ids import uuid7, validate_stream_id
-from facta.lifecycle import Deleted, Pruned, Reopened, Truncated, register_markers
+from facta.lifecycle import (
+    Deleted,
+    Pruned,
+    Reopened,
+    Truncated,
+    check_before,
+    register_markers,
+)
 from facta.personal.data_keys import DataKeys
 from facta.personal.keychain_async import DEFAULT_CACHE_SECONDS, AsyncKeychain
 from facta.personal.providers import KeyProvider
@@ -581,6 +588,7 @@ class AsyncEventStore:
         ``facta.lifecycle.Truncated`` marker records a truncation that removed anything.
         """
         validate_stream_id(stream_id)
+        check_before(before)
         marker = self._marker(stream_id, Truncated(before), None)
         return await self.recorder.truncate_stream(stream_id, before, marker)
 
