@@ -142,6 +142,13 @@ def cases(sizes: Sizes) -> list[Case]:
         ),
         Case("W5", "W5", f"W5 read all {sizes.w5_events:,} events, decoded", "events/s"),
         Case("W6", "W6", f"W6 catch-up projection of {sizes.w6_events:,} events", "events/s"),
+        Case(
+            "W6-statements",
+            "W6",
+            "W6 same, each handler executing its upsert instead of returning it (facta only)",
+            "events/s",
+            facta_only=True,
+        ),
         Case("W7", "W7", f"W7 {sizes.w7_writers} writers x {sizes.w7_saves:,} saves", "events/s"),
     ]
     return found

@@ -16,6 +16,7 @@ from facta.projections.runner_async import AsyncProjectionRunner
 from facta.projections.status import DeadLetter, ProjectionStatus
 from facta.projections.statuses import statuses
 from facta.projections.statuses_async import statuses_async
+from facta.projections.write import Write
 
 __all__ = [
     "AsyncProjection",
@@ -27,6 +28,7 @@ __all__ = [
     "ProjectionLocked",
     "ProjectionRunner",
     "ProjectionStatus",
+    "Write",
     "add_inline",
     "add_inline_async",
     "handles",

@@ -47,7 +47,14 @@ from facta.errors import InvalidEvent
 from facta.events import RecordedEvent
 from facta.records import check_name
 
-__all__ = ["check_methods", "check_name", "handler_table", "handles", "resolve"]
+__all__ = [
+    "check_methods",
+    "check_name",
+    "handler_table",
+    "handles",
+    "resolve",
+    "writes_only",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E")
@@ -58,13 +65,16 @@ R = TypeVar("R")
 Handler = Callable[Concatenate[S, RecordedEvent[E], P], R]
 
 _MARK = "__facta_handles__"
+_WRITES_ONLY = "__facta_writes_only__"
 
 
 @overload
-def handles(event_class: type[E], /) -> Callable[[Handler[S, E, P, R]], Handler[S, E, P, R]]: ...
+def handles(
+    event_class: type[E], /, *, writes_only: bool = False
+) -> Callable[[Handler[S, E, P, R]], Handler[S, E, P, R]]: ...
 @overload
-def handles(*event_classes: type) -> Callable[[F], F]: ...
-def handles(*event_classes: type) -> Callable[[F], F]:
+def handles(*event_classes: type, writes_only: bool = False) -> Callable[[F], F]: ...
+def handles(*event_classes: type, writes_only: bool = False) -> Callable[[F], F]:
     """Method decorator: this method handles events of these classes.
 
     The method is called as ``method(event, connection)`` with the :class:`RecordedEvent`
@@ -72,12 +82,20 @@ def handles(*event_classes: type) -> Callable[[F], F]:
     connection, inside the transaction that also moves the projection's checkpoint. Annotate
     ``event`` as ``RecordedEvent[Deposited]`` (a union for several classes) to have its
     ``data`` type-checked.
+
+    A handler may return a :class:`~facta.projections.Write` (or a list of them) instead of
+    executing it: a runner sends a batch's writes together. ``writes_only=True`` promises that
+    the handler does nothing with the connection but return writes; the runner then queues
+    its writes without first sending those queued before (which it does before any other
+    handler, so that each sees the effects of the events before it).
     """
     if not event_classes or not all(isinstance(cls, type) for cls in event_classes):
         raise TypeError(f"@handles takes one or more event classes, got {event_classes!r}")
 
     def mark(method: F) -> F:
         setattr(method, _MARK, (*getattr(method, _MARK, ()), *event_classes))
+        if writes_only:
+            setattr(method, _WRITES_ONLY, True)
         return method
 
     return mark
@@ -112,6 +130,11 @@ def check_methods(cls: type, *, asynchronous: bool) -> None:
                 f"{cls.__qualname__} is a sync Projection: nothing would await it; make it a "
                 "plain def, or subclass AsyncProjection"
             )
+
+
+def writes_only(handler: Callable[..., Any]) -> bool:
+    """Whether a (bound) handler was marked ``@handles(..., writes_only=True)``."""
+    return bool(getattr(handler, _WRITES_ONLY, False))
 
 
 def resolve(

@@ -23,6 +23,7 @@ from facta.projections.errors import ProjectionError
 from facta.projections.handlers import check_name, resolve
 from facta.projections.projection import Projection
 from facta.projections.projection_async import AsyncProjection
+from facta.projections.write import writes_of
 from facta.records import StoredEvent
 from facta.store import EventStore
 from facta.store_async import AsyncEventStore
@@ -68,7 +69,8 @@ class InlineProjections:
         for name, handler, event in self._calls(events):
             try:
                 with caused_by(event):
-                    handler(event, connection)
+                    for write in writes_of(handler(event, connection)):  # at once: no batch
+                        connection.execute(write.sql, write.params)
             except Exception as e:
                 raise ProjectionError(name, event, e, inline=True) from e
 
@@ -77,7 +79,8 @@ class InlineProjections:
         for name, handler, event in self._calls(events):
             try:
                 with caused_by(event):
-                    await handler(event, connection)
+                    for write in writes_of(await handler(event, connection)):
+                        await connection.execute(write.sql, write.params)
             except Exception as e:
                 raise ProjectionError(name, event, e, inline=True) from e
 

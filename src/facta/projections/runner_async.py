@@ -32,10 +32,11 @@ from facta.errors import (
 from facta.events import Checkpoint, RecordedEvent
 from facta.personal.sealing import redact
 from facta.projections.errors import OnError, ProjectionError
-from facta.projections.handlers import check_name, resolve
+from facta.projections.handlers import check_name, resolve, writes_only
 from facta.projections.projection import Projection  # sync: drop
 from facta.projections.projection_async import AsyncProjection
 from facta.projections.status import FAILED, REBUILDING, RUNNING, STOPPED, DeadLetter, Progress
+from facta.projections.write import Write, runs, writes_of
 from facta.store_async import AsyncEventStore
 from facta.telemetry import traced_projection_batch
 
@@ -280,24 +281,37 @@ class AsyncProjectionRunner(Generic[C]):
     async def _commit(self, events: list[RecordedEvent]) -> tuple[int, Exception] | None:
         """Apply events and move the checkpoint in one transaction; where it failed, if it did.
 
-        A pipelined projection's batch runs in pipeline mode first; if that fails other than
-        by a handler raising, the batch (rolled back) runs again statement by statement, so
-        that a failing statement is pinned on its event as without the pipeline.
+        The writes handlers return are sent together (one ``executemany`` per run of the same
+        SQL), and a pipelined projection's batch runs in pipeline mode. If that fails other
+        than by a handler raising, the batch (rolled back) runs again statement by statement,
+        each write executed as its handler returns it, so that a failing statement is pinned
+        on its event.
         """
-        if getattr(self.projection, "pipelined", False) and self._checkpoints.transactional:
+        if self._checkpoints.transactional:
+            pipelined = getattr(self.projection, "pipelined", False)
             try:
-                return await self._apply(events, pipelined=True)
+                return await self._apply(events, pipelined=pipelined, batched=True)
+            except _Unpinned as e:
+                log.debug(
+                    "projection %r: a batch's writes failed (%s); again, one by one",
+                    self.name,
+                    e.__cause__,
+                )
             except Exception as e:
+                if not pipelined:
+                    raise
                 log.debug(
                     "projection %r: a pipelined batch failed (%s); again, one by one", self.name, e
                 )
-        return await self._apply(events, pipelined=False)
+        return await self._apply(events, pipelined=False, batched=False)
 
     async def _apply(
-        self, events: list[RecordedEvent], *, pipelined: bool
+        self, events: list[RecordedEvent], *, pipelined: bool, batched: bool
     ) -> tuple[int, Exception] | None:
         handlers = self._handlers
         before = self._checkpoint
+        transactional = self._checkpoints.transactional
+        queued: list[Write] = []  # batched: the writes returned and not sent yet
         try:
             async with (
                 self._checkpoints.transaction() as connection,
@@ -307,19 +321,35 @@ class AsyncProjectionRunner(Generic[C]):
                     handler = handlers.get(type(event.data))
                     if handler is None:  # a renamed type decoding into an unhandled class
                         continue
+                    if queued and not writes_only(handler):  # it may see or follow them
+                        await _send(connection, queued)
+                        queued = []
                     try:
                         with caused_by(event):  # what the handler appends, it caused
-                            outcome = handler(event, connection)  # sync: handler(event, connection)
+                            outcome = handler(event, connection)
                             if inspect.isawaitable(outcome):  # sync: drop
-                                await outcome  # sync: drop
+                                outcome = await outcome  # sync: drop
+                        writes = writes_of(outcome)
+                        if writes and not transactional:
+                            raise TypeError(
+                                "it returned writes, but this store has no database to send "
+                                "them to; update the read model in the handler instead"
+                            )
+                        if batched:
+                            queued += writes
+                        else:
+                            for write in writes:
+                                await _execute(connection, write)
                     except Exception as e:
-                        if self._checkpoints.transactional:
+                        if transactional:
                             raise _Failed(index, e) from e
                         if index:
                             after = events[index - 1].checkpoint
                             await self._checkpoints.save(connection, before, after)
                             self._checkpoint = after
                         return index, e
+                if queued:
+                    await _send(connection, queued)
                 await self._checkpoints.save(connection, before, events[-1].checkpoint)
         except _Failed as failed:
             return failed.index, failed.cause
@@ -349,6 +379,30 @@ class AsyncProjectionRunner(Generic[C]):
         raise failure from cause
 
 
+async def _send(connection: Any, writes: list[Write]) -> None:
+    """Send queued writes, one ``executemany`` per run of the same SQL; ``_Unpinned`` if one
+    fails (which event's write failed is not known)."""
+    try:
+        executemany = getattr(connection, "executemany", None)
+        if executemany is not None:  # sqlite3
+            for sql, params in runs(writes):
+                executemany(sql, params)
+            return
+        async with connection.cursor() as cursor:  # psycopg: pipelined by executemany
+            for sql, params in runs(writes):
+                await cursor.executemany(sql, params)
+    except Exception as e:
+        raise _Unpinned from e
+
+
+async def _execute(connection: Any, write: Write) -> None:
+    """Execute one write (sqlite3 or psycopg, sync or async)."""
+    sql, params = write.sql, write.params
+    outcome = connection.execute(sql, params)  # sync: connection.execute(sql, params)
+    if inspect.isawaitable(outcome):  # sync: drop
+        await outcome  # sync: drop
+
+
 def _pipeline(connection: Any, pipelined: bool) -> Any:
     """The connection's pipeline mode (psycopg's ``pipeline()``) if asked and it has one."""
     pipeline = getattr(connection, "pipeline", None) if pipelined else None
@@ -360,6 +414,10 @@ async def _call(function: Callable[..., Any], *args: Any) -> None:
     outcome = function(*args)  # sync: function(*args)
     if inspect.isawaitable(outcome):  # sync: drop
         await outcome  # sync: drop
+
+
+class _Unpinned(Exception):
+    """Queued writes failed: the batch rolls back and runs again one statement at a time."""
 
 
 class _Failed(Exception):

@@ -26,6 +26,7 @@ from facta.codec import Codec
 from facta.errors import DecodeError, FactaError, UnknownEventType, UpcastError
 from facta.lifecycle import Deleted
 from facta.projections.errors import OnError
+from facta.projections.write import writes_of
 from facta.publishing.received import InvalidMessage, Received, event_of, read_headers
 from facta.publishing.source import Delivery
 from facta.recorder_async import AsyncCheckpoints
@@ -328,7 +329,11 @@ class Batch:
                 try:
                     outcome = handler(event, self.connection)
                     if inspect.isawaitable(outcome):
-                        await outcome
+                        outcome = await outcome
+                    for write in writes_of(outcome):  # at once: messages are not batched
+                        done = self.connection.execute(write.sql, write.params)
+                        if inspect.isawaitable(done):
+                            await done
                 except Exception as e:
                     raise _Failed(self.index, key, e) from e
         await self._advance(r, applied=True, reuse=reuse)
