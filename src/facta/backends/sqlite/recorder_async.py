@@ -85,12 +85,13 @@ _INSERT = (
     "INSERT INTO facta_events (stream_id, version, event_id, type, schema_version, encoding,"
     " data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# A stream's version: its newest event's (markers have negative versions), or what its row
-# in facta_streams says when its events are gone (see _info).
-_VERSION = "SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ? AND version > 0"
-_STREAM_ROW = (
-    "SELECT aggregate_type, deleted_at, hard_deleted, version, first_version, max_age, max_count"
-    " FROM facta_streams WHERE stream_id = ?"
+# A stream's newest event's version (markers have negative versions) and its row in
+# facta_streams, if it has one (see _info), in one statement: every append reads them.
+_STREAM = (
+    "SELECT (SELECT coalesce(max(version), 0) FROM facta_events WHERE stream_id = ?1"
+    " AND version > 0), s.stream_id IS NOT NULL, s.aggregate_type, s.deleted_at,"
+    " s.hard_deleted, s.version, s.first_version, s.max_age, s.max_count"
+    " FROM (SELECT 1) LEFT JOIN facta_streams AS s ON s.stream_id = ?1"
 )
 _RECORD_TYPE = "INSERT INTO facta_streams (stream_id, aggregate_type) VALUES (?, ?)"
 _LOWEST_MARKER = "SELECT min(version) FROM facta_events WHERE stream_id = ? AND version < 0"
@@ -506,11 +507,11 @@ class AsyncSQLiteRecorder(AsyncRecorder):
     def _info(self, stream_id: str, db: _Executor | None = None) -> StreamInfo | None:
         """The stream's info: its newest event's version, and its row if it has one."""
         run = self._db if db is None else db
-        version: int = run.execute(_VERSION, (stream_id,)).fetchone()[0]
-        row = run.execute(_STREAM_ROW, (stream_id,)).fetchone()
-        if row is None:
+        version, has_row, type_name, deleted, hard, hard_version, first, max_age, max_count = (
+            run.execute(_STREAM, (stream_id,)).fetchone()
+        )
+        if not has_row:
             return StreamInfo(stream_id, version) if version else None
-        type_name, deleted, hard, hard_version, first, max_age, max_count = row
         return StreamInfo(
             stream_id,
             hard_version if hard else max(version, first - 1),
