@@ -37,29 +37,36 @@ __all__ = ["AsyncInboxContract", "Queue", "sent"]
 _TYPE = "facta.testing.Projected"
 
 
+def _delivery(stream_id: str, version: int, position: int, data: object) -> Delivery:
+    """``data`` (a registered event) as a relay sends it, from ``stream_id`` at ``version``
+    and ``position``."""
+    row = StoredEvent(
+        stream_id,
+        version,
+        position,
+        0,
+        uuid.uuid4(),
+        default_registry.type_of(data).name,
+        1,
+        0,
+        msgspec.json.encode(data),
+        b"{}",
+        datetime.now(UTC),
+    )
+    message = message_for(row, None, None)
+    return Delivery(message.subject, message.headers, message.data, object())
+
+
 def sent(
     stream_id: str, *numbers: int, first: int = 1, position: int | None = None
 ) -> list[Delivery]:
     """Messages as a relay sends them: ``Projected(n)`` for each number, versions ``first``,
     ``first + 1``... of ``stream_id`` (at the same positions, or from ``position`` on)."""
-    deliveries = []
-    for version, n in enumerate(numbers, first):
-        row = StoredEvent(
-            stream_id,
-            version,
-            version if position is None else position + version - first,
-            0,
-            uuid.uuid4(),
-            _TYPE,
-            1,
-            0,
-            msgspec.json.encode(Projected(n)),
-            b"{}",
-            datetime.now(UTC),
-        )
-        message = message_for(row, None, None)
-        deliveries.append(Delivery(message.subject, message.headers, message.data, object()))
-    return deliveries
+    start = first if position is None else position
+    return [
+        _delivery(stream_id, version, start + version - first, Projected(n))
+        for version, n in enumerate(numbers, first)
+    ]
 
 
 class Queue(Source):
@@ -124,21 +131,7 @@ def numbers(model: ReadModel, stream: str) -> list[int]:
 
 def marked(stream_id: str, version: int, marker: object, position: int) -> Delivery:
     """A lifecycle marker (``facta.lifecycle``) of ``stream_id`` as a relay sends it."""
-    row = StoredEvent(
-        stream_id,
-        version,
-        position,
-        0,
-        uuid.uuid4(),
-        default_registry.type_of(marker).name,
-        1,
-        0,
-        msgspec.json.encode(marker),
-        b"{}",
-        datetime.now(UTC),
-    )
-    message = message_for(row, None, None)
-    return Delivery(message.subject, message.headers, message.data, object())
+    return _delivery(stream_id, version, position, marker)
 
 
 class AsyncInboxContract:
