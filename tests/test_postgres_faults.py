@@ -9,19 +9,12 @@ removed afterwards.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -34,96 +27,21 @@ from facta.backends.postgres.recorder import PostgresRecorder
 from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 from facta.errors import StoreError
 from facta.projections import Projection, ProjectionRunner, handles
+from facta.testing.clusters import Cluster, ClustersUnavailable, private_cluster
 from facta.testing.events import Happened
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-# The newest installed server's programs (Debian's layout), or those on the PATH.
-_BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-PG_BIN = Path(_BINARIES[-1]) if _BINARIES else None
 RECOVERY = 2.0  # seconds within which service must be back once the server is
-
-
-class Cluster:
-    """A PostgreSQL server of the tests' own, on a free port, in a temporary directory."""
-
-    def __init__(self, directory: Path, binaries: Path) -> None:
-        self.directory, self.binaries = directory, binaries
-        self.data = directory / "data"
-        self.port = _free_port()
-
-    def url(self, schema: str | None = None) -> str:
-        url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        return url if schema is None else f"{url}?schema={schema}"
-
-    def _run(self, program: str, *args: str) -> None:
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        command = [*as_postgres, str(self.binaries / program), *args]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def create(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c max_connections=40 -c shared_buffers=16MB"
-        )
-        log = str(self.directory / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def terminate_sessions(self) -> int:
-        """End every other session on the server, as an administrator may; how many."""
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            cur = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
-            row = cur.fetchone()
-            assert row is not None
-            count = int(row[0])
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # until they are gone
-                cur = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                )
-                if cur.fetchone() == (0,):
-                    break
-                time.sleep(0.01)
-            return count
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    if PG_BIN is None:
-        pytest.skip("no PostgreSQL server programs installed (initdb, pg_ctl)")
-    directory = Path(tempfile.mkdtemp(prefix="facta-faults-"))
-    if os.geteuid() == 0:
-        shutil.chown(directory, "postgres", "postgres")
-    made = Cluster(directory, PG_BIN)
     try:
-        made.create()
-        made.start()
-        yield made
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # not running
-            made.stop("immediate")
-        shutil.rmtree(directory, ignore_errors=True)
+        with private_cluster(max_connections="40", shared_buffers="16MB") as made:
+            yield made
+    except ClustersUnavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture

@@ -107,6 +107,26 @@ class Cluster:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def restart(self) -> None:
+        """Stop the server (fast) and start it again on the same port."""
+        self.stop()
+        self.start()
+
+    def terminate_sessions(self) -> int:
+        """End every other client session, as an administrator may, and wait until they are
+        gone; how many there were."""
+        others = "FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        others += " AND pid <> pg_backend_pid()"
+        with psycopg.connect(self.conninfo(), autocommit=True) as admin:
+            row = admin.execute(f"SELECT count(pg_terminate_backend(pid)) {others}".encode())
+            count = int(row.fetchone()[0])  # type: ignore[index]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if admin.execute(f"SELECT count(*) {others}".encode()).fetchone() == (0,):
+                    break
+                time.sleep(0.01)
+            return count
+
     def execute(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
         """Run one statement in autocommit mode; its rows (none for a command)."""
         with psycopg.connect(self.conninfo(database), autocommit=True) as connection:
