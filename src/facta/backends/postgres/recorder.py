@@ -921,8 +921,10 @@ class PostgresRecorder(Recorder):
 
     def reader_lag(self) -> ReaderLag:
         """How many committed events ``read_all`` cannot return yet, and which transaction
-        holds them back (see :class:`ReaderLag`)."""
-        ((held_back, pid, database, age),) = self._query(self._sql.reader_lag, ())
+        holds them back (see :class:`ReaderLag`): on the primary, or on the replica of a
+        recorder made by :meth:`reading`."""
+        query = self._sql.reader_lag
+        ((held_back, pid, database, age),) = self._query(query, (), pool=self._pinned)
         return ReaderLag(held_back, pid, age, database)
 
     def wait_until_readable(self, seconds: float) -> bool:
@@ -950,8 +952,11 @@ class PostgresRecorder(Recorder):
         (it was held back behind an older transaction) and a wake-up without a new event, so
         read with ``read_all`` after every return. The first call starts listening and returns
         True at once, since events may have been appended before it listened. Listening uses
-        one connection of its own, outside the pool; concurrent callers take turns.
+        one connection of its own, outside the pool; concurrent callers take turns. Standbys
+        pass no notifications on: with replicas, a wake-up also waits (within ``seconds``)
+        until they have replayed what the primary had written then.
         """
+        started = time.monotonic()
         with self._listen_lock:
             self._check_open()
             try:
@@ -964,6 +969,11 @@ class PostgresRecorder(Recorder):
                 woke = False
                 for _ in self._listener.notifies(timeout=seconds, stop_after=1):
                     woke = True
+                if woke and self.replicas is not None:
+                    cur = self._listener.execute(self._sql.commit_lsn)
+                    ((lsn,),) = cur.fetchall()
+                    left = seconds - (time.monotonic() - started)
+                    self.replicas.caught_up(lsn, left)
                 return woke
             except psycopg.Error as e:
                 if self._listener is not None and self._listener.broken:  # listen anew next time

@@ -934,8 +934,10 @@ class AsyncPostgresRecorder(AsyncRecorder):
 
     async def reader_lag(self) -> ReaderLag:
         """How many committed events ``read_all`` cannot return yet, and which transaction
-        holds them back (see :class:`ReaderLag`)."""
-        ((held_back, pid, database, age),) = await self._query(self._sql.reader_lag, ())
+        holds them back (see :class:`ReaderLag`): on the primary, or on the replica of a
+        recorder made by :meth:`reading`."""
+        query = self._sql.reader_lag
+        ((held_back, pid, database, age),) = await self._query(query, (), pool=self._pinned)
         return ReaderLag(held_back, pid, age, database)
 
     async def wait_until_readable(self, seconds: float) -> bool:
@@ -963,8 +965,11 @@ class AsyncPostgresRecorder(AsyncRecorder):
         (it was held back behind an older transaction) and a wake-up without a new event, so
         read with ``read_all`` after every return. The first call starts listening and returns
         True at once, since events may have been appended before it listened. Listening uses
-        one connection of its own, outside the pool; concurrent callers take turns.
+        one connection of its own, outside the pool; concurrent callers take turns. Standbys
+        pass no notifications on: with replicas, a wake-up also waits (within ``seconds``)
+        until they have replayed what the primary had written then.
         """
+        started = time.monotonic()
         async with self._listen_lock:
             self._check_open()
             try:
@@ -977,6 +982,11 @@ class AsyncPostgresRecorder(AsyncRecorder):
                 woke = False
                 async for _ in self._listener.notifies(timeout=seconds, stop_after=1):
                     woke = True
+                if woke and self.replicas is not None:
+                    cur = await self._listener.execute(self._sql.commit_lsn)
+                    ((lsn,),) = await cur.fetchall()
+                    left = seconds - (time.monotonic() - started)
+                    await self.replicas.caught_up(lsn, left)
                 return woke
             except psycopg.Error as e:
                 if self._listener is not None and self._listener.broken:  # listen anew next time

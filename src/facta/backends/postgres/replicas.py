@@ -83,6 +83,21 @@ class Replicas:
                 raise ReplicaBehind(self.locations[furthest[0]], lsn, furthest[1], seconds)
             time.sleep(_POLL_SECONDS)
 
+    def caught_up(self, lsn: int, seconds: float) -> bool:
+        """Wait up to ``seconds`` until every replica has replayed WAL position ``lsn``;
+        whether they have."""
+        deadline = time.monotonic() + seconds
+        waiting = list(self.pools)
+        while waiting:
+            ((replayed,),) = self._query(waiting[0], self._sql.replayed_lsn)
+            if replayed is not None and replayed >= lsn:
+                waiting.pop(0)
+            elif time.monotonic() >= deadline:
+                return False
+            else:
+                time.sleep(_POLL_SECONDS)
+        return True
+
     def lag(self, primary_lsn: int) -> list[ReplicaLag]:
         """How far each replica trails the primary, which had written up to ``primary_lsn``."""
         found = []

@@ -84,6 +84,21 @@ class AsyncReplicas:
                 raise ReplicaBehind(self.locations[furthest[0]], lsn, furthest[1], seconds)
             await asyncio.sleep(_POLL_SECONDS)
 
+    async def caught_up(self, lsn: int, seconds: float) -> bool:
+        """Wait up to ``seconds`` until every replica has replayed WAL position ``lsn``;
+        whether they have."""
+        deadline = time.monotonic() + seconds
+        waiting = list(self.pools)
+        while waiting:
+            ((replayed,),) = await self._query(waiting[0], self._sql.replayed_lsn)
+            if replayed is not None and replayed >= lsn:
+                waiting.pop(0)
+            elif time.monotonic() >= deadline:
+                return False
+            else:
+                await asyncio.sleep(_POLL_SECONDS)
+        return True
+
     async def lag(self, primary_lsn: int) -> list[ReplicaLag]:
         """How far each replica trails the primary, which had written up to ``primary_lsn``."""
         found = []
