@@ -188,15 +188,37 @@ def test_replica_fallback_reads_the_primary_when_the_replica_is_too_far_behind(
             assert [e.data for e in store.read_stream("s", fresh=result)] == [Happened(1)]
 
 
-def test_a_result_without_an_lsn_reads_the_primary(
+def test_a_result_without_an_lsn_waits_for_the_primary_wal_as_the_read_starts(
     store: facta.EventStore, primary: Cluster, standby: Cluster
 ) -> None:
     with replay_paused(primary, standby):
         result = store.append("s", [Happened(1)], facta.NO_STREAM)
-        retried = store.append("s", [NewEvent(Happened(1))], facta.ANY)  # a new event
-        assert retried.lsn is not None
         unknown = result._replace(lsn=None)  # as a caller's transaction returns it
-        assert len(list(store.read_stream("s", fresh=unknown))) == 2
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(lambda: list(store.read_stream("s", fresh=unknown)))
+            time.sleep(0.2)
+            assert not reading.done()
+            standby.execute("SELECT pg_wal_replay_resume()")
+            assert len(reading.result(PATIENCE)) == 1
+
+
+def test_commit_lsn_false_keeps_appends_to_one_round_trip_and_fresh_reads_still_see_them(
+    primary: Cluster, standby: Cluster, schema: str
+) -> None:
+    url = primary.url(schema)
+    with facta.connect(url, replicas=[standby.url()], commit_lsn=False) as store:
+        result = store.append("s", [Happened(1)], facta.NO_STREAM)
+        assert result.lsn is None
+        assert [e.data for e in store.read_stream("s", fresh=result)] == [Happened(1)]
+
+
+def test_a_replica_without_the_store_yet_says_so(primary: Cluster, standby: Cluster) -> None:
+    schema = f"replicas_{uuid.uuid4().hex[:10]}"
+    url = primary.url(schema)
+    with facta.connect(url, replicas=[standby.url()]) as store, replay_paused(primary, standby):
+        store.stream_version("creates-it")
+        with pytest.raises(facta.StoreError, match="holds no facta store in schema"):
+            list(store.read_stream("s"))
 
 
 def test_fresh_takes_only_booleans_results_and_wal_positions(store: facta.EventStore) -> None:
@@ -325,6 +347,27 @@ def test_the_replica_reader_does_not_pass_a_held_primary_transaction_until_it_co
     caught_up(store, primary, standby)
     events = list(store.read_all(after))
     assert [e.stream_id for e in events] == ["held", *(f"later-{n}" for n in range(5))]
+
+
+def test_a_primary_transaction_with_an_id_but_no_wal_yet_still_holds_replica_readers_back(
+    store: facta.EventStore, primary: Cluster, standby: Cluster
+) -> None:
+    """The standby learns of an id from the WAL of a younger one, and counts it as running."""
+    start = caught_up(store, primary, standby)
+    begin = [e.checkpoint for e in start.read_all()]
+    after = begin[-1] if begin else Checkpoint()
+    with psycopg.connect(primary.conninfo()) as held:
+        ((xid,),) = held.execute("SELECT pg_current_xact_id()::text::bigint").fetchall()
+        later = store.append("later", [Happened(2)], facta.ANY)  # a younger id, in the WAL
+        assert list(store.read_stream("later", fresh=later))
+        while_held = [e.stream_id for e in store.read_all(after)]
+        store.append("held", [Happened(1)], facta.ANY, connection=held)  # now it writes
+        held.commit()
+    assert while_held == []
+    caught_up(store, primary, standby)
+    events = list(store.read_all(after))
+    assert (events[0].stream_id, events[0].transaction_id) == ("held", xid)
+    assert [e.stream_id for e in events] == ["held", "later"]
 
 
 HOT = ("hot-a", "hot-b", "hot-c")  # streams every writer appends to

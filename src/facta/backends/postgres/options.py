@@ -25,3 +25,4 @@ class Options(TypedDict, total=False):
     replicas: Sequence[str]
     replica_timeout: float
     replica_fallback: bool
+    commit_lsn: bool

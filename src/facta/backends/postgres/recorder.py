@@ -331,6 +331,8 @@ class PostgresRecorder(Recorder):
             except UnicodeEncodeError as e:
                 raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
             except psycopg.Error as e:
+                if isinstance(e, pg_errors.UndefinedTable) and pool is not self.pool:
+                    raise self._no_store_yet(pool, e) from e
                 if not conn.broken or retried:
                     raise self._failed(e, params) from e
                 retried = True
@@ -340,6 +342,15 @@ class PostgresRecorder(Recorder):
     def _on(self, pool: ConnectionPool[Any], query: str) -> list[Any]:
         """Run a statement without parameters on a connection of ``pool`` (a replica's)."""
         return self._query(query, (), pool=pool)
+
+    def _no_store_yet(self, pool: ConnectionPool[Any], e: psycopg.Error) -> StoreError:
+        assert self.replicas is not None
+        where = self.replicas.locations[self.replicas.pools.index(pool)]
+        return StoreError(
+            f"replica {where} holds no facta store in schema {self.schema!r} yet: it has not "
+            f"replayed the store's creation or migration ({e}). Wait for it (recorder."
+            "replica_lag() says how far behind it is), or read with fresh=True"
+        )
 
     def _read_pool(self) -> ConnectionPool[Any]:
         """Where a read that may trail the primary goes: the pinned pool (``reading()``),
@@ -407,7 +418,7 @@ class PostgresRecorder(Recorder):
         conn = self._getconn()
         try:
             results = self._append(conn, appends, None)
-            if self.replicas is None:
+            if self.replicas is None or not self.settings.commit_lsn:
                 return results
             return self._with_lsn(conn, results)
         finally:
@@ -418,7 +429,7 @@ class PostgresRecorder(Recorder):
     ) -> list[AppendResult]:
         """The results of a committed append, with the WAL position of its commit (or past
         it): a replica that has replayed that far shows the append. Asked only when the
-        store has replicas: it costs a round trip."""
+        store has replicas and ``commit_lsn``: it costs a round trip."""
         try:
             cur = _execute(conn, self._sql.commit_lsn)
             row = cur.fetchone()
@@ -881,8 +892,9 @@ class PostgresRecorder(Recorder):
         """A recorder whose reads all go to one server: the primary (``primary``, or a
         store without replicas), else a replica that has replayed WAL position ``lsn``
         (waiting up to ``replica_timeout`` for one; then the primary with
-        ``replica_fallback=True``, else ``ReplicaBehind``). It shares this recorder's pools;
-        it is for reading only, and never needs closing."""
+        ``replica_fallback=True``, else ``ReplicaBehind``); ``lsn`` -1 stands for the
+        primary's WAL position now. It shares this recorder's pools; it is for reading
+        only, and never needs closing."""
         self._ensure_open()
         replicas = self.replicas
         if replicas is None or (not primary and lsn is None):
@@ -891,6 +903,8 @@ class PostgresRecorder(Recorder):
             pool = self.pool
         else:
             assert lsn is not None
+            if lsn < 0:  # as of now: past every commit made before this read
+                ((lsn,),) = self._query(self._sql.commit_lsn, ())
             fallback = self.pool if self.settings.replica_fallback else None
             pool = replicas.at(lsn, self.settings.replica_timeout, fallback)
         if pool is None or pool is self._pinned:

@@ -332,6 +332,8 @@ class AsyncPostgresRecorder(AsyncRecorder):
             except UnicodeEncodeError as e:
                 raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
             except psycopg.Error as e:
+                if isinstance(e, pg_errors.UndefinedTable) and pool is not self.pool:
+                    raise self._no_store_yet(pool, e) from e
                 if not conn.broken or retried:
                     raise self._failed(e, params) from e
                 retried = True
@@ -341,6 +343,15 @@ class AsyncPostgresRecorder(AsyncRecorder):
     async def _on(self, pool: AsyncConnectionPool[Any], query: str) -> list[Any]:
         """Run a statement without parameters on a connection of ``pool`` (a replica's)."""
         return await self._query(query, (), pool=pool)
+
+    def _no_store_yet(self, pool: AsyncConnectionPool[Any], e: psycopg.Error) -> StoreError:
+        assert self.replicas is not None
+        where = self.replicas.locations[self.replicas.pools.index(pool)]
+        return StoreError(
+            f"replica {where} holds no facta store in schema {self.schema!r} yet: it has not "
+            f"replayed the store's creation or migration ({e}). Wait for it (recorder."
+            "replica_lag() says how far behind it is), or read with fresh=True"
+        )
 
     def _read_pool(self) -> AsyncConnectionPool[Any]:
         """Where a read that may trail the primary goes: the pinned pool (``reading()``),
@@ -408,7 +419,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
         conn = await self._getconn()
         try:
             results = await self._append(conn, appends, None)
-            if self.replicas is None:
+            if self.replicas is None or not self.settings.commit_lsn:
                 return results
             return await self._with_lsn(conn, results)
         finally:
@@ -419,7 +430,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
     ) -> list[AppendResult]:
         """The results of a committed append, with the WAL position of its commit (or past
         it): a replica that has replayed that far shows the append. Asked only when the
-        store has replicas: it costs a round trip."""
+        store has replicas and ``commit_lsn``: it costs a round trip."""
         try:
             cur = await _execute(conn, self._sql.commit_lsn)
             row = await cur.fetchone()
@@ -894,8 +905,9 @@ class AsyncPostgresRecorder(AsyncRecorder):
         """A recorder whose reads all go to one server: the primary (``primary``, or a
         store without replicas), else a replica that has replayed WAL position ``lsn``
         (waiting up to ``replica_timeout`` for one; then the primary with
-        ``replica_fallback=True``, else ``ReplicaBehind``). It shares this recorder's pools;
-        it is for reading only, and never needs closing."""
+        ``replica_fallback=True``, else ``ReplicaBehind``); ``lsn`` -1 stands for the
+        primary's WAL position now. It shares this recorder's pools; it is for reading
+        only, and never needs closing."""
         await self._ensure_open()
         replicas = self.replicas
         if replicas is None or (not primary and lsn is None):
@@ -904,6 +916,8 @@ class AsyncPostgresRecorder(AsyncRecorder):
             pool = self.pool
         else:
             assert lsn is not None
+            if lsn < 0:  # as of now: past every commit made before this read
+                ((lsn,),) = await self._query(self._sql.commit_lsn, ())
             fallback = self.pool if self.settings.replica_fallback else None
             pool = await replicas.at(lsn, self.settings.replica_timeout, fallback)
         if pool is None or pool is self._pinned:

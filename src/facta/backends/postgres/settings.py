@@ -40,6 +40,7 @@ class Settings:
     replicas: tuple[tuple[str, str], ...] = ()
     replica_timeout: float = 5.0  # how long a fresh= read waits for a replica to replay
     replica_fallback: bool = False  # past it, read the primary instead of raising
+    commit_lsn: bool = True  # appends fetch their commit's WAL position (with replicas)
 
     @classmethod
     def parse(
@@ -56,6 +57,7 @@ class Settings:
         replicas: Sequence[str] = (),
         replica_timeout: float = 5.0,
         replica_fallback: bool = False,
+        commit_lsn: bool = True,
     ) -> Settings:
         """Check ``url`` and the options; ``ConfigurationError`` saying which one is wrong."""
         conninfo, name = split_url(url, schema)
@@ -103,6 +105,8 @@ class Settings:
             raise ConfigurationError(
                 f"replica_timeout must be a number of seconds >= 0, got {replica_timeout!r}"
             )
+        if not isinstance(commit_lsn, bool):
+            raise ConfigurationError(f"commit_lsn must be True or False, got {commit_lsn!r}")
         if not isinstance(replica_fallback, bool):
             raise ConfigurationError(
                 f"replica_fallback must be True or False, got {replica_fallback!r}"
@@ -120,6 +124,7 @@ class Settings:
             replicas=standbys,
             replica_timeout=float(replica_timeout),
             replica_fallback=replica_fallback,
+            commit_lsn=commit_lsn,
         )
 
 
