@@ -14,15 +14,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import facta
 from facta.appending import ExpectedVersion, StreamAppend
 from facta.backends.postgres.queries import Queries
 from facta.backends.postgres.recorder import PostgresRecorder
+from facta.cli import main
 from facta.errors import ConfigurationError, ReplicaBehind
 from facta.events import Checkpoint, NewEvent, RecordedEvent
 from facta.projections import Projection, ProjectionRunner, handles
@@ -541,3 +544,31 @@ def test_replica_lag_says_how_far_behind_the_replica_is(
         time.sleep(0.01)
     assert now.behind_bytes == 0
     assert "has replayed everything" in str(now)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def test_reading_commands_take_replica_urls_and_projections_list_shows_their_lag(
+    store: facta.EventStore, primary: Cluster, standby: Cluster, schema: str
+) -> None:
+    store.append("s", [Happened(1)], facta.NO_STREAM)
+    with ProjectionRunner(store, Counted()) as runner:
+        runner.catch_up()
+    caught_up(store, primary, standby)
+    replica = ["--replica", standby.url()]
+    shown = CliRunner().invoke(main, ["log", primary.url(schema), *replica])
+    assert shown.exit_code == 0, shown.output
+    assert "s" in shown.output
+    listed = CliRunner().invoke(main, ["projections", "list", primary.url(schema), *replica])
+    assert listed.exit_code == 0, listed.output
+    assert f"note: replica postgresql://127.0.0.1:{standby.port}/" in listed.output
+
+
+def test_replica_urls_are_refused_for_a_store_that_reads_no_replicas(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with facta.connect(url) as store:
+        store.append("s", [Happened(1)], facta.NO_STREAM)
+    refused = CliRunner().invoke(main, ["log", url, "--replica", "postgresql://x/y"])
+    assert refused.exit_code == 2
+    assert "--replica is for PostgreSQL stores" in refused.output
