@@ -13,7 +13,8 @@ streams. Then, each round, in an order that rotates every round:
 - ``read_all x2``: two reader processes at once, each reading the whole log: both on the
   primary, both on the replica, or one on each (events/s of the two together);
 - ``append W1``: single-event appends, one at a time, by a store without ``replicas=`` and by
-  one with them (which asks for each commit's WAL position: a round trip more).
+  one with them (which asks for each commit's WAL position: a round trip more), and by one
+  with them and ``commit_lsn=False`` (which does not).
 
 Each is measured from the primary (a store without replicas) and from the replica (a store
 with ``replicas=``, which reads there), so the ratio column is replica / primary. Both servers
@@ -62,9 +63,9 @@ def fill(url: str, events: int) -> None:
             store.append_many(batch)
 
 
-def opened(url: str, replicas: list[str]) -> facta.EventStore:
+def opened(url: str, replicas: list[str], **options: object) -> facta.EventStore:
     """A store, connected before any timing starts."""
-    store = facta.connect(url, replicas=replicas) if replicas else facta.connect(url)
+    store = facta.connect(url, replicas=replicas, **options) if replicas else facta.connect(url)
     store.stream_version("warm-up")
     if replicas:
         list(store.read_stream("warm-up"))  # the replica's pool too
@@ -89,9 +90,12 @@ def loads(url: str, replicas: list[str]) -> tuple[int, float, float]:
         return LOADS, started, time.time()
 
 
-def appends(url: str, replicas: list[str], count: int) -> tuple[int, float, float]:
+def appends(
+    url: str, replicas: list[str], count: int, commit_lsn: bool = True
+) -> tuple[int, float, float]:
     """``count`` single-event appends (W1), one at a time."""
-    with opened(url, replicas) as store:
+    options = {"commit_lsn": commit_lsn} if replicas else {}
+    with opened(url, replicas, **options) as store:
         tag = random.randrange(10**9)
         started = time.time()
         for n in range(count):
@@ -151,6 +155,9 @@ def measure(primary: Cluster, standby: Cluster, args: argparse.Namespace) -> dic
         "read_all x2, primary+replica": lambda: two_readers(url, replica, ("primary", "replica")),
         "append W1, no replicas": lambda: timed(lambda: appends(url, [], args.appends)),
         "append W1, replicas=": lambda: timed(lambda: appends(url, [replica], args.appends)),
+        "append W1, replicas= commit_lsn=False": lambda: timed(
+            lambda: appends(url, [replica], args.appends, commit_lsn=False)
+        ),
     }
     results: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
@@ -171,6 +178,7 @@ def print_table(results: dict[str, list[float]], args: argparse.Namespace) -> No
         ("", "read_all x2, replica+replica", None),
         ("", "read_all x2, primary+replica", None),
         ("append W1 (appends/s)", "append W1, no replicas", "append W1, replicas="),
+        ("", "append W1, no replicas", "append W1, replicas= commit_lsn=False"),
     ]
     durable = "durable servers" if args.durable else "test servers (no fsync)"
     print(f"**Reads from a replica against the primary** ({args.events:,} events, {durable}, ")
@@ -192,7 +200,8 @@ def print_table(results: dict[str, list[float]], args: argparse.Namespace) -> No
         "\nratio: compared / baseline (2 readers: against both on the primary). One reader is "
         "bound by Python (decoding), not by the server; two readers and two servers already "
         "want more than the 2 cores, so reading both servers at once cannot beat reading one "
-        "here. W1 with replicas= pays one more round trip per append (the commit's WAL position)."
+        "here. W1 with replicas= pays one more round trip per append (the commit's WAL position); "
+        "commit_lsn=False does not."
     )
 
 
