@@ -572,3 +572,25 @@ def test_replica_urls_are_refused_for_a_store_that_reads_no_replicas(tmp_path: P
     refused = CliRunner().invoke(main, ["log", url, "--replica", "postgresql://x/y"])
     assert refused.exit_code == 2
     assert "--replica is for PostgreSQL stores" in refused.output
+
+
+def test_with_two_replicas_a_fresh_read_goes_to_the_one_that_has_the_commit(
+    primary: Cluster, standby: Cluster, schema: str
+) -> None:
+    with primary.replica() as second:
+        replicas = [standby.url(), second.url()]
+        url = primary.url(schema)
+        with facta.connect(url, replicas=replicas, replica_timeout=PATIENCE) as store:
+            store.stream_version("migrate-now")
+            second.wait_for_replay(primary)
+            with replay_paused(primary, standby):
+                result = store.append("s", [Happened(1)], facta.NO_STREAM)
+                for _ in range(4):  # whichever one's turn it is, the fresh one answers
+                    assert [e.data for e in store.read_stream("s", fresh=result)] == [Happened(1)]
+                seen = {len(list(store.read_stream("s"))) for _ in range(4)}
+                assert seen == {0, 1}  # plain reads take turns: the paused one has nothing
+                lags = pg(store).replica_lag()
+            assert [lag.replica.split("/")[2] for lag in lags] == [
+                f"127.0.0.1:{standby.port}",
+                f"127.0.0.1:{second.port}",
+            ]
