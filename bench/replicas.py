@@ -63,9 +63,13 @@ def fill(url: str, events: int) -> None:
             store.append_many(batch)
 
 
-def opened(url: str, replicas: list[str], **options: object) -> facta.EventStore:
+def opened(url: str, replicas: list[str], commit_lsn: bool = True) -> facta.EventStore:
     """A store, connected before any timing starts."""
-    store = facta.connect(url, replicas=replicas, **options) if replicas else facta.connect(url)
+    store = (
+        facta.connect(url, replicas=replicas, commit_lsn=commit_lsn)
+        if replicas
+        else facta.connect(url)
+    )
     store.stream_version("warm-up")
     if replicas:
         list(store.read_stream("warm-up"))  # the replica's pool too
@@ -94,8 +98,7 @@ def appends(
     url: str, replicas: list[str], count: int, commit_lsn: bool = True
 ) -> tuple[int, float, float]:
     """``count`` single-event appends (W1), one at a time."""
-    options = {"commit_lsn": commit_lsn} if replicas else {}
-    with opened(url, replicas, **options) as store:
+    with opened(url, replicas, commit_lsn) as store:
         tag = random.randrange(10**9)
         started = time.time()
         for n in range(count):

@@ -318,7 +318,8 @@ class PostgresRecorder(Recorder):
         (binary: no text parsing), made by the row factory ``rows``.
 
         Every statement run here is a read or an idempotent write (a snapshot's upsert), so
-        one whose connection died under it runs again, once, on another connection.
+        one whose connection died under it runs again, once, on another connection; so does
+        a read a standby cancelled for a conflict with the WAL it replays.
         """
         pool = self.pool if pool is None else pool
         retried = False
@@ -331,9 +332,11 @@ class PostgresRecorder(Recorder):
             except UnicodeEncodeError as e:
                 raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
             except psycopg.Error as e:
-                if isinstance(e, pg_errors.UndefinedTable) and pool is not self.pool:
+                on_replica = pool is not self.pool
+                if isinstance(e, pg_errors.UndefinedTable) and on_replica:
                     raise self._no_store_yet(pool, e) from e
-                if not conn.broken or retried:
+                conflict = on_replica and isinstance(e, pg_errors.SerializationFailure)
+                if not (conn.broken or conflict) or retried:
                     raise self._failed(e, params) from e
                 retried = True
             finally:
