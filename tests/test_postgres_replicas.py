@@ -523,6 +523,11 @@ def test_a_read_only_store_opened_on_the_standby_itself_reads_the_log(
         assert [e.data for e in on_standby.read_all()] == [Happened(1), Happened(2)]
         lag = on_standby.recorder.reader_lag()  # type: ignore[attr-defined]
         assert lag.held_back == 0
+        with on_standby.subscribe(poll_interval=0.05) as subscription:  # it polls: no LISTEN
+            store.append("s", [Happened(3)], facta.ANY)
+            following = iter(subscription)
+            received = [next(following).data for _ in range(3)]
+        assert received == [Happened(1), Happened(2), Happened(3)]
 
 
 # -- replica lag ---------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
         self._open_lock = asyncio.Lock()
         self._listen_lock = asyncio.Lock()
         self._listener: AsyncConnection[TupleRow] | None = None
+        self._standby = False  # the store's own server is a standby: nothing to listen to
         # The store's database (name, oid, server start): a caller's connection must match.
         self._identity: tuple[Any, ...] | None = None
 
@@ -984,16 +985,25 @@ class AsyncPostgresRecorder(AsyncRecorder):
         True at once, since events may have been appended before it listened. Listening uses
         one connection of its own, outside the pool; concurrent callers take turns. Standbys
         pass no notifications on: with replicas, a wake-up also waits (within ``seconds``)
-        until they have replayed what the primary had written then.
+        until they have replayed what the primary had written then; a store opened on a
+        standby itself cannot listen, and waits ``seconds`` (its readers poll).
         """
         started = time.monotonic()
         async with self._listen_lock:
             self._check_open()
+            if self._standby:
+                await asyncio.sleep(seconds)
+                return False
             try:
                 if self._listener is None or self._listener.closed:
                     await self._ensure_open()
                     listener = await self._connect()
-                    await listener.execute(self._sql.listen)
+                    try:
+                        await listener.execute(self._sql.listen)
+                    except pg_errors.ReadOnlySqlTransaction:  # a standby: no LISTEN there
+                        await listener.close()
+                        self._standby = True
+                        return True
                     self._listener = listener
                     return True
                 woke = False
