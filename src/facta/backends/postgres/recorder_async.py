@@ -17,6 +17,10 @@
   it runs again once, and while the server is down callers wait (up to ``pool_timeout``) and
   get through within about half a second of its return. An append is never sent twice: one
   whose connection dies under it raises, saying it may have committed.
+- Given ``replicas`` (hot standbys), the reads that may trail the primary (streams, loads,
+  snapshots, the global log) go to them in turn, a pool each (:mod:`.replicas_async`);
+  :meth:`~AsyncPostgresRecorder.reading` pins one server for a read that must be fresh.
+  On a standby the global log's horizon is the snapshot's xmin (``queries``).
 - Each append NOTIFYs the store's channel on commit; :meth:`~AsyncPostgresRecorder.wait_for_events`
   wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
 """
@@ -155,6 +159,7 @@ class AsyncPostgresRecorder(AsyncRecorder):
         self._identity: tuple[Any, ...] | None = None
 
     def _make_pool(self, conninfo: str, name: str) -> AsyncConnectionPool[Any]:
+        """A pool of the store's kind (the primary's or a replica's), not opened yet."""
         return AsyncConnectionPool(
             conninfo,
             min_size=1,
