@@ -6,11 +6,12 @@ shared by the module, in a schema of its own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from facta.cli import main
 from facta.errors import ConfigurationError, ReplicaBehind
 from facta.events import Checkpoint, NewEvent, RecordedEvent
 from facta.projections import Projection, ProjectionRunner, handles
+from facta.publishing import Broker, Message, Relay
 from facta.testing.clusters import Cluster, ClustersUnavailable, private_cluster
 from facta.testing.events import Happened
 
@@ -599,3 +601,64 @@ def test_with_two_replicas_a_fresh_read_goes_to_the_one_that_has_the_commit(
                 f"127.0.0.1:{standby.port}",
                 f"127.0.0.1:{second.port}",
             ]
+
+
+class Collected(Broker):
+    """Acknowledges every message and keeps it."""
+
+    def __init__(self) -> None:
+        self.received: list[Message] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def publish(self, relay: str, messages: Sequence[Message]) -> int:
+        self.received.extend(messages)
+        return len(messages)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_relay_reads_the_replica_and_keeps_its_checkpoint_on_the_primary(
+    primary: Cluster, standby: Cluster, schema: str
+) -> None:
+    url = primary.url(schema)
+    async with facta.connect_async(url, replicas=[standby.url()]) as store:
+        await store.append("s", [Happened(1), Happened(2)], facta.NO_STREAM)
+        standby.wait_for_replay(primary)
+        with replay_paused(primary, standby):
+            await store.append("t", [Happened(3)], facta.NO_STREAM)
+            broker = Collected()
+            async with Relay(store, broker, name="out") as relay:
+                assert await relay.catch_up() == 2  # what the replica has
+        async with Relay(store, broker, name="out") as relay:  # its checkpoint, from the primary
+            deadline = time.monotonic() + PATIENCE
+            while len(broker.received) < 3 and time.monotonic() < deadline:
+                await relay.catch_up()
+                await asyncio.sleep(0.01)
+    streams = [m.headers["Facta-Stream"] for m in broker.received]
+    assert streams == ["s", "s", "t"]
+
+
+async def test_async_update_after_a_stale_replica_load_retries_from_the_primary(
+    primary: Cluster, standby: Cluster, schema: str
+) -> None:
+    async with facta.connect_async(primary.url(schema), replicas=[standby.url()]) as store:
+        repo = facta.AsyncRepository(store, Position)
+        created = Position("p")
+        created.move(1)
+        await repo.save(created)
+        runs: list[int] = []
+
+        async def move(position: Position) -> None:
+            runs.append(position.version)
+            position.move(10)
+
+        with replay_paused(primary, standby):
+            newer = await repo.load("p", fresh=True)
+            newer.move(100)
+            await repo.save(newer)
+            updated = await repo.update("p", move)
+    assert runs == [1, 2]
+    assert (updated.version, updated.at) == (3, 111)
