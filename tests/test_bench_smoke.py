@@ -61,3 +61,19 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     assert relay["ratio"] is not None
     assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
     assert all(row["samples"] == 50 for row in document["latency"])
+
+
+@pytest.mark.postgres
+def test_a_smoke_run_of_the_replica_benchmark_prints_its_ratio_table() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "replicas.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Reads from a replica against the primary**" in finished.stdout
+    assert re.search(r"^\| read_all \(events/s\) \| read_all, primary \|", finished.stdout, re.M)
+    assert "| append W1 (appends/s) |" in finished.stdout

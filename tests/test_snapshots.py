@@ -276,7 +276,7 @@ async def test_aggregate_without_snapshot_every_neither_reads_nor_writes_snapsho
     class Plain(Tally):
         snapshot_every = None
 
-    async def no_snapshots(*args: object) -> None:
+    async def no_snapshots(*args: object, **kwargs: object) -> None:
         raise AssertionError("snapshots were used")
 
     monkeypatch.setattr(async_store, "read_snapshots", no_snapshots)
@@ -450,7 +450,9 @@ async def test_load_replays_the_stream_when_the_snapshots_cannot_be_read(
 ) -> None:
     await tally_with(async_store, 10, 3)
 
-    async def broken(stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
+    async def broken(
+        stream_id: str, limit: int = 3, *, fresh: object = False
+    ) -> list[SnapshotRecord]:
         raise facta.StoreError("no snapshots table")
 
     monkeypatch.setattr(async_store, "read_snapshots", broken)

@@ -45,13 +45,16 @@ class AppendResult(NamedTuple):
 
     ``version`` is the stream's version after it, ``position`` the global position of its
     last event (0 when no event was given), and ``already_appended`` says the events were
-    found already stored (an idempotent retry), so nothing new was written.
+    found already stored (an idempotent retry), so nothing new was written. ``lsn`` is the
+    WAL position of the append's commit where a store reads from replicas (PostgreSQL with
+    ``replicas=``), else None: pass the result as ``fresh=`` to a read that must see it.
     """
 
     stream_id: str
     version: int
     position: int
     already_appended: bool = False
+    lsn: int | None = None
 
 
 class EncodedEvent(NamedTuple):

@@ -211,3 +211,30 @@ class ProjectionLocked(FactaError):
             f"projection {projection!r} is already running or rebuilding ({where}); stop that "
             "runner first, or start this one with wait=True to take over when it ends"
         )
+
+
+class ReplicaBehind(StoreError):
+    """No replica replayed the commit a read asked to see (``fresh=``) within the store's
+    ``replica_timeout``; nothing was read. ``lsn`` is the commit's WAL position, ``replayed``
+    how far ``replica`` (the one furthest ahead) had got."""
+
+    def __init__(self, replica: str, lsn: int, replayed: int | None, seconds: float) -> None:
+        self.replica, self.lsn, self.replayed, self.seconds = replica, lsn, replayed, seconds
+        got = (
+            "replays nothing (is it a standby?)"
+            if replayed is None
+            else (f"had replayed {format_lsn(replayed)}")
+        )
+        super().__init__(
+            f"replica {replica} had not replayed the commit at {format_lsn(lsn)} after "
+            f"{seconds:g} s: it {got}. Read with fresh=True (the primary), raise "
+            "replica_timeout, or open the store with replica_fallback=True"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (across processes) by its fields
+        return type(self), (self.replica, self.lsn, self.replayed, self.seconds)
+
+
+def format_lsn(lsn: int) -> str:
+    """A WAL position as PostgreSQL writes it (``0/16B3748``)."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"

@@ -230,6 +230,12 @@ class Recorder(abc.ABC):
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         """The stream's newest ``limit`` snapshots, newest first."""
 
+    def reading(self, lsn: int | None, primary: bool) -> Recorder:
+        """A recorder whose reads all go to one server, fresh as asked (:mod:`facta.fresh`):
+        the primary (``primary``), or a replica that has replayed WAL position ``lsn``, or
+        any replica. A backend without replicas reads one server: itself (the default)."""
+        return self
+
     # -- projections -----------------------------------------------------------------------
 
     @abc.abstractmethod

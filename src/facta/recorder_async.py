@@ -233,6 +233,12 @@ class AsyncRecorder(abc.ABC):
     async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
         """The stream's newest ``limit`` snapshots, newest first."""
 
+    async def reading(self, lsn: int | None, primary: bool) -> AsyncRecorder:
+        """A recorder whose reads all go to one server, fresh as asked (:mod:`facta.fresh`):
+        the primary (``primary``), or a replica that has replayed WAL position ``lsn``, or
+        any replica. A backend without replicas reads one server: itself (the default)."""
+        return self
+
     # -- projections -----------------------------------------------------------------------
 
     @abc.abstractmethod

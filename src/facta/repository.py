@@ -33,6 +33,7 @@ from facta.errors import (
     WrongAggregateType,
 )
 from facta.events import Metadata, NewEvent
+from facta.fresh import Fresh
 from facta.ids import validate_stream_id
 from facta.retrying import RetryPolicy
 from facta.snapshots import SNAPSHOT_CANDIDATES, SnapshotCodec, SnapshotRecord, snapshotted
@@ -97,25 +98,27 @@ class Repository(Generic[A]):
         self._former_names = renames.renamed_into(aggregate_type.type_name)
 
     @traced_load
-    def load(self, aggregate_id: str, *, version: int | None = None) -> A:
+    def load(self, aggregate_id: str, *, version: int | None = None, fresh: Fresh = False) -> A:
         """The aggregate as of its latest version (or ``version``).
 
         Starts from the newest usable snapshot (if the aggregate type takes snapshots) and
         applies the events after it as they stream in. Raises ``AggregateNotFound`` when the
         stream holds no events, ``StreamDeleted`` when it was deleted, ``WrongAggregateType``
         when a repository of another aggregate type created it (streams of plain appends load
-        as any type).
+        as any type). Where the store reads from replicas, ``fresh`` says how fresh the
+        aggregate must be (:mod:`facta.fresh`): ``True`` loads from the primary, a save's
+        result from a replica that shows that save; by default any replica will do.
         """
         validate_stream_id(aggregate_id)
         started = time.perf_counter()
-        aggregate, skipped = self._from_snapshot(aggregate_id, version)
+        aggregate, skipped = self._from_snapshot(aggregate_id, version, fresh)
         if aggregate is None:
             aggregate = self.aggregate_type(aggregate_id)
         start = aggregate.version
         try:
-            last = self._replay(aggregate, version, self.aggregate_type.type_name)
+            last = self._replay(aggregate, version, self.aggregate_type.type_name, fresh)
         except WrongAggregateType as e:  # the stream may be this type's under a former name
-            last = self._replay(aggregate, version, self._former_name(e))
+            last = self._replay(aggregate, version, self._former_name(e), fresh)
         if last == 0:
             raise AggregateNotFound(self.aggregate_type.type_name, aggregate_id)
         loaded(last - start, None if self._every is None else start > 0)  # for telemetry
@@ -135,12 +138,17 @@ class Repository(Generic[A]):
             return True
         return seconds is not None and time.perf_counter() - started >= seconds
 
-    def _replay(self, aggregate: A, version: int | None, as_type: str) -> int:
+    def _replay(self, aggregate: A, version: int | None, as_type: str, fresh: Fresh) -> int:
         """Apply the stream's events after the aggregate's version (up to ``version``); the
         last version applied. The replay refuses a deleted stream, another type's, or one
         truncated past where the aggregate is, before it applies anything."""
         return self.store.replay_into(
-            aggregate.id, aggregate.apply, aggregate.version + 1, version, aggregate_type=as_type
+            aggregate.id,
+            aggregate.apply,
+            aggregate.version + 1,
+            version,
+            aggregate_type=as_type,
+            fresh=fresh,
         )
 
     def _former_name(self, refused: WrongAggregateType) -> str:
@@ -149,7 +157,9 @@ class Repository(Generic[A]):
             raise refused
         return refused.recorded
 
-    def _from_snapshot(self, aggregate_id: str, version: int | None) -> tuple[A | None, bool]:
+    def _from_snapshot(
+        self, aggregate_id: str, version: int | None, fresh: Fresh
+    ) -> tuple[A | None, bool]:
         """The aggregate restored from its newest usable snapshot (at or before ``version``),
         or None; and whether an unusable snapshot was skipped on the way.
 
@@ -161,7 +171,7 @@ class Repository(Generic[A]):
         skipped = False
         tried = 0
         for limit in (1, SNAPSHOT_CANDIDATES) if version is None else (SNAPSHOT_CANDIDATES,):
-            records = self._read_snapshots(aggregate_id, limit)
+            records = self._read_snapshots(aggregate_id, limit, fresh)
             keys = self.store.fetch_snapshot_keys(records[tried:])  # sealed personal fields
             for record in records[tried:]:
                 if version is None or record.version <= version:
@@ -175,11 +185,11 @@ class Repository(Generic[A]):
             tried = len(records)
         return None, skipped
 
-    def _read_snapshots(self, aggregate_id: str, limit: int) -> list[SnapshotRecord]:
+    def _read_snapshots(self, aggregate_id: str, limit: int, fresh: Fresh) -> list[SnapshotRecord]:
         """The stream's newest snapshots; none (logged) if they cannot be read: they are a
         cache, and the events alone give the aggregate."""
         try:
-            return self.store.read_snapshots(aggregate_id, limit)
+            return self.store.read_snapshots(aggregate_id, limit, fresh=fresh)
         except StoreError:
             logger.warning(
                 "could not read the snapshots of stream %r; loading from its events",
@@ -268,6 +278,7 @@ class Repository(Generic[A]):
         attempts: int | None = None,
         create: bool = False,
         metadata: Metadata | None = None,
+        fresh: Fresh = False,
     ) -> A:
         """Load, run ``command`` on the aggregate, save; on a conflict, do it all again.
 
@@ -276,6 +287,11 @@ class Repository(Generic[A]):
         a new aggregate when the stream does not exist yet. Conflicts are retried as the
         repository's ``retry`` policy says (``attempts`` overrides its number of attempts);
         then ``RetriesExhausted`` is raised.
+
+        Where the store reads from replicas, the first load is as ``fresh`` says (any
+        replica by default: the save's expected version catches a stale one), and every
+        retry loads from the primary, as does a first load that finds no aggregate: a
+        replica's stale state never makes a command fail or loop.
         """
         policy = self.retry
         limit = policy.attempts if attempts is None else attempts
@@ -285,11 +301,12 @@ class Repository(Generic[A]):
         last_conflict = None
         for attempt in range(limit):
             try:
-                aggregate = self.load(aggregate_id)
+                aggregate = self._load_for_command(aggregate_id, fresh)
             except AggregateNotFound:
                 if not create:
                     raise
                 aggregate = self.aggregate_type(aggregate_id)
+            fresh = True  # a retry met a newer version: the primary has it
             _run(command, aggregate)
             try:
                 self.save(aggregate, metadata=metadata)
@@ -301,6 +318,16 @@ class Repository(Generic[A]):
                 raise RetriesExhausted(aggregate_id, attempt + 1, last_conflict, spent)
             time.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _load_for_command(self, aggregate_id: str, fresh: Fresh) -> A:
+        """The aggregate a command runs on: as ``fresh`` says, from the primary if that
+        finds none (a replica may not have the stream yet)."""
+        try:
+            return self.load(aggregate_id, fresh=fresh)
+        except AggregateNotFound:
+            if fresh is True:
+                raise
+        return self.load(aggregate_id, fresh=True)
 
 
 def _run(command: Command[A], aggregate: A) -> None:

@@ -35,6 +35,7 @@ from facta.errors import (
     UpcastError,
 )
 from facta.events import EMPTY_METADATA, Checkpoint, Metadata, NewEvent, RecordedEvent
+from facta.fresh import Fresh, where
 from facta.ids import uuid7, validate_stream_id
 from facta.lifecycle import (
     Deleted,
@@ -239,18 +240,22 @@ class AsyncEventStore:
         to_version: int | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        fresh: Fresh = False,
     ) -> AsyncIterator[RecordedEvent]:
         """Yield a stream's events from ``from_version`` to ``to_version`` (inclusive).
 
         Events are fetched ``batch_size`` at a time, so memory stays bounded whatever the
-        stream's length. A missing stream yields nothing.
+        stream's length. A missing stream yields nothing. ``fresh`` says how fresh the read
+        must be where the store reads from replicas (:mod:`facta.fresh`): ``True`` reads the
+        primary, an append's result a replica that shows that append.
         """
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
         self._check_open()
         decode = self.decode
+        recorder = await self.recorder.reading(*where(fresh))
         while to_version is None or from_version <= to_version:
-            rows = await self.recorder.read_stream(stream_id, from_version, to_version, batch_size)
+            rows = await recorder.read_stream(stream_id, from_version, to_version, batch_size)
             keys = await self.fetch_keys(rows)
             for row in rows:
                 yield decode(row, keys)
@@ -266,15 +271,19 @@ class AsyncEventStore:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         aggregate_type: str | None = None,
+        fresh: Fresh = False,
     ) -> AsyncIterator[list[tuple[int, Any]]]:
         """Yield a stream's events as pages of ``(version, event)``: the lean path of a load.
 
         Only what a replay needs is fetched and decoded (no envelope, metadata, ids or times),
         one page of ``batch_size`` at a time. With ``aggregate_type``, a stream created with
-        another aggregate type raises ``WrongAggregateType`` before any page.
+        another aggregate type raises ``WrongAggregateType`` before any page. ``fresh`` as
+        :meth:`read_stream` says.
         """
         decode = self.codec.decode
-        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        pages = self._replay_rows(
+            stream_id, from_version, to_version, batch_size, aggregate_type, fresh
+        )
         async for rows in pages:
             page = []
             keys = None
@@ -301,20 +310,24 @@ class AsyncEventStore:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         aggregate_type: str | None = None,
+        fresh: Fresh = False,
     ) -> int:
         """``apply(event)`` for each of a stream's events, in order; the last version applied
         (``from_version - 1`` if none). What a repository's load does.
 
         As :meth:`replay_stream`, but each event is applied as soon as it is decoded and
         dropped once applied: a long replay keeps no page of decoded events alive, which
-        would otherwise be walked again and again by Python's garbage collector.
+        would otherwise be walked again and again by Python's garbage collector. ``fresh``
+        as :meth:`read_stream` says.
         """
         codec = self.codec
         decode = codec.decode
         known: dict[str, tuple[int, Callable[[bytes], Any] | None]] = {}
         generation = codec.registry.generation
         last = from_version - 1
-        pages = self._replay_rows(stream_id, from_version, to_version, batch_size, aggregate_type)
+        pages = self._replay_rows(
+            stream_id, from_version, to_version, batch_size, aggregate_type, fresh
+        )
         async for rows in pages:
             if generation != codec.registry.generation:  # a class was (re)registered
                 known, generation = {}, codec.registry.generation
@@ -354,6 +367,7 @@ class AsyncEventStore:
         to_version: int | None,
         batch_size: int,
         aggregate_type: str | None,
+        fresh: Fresh,
     ) -> AsyncIterator[Sequence[ReplayRow]]:
         """The recorder's replay pages of a stream, as stored (undecoded).
 
@@ -363,9 +377,9 @@ class AsyncEventStore:
         validate_stream_id(stream_id)
         _check_batch_size(batch_size)
         self._check_open()
-        fetch = self.recorder.replay_stream
         if to_version is not None and from_version > to_version:
             return
+        fetch = (await self.recorder.reading(*where(fresh))).replay_stream
         rows = await fetch(stream_id, from_version, to_version, batch_size, aggregate_type)
         # aggregate_type: the first page has checked it
         while len(rows) == batch_size and (to_version is None or rows[-1][0] < to_version):
@@ -382,12 +396,14 @@ class AsyncEventStore:
         limit: int | None = None,
         types: Collection[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        fresh: Fresh = False,
     ) -> AsyncIterator[RecordedEvent]:
         """Yield the global log in order, after ``after`` (its start by default).
 
         No event is ever skipped or repeated, even when writers commit out of order; resume
         from the last event's ``checkpoint``. ``types`` keeps only events of those type names
-        (others are not decoded at all).
+        (others are not decoded at all). ``fresh`` as :meth:`read_stream` says (a fresh
+        replica still returns an event only once every older transaction has ended).
         """
         _check_batch_size(batch_size)
         _check_checkpoint(after)
@@ -395,10 +411,11 @@ class AsyncEventStore:
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
         decode, decode_metadata = _data_decoder(self.codec), self.codec.decode_metadata
+        recorder = await self.recorder.reading(*where(fresh))
         remaining = limit
         while remaining is None or remaining > 0:
             page = batch_size if remaining is None else min(batch_size, remaining)
-            rows = await self.recorder.read_all(checkpoint, type_names, page)
+            rows = await recorder.read_all(checkpoint, type_names, page)
             keys = await self.fetch_keys(rows)
             if keys is not None:  # sealed personal fields: decode opens them
                 for row in rows:
@@ -672,11 +689,14 @@ class AsyncEventStore:
         self._check_open()
         await self.recorder.write_snapshot(snapshot)
 
-    async def read_snapshots(self, stream_id: str, limit: int = 3) -> list[SnapshotRecord]:
-        """The stream's latest snapshots, newest first."""
+    async def read_snapshots(
+        self, stream_id: str, limit: int = 3, *, fresh: Fresh = False
+    ) -> list[SnapshotRecord]:
+        """The stream's latest snapshots, newest first (``fresh`` as :meth:`read_stream`)."""
         validate_stream_id(stream_id)
         self._check_open()
-        return await self.recorder.read_snapshots(stream_id, limit)
+        recorder = await self.recorder.reading(*where(fresh))
+        return await recorder.read_snapshots(stream_id, limit)
 
     # -- personal data ---------------------------------------------------------------------
 

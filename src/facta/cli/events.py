@@ -16,7 +16,7 @@ import msgspec
 
 from facta.cli.checkpoints import checkpoint_text, parse_checkpoint
 from facta.cli.errors import Failed, one_line
-from facta.cli.stores import Access, open_store
+from facta.cli.stores import Access, open_store, replica_option
 from facta.cli.urls import URL_HELP, is_postgres, url_and, url_argument
 from facta.errors import DecodeError, UnknownEventType, UpcastError
 from facta.events import Checkpoint
@@ -68,12 +68,13 @@ def show(url: str, stream: str, metadata: bool) -> None:
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Print at most this many events.")
 @click.option("--metadata", is_flag=True, help=_METADATA_HELP)
-def log(url: str, after: str, limit: int | None, metadata: bool) -> None:
+@replica_option
+def log(url: str, after: str, limit: int | None, metadata: bool, replicas: tuple[str, ...]) -> None:
     """Print the global log: every stream's events in global order, with checkpoints."""
     start = _start(url, after)
     table = _Table(("CHECKPOINT", "STREAM", "VERSION"), metadata)
     last = start
-    with open_store(url, Access.READ) as store:
+    with open_store(url, Access.READ, replicas=replicas) as store:
         for row in _log_rows(store, start, limit):
             last = row.checkpoint
             table.echo(store, row, checkpoint_text(last), row.stream_id, row.version)
@@ -97,10 +98,13 @@ def log(url: str, after: str, limit: int | None, metadata: bool) -> None:
     help="Seconds between looks at the log when no wake-up comes.",
 )
 @click.option("--metadata", is_flag=True, help=_METADATA_HELP)
-def tail(url: str, after: str | None, poll_interval: float, metadata: bool) -> None:
+@replica_option
+def tail(
+    url: str, after: str | None, poll_interval: float, metadata: bool, replicas: tuple[str, ...]
+) -> None:
     """Print events live as they are committed, in global order, until Ctrl-C or SIGTERM."""
     table = _Table(("CHECKPOINT", "STREAM", "VERSION"), metadata)
-    with open_store(url, Access.READ) as store:
+    with open_store(url, Access.READ, replicas=replicas) as store:
         recorder = store.recorder
         position = recorder.last_checkpoint() if after is None else _start(url, after)
         click.echo(f"following the log after {checkpoint_text(position)}", err=True)

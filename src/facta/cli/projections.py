@@ -18,9 +18,10 @@ from facta.cli.checkpoints import checkpoint_text
 from facta.cli.keys import key_options, provider
 from facta.cli.modules import import_attribute
 from facta.cli.progress import progress_bar
-from facta.cli.stores import Access, open_store
+from facta.cli.stores import Access, open_store, replica_option
 from facta.cli.urls import URL_HELP, url_and, url_argument
 from facta.codec import Codec
+from facta.errors import StoreError
 from facta.projections import OnError, Projection, ProjectionRunner, statuses
 from facta.store import EventStore
 
@@ -45,11 +46,13 @@ def projections() -> None:
 
 @projections.command("list", epilog=URL_HELP)
 @url_argument
-def list_projections(url: str) -> None:
+@replica_option
+def list_projections(url: str, replicas: tuple[str, ...]) -> None:
     """Each projection: its checkpoint, its lag (events behind), its dead letters and state."""
-    with open_store(url, Access.READ) as store:
+    with open_store(url, Access.READ, replicas=replicas) as store:
         found = statuses(store)
         held_back = _reader_lag(store) if found else None
+        behind = _replica_lag(store)
     if not found:
         click.echo("no projection has run on this store yet")
         return
@@ -65,6 +68,8 @@ def list_projections(url: str) -> None:
             click.echo(f"{'':<{width}}  {status.error}")
     if held_back:
         click.echo(f"note: {held_back}")
+    for line in behind:
+        click.echo(f"note: {line}")
 
 
 def _reader_lag(store: EventStore) -> str | None:
@@ -77,9 +82,29 @@ def _reader_lag(store: EventStore) -> str | None:
     return str(lag) if getattr(lag, "held_back", 0) > 0 else None
 
 
+def _replica_lag(store: EventStore) -> list[str]:
+    """How far each replica trails the primary (PostgreSQL's ``replica_lag``), one line
+    each: runners reading there see the log that much later."""
+    replica_lag = getattr(store.recorder, "replica_lag", None)
+    if replica_lag is None:
+        return []
+    try:
+        return [str(lag) for lag in replica_lag()]
+    except StoreError as e:  # a replica down: the projections' list still stands
+        return [f"replica lag unknown: {e}"]
+
+
 def _runner_options(function: F) -> F:
     """Where the projections are, and how a runner reads the log and meets failing events."""
     options = [
+        click.option(
+            "--replica",
+            "replicas",
+            multiple=True,
+            metavar="URL",
+            help="A hot standby of the store's PostgreSQL server: the runner reads the log "
+            "there (its read model and checkpoint stay on URL). Repeat for several.",
+        ),
         click.option(
             "-p",
             "--projection",
@@ -120,12 +145,13 @@ def rebuild(
     dead_letter: bool,
     keys_file: str | None,
     keys_env: str | None,
+    replicas: tuple[str, ...],
 ) -> None:
     """Empty projection NAME's read model and replay the whole log into it."""
     projection = _find(name, specs)
     keys = provider(keys_file, keys_env)
     with (
-        open_store(url, Access.EXISTING, Codec(), keys) as store,
+        open_store(url, Access.EXISTING, Codec(), keys, replicas) as store,
         ProjectionRunner(
             store, projection, batch_size=batch_size, on_error=_on_error(dead_letter)
         ) as runner,
@@ -152,6 +178,7 @@ def run(
     dead_letter: bool,
     keys_file: str | None,
     keys_env: str | None,
+    replicas: tuple[str, ...],
     poll_interval: float,
     wait: bool,
 ) -> None:
@@ -159,7 +186,7 @@ def run(
     projection = _find(name, specs)
     keys = provider(keys_file, keys_env)
     with (
-        open_store(url, Access.EXISTING, Codec(), keys) as store,
+        open_store(url, Access.EXISTING, Codec(), keys, replicas) as store,
         ProjectionRunner(
             store,
             projection,

@@ -22,7 +22,7 @@ import facta
 from facta import backends
 from facta.cli.checkpoints import checkpoint_text
 from facta.cli.errors import Failed
-from facta.cli.stores import Access, StoredJSON, open_store
+from facta.cli.stores import Access, StoredJSON, open_store, replica_option, replica_options
 from facta.cli.urls import URL_HELP, url_and
 from facta.errors import ConfigurationError
 from facta.projections import statuses
@@ -89,6 +89,7 @@ def relay() -> None:
     help="Seconds between looks at the log when no wake-up comes.",
 )
 @click.option("--wait", is_flag=True, help="If NAME runs elsewhere, wait for it to stop.")
+@replica_option
 def run(
     url: str,
     name: str,
@@ -99,6 +100,7 @@ def run(
     batch_size: int,
     poll_interval: float,
     wait: bool,
+    replicas: tuple[str, ...],
 ) -> None:
     """Run relay NAME: publish the log after its checkpoint, then each event as it commits,
     until Ctrl-C or SIGTERM. Delivery is at least once, in the log's order; the checkpoint
@@ -119,7 +121,7 @@ def run(
 
     with _logging_to_stderr():
         try:
-            relay = asyncio.run(_run(url, relay_for, target))
+            relay = asyncio.run(_run(url, relay_for, target, replica_options(url, replicas)))
         except KeyboardInterrupt:  # before the relay was open: nothing was published
             click.echo(f"interrupted before relay {name!r} started", err=True)
             return
@@ -130,11 +132,16 @@ def run(
     )
 
 
-async def _run(url: str, relay_for: Callable[[AsyncEventStore], Relay], target: str) -> Relay:
+async def _run(
+    url: str,
+    relay_for: Callable[[AsyncEventStore], Relay],
+    target: str,
+    replicas: dict[str, object],
+) -> Relay:
     """Open the store and the relay, run it until a signal asks it to stop, close both."""
     loop = asyncio.get_running_loop()
     async with (
-        facta.connect_async(url, codec=StoredJSON(), **_existing(url)) as store,
+        facta.connect_async(url, codec=StoredJSON(), **_existing(url), **replicas) as store,
         relay_for(store) as relay,
     ):
         for number in (signal.SIGINT, signal.SIGTERM):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 import msgspec
 
 import facta
@@ -23,7 +24,31 @@ from facta.errors import DecodeError
 from facta.personal.data_keys import DataKeys
 from facta.personal.providers import KeyProvider
 
-__all__ = ["Access", "StoredJSON", "open_store"]
+__all__ = ["Access", "StoredJSON", "open_store", "replica_option", "replica_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def replica_option(function: F) -> F:
+    """``--replica URL`` (repeatable): hot standbys the command reads from."""
+    return click.option(
+        "--replica",
+        "replicas",
+        multiple=True,
+        metavar="URL",
+        help="A hot standby of the store's PostgreSQL server: the command reads the log there "
+        "(writes and checkpoints stay on URL). Repeat for several; they take turns.",
+    )(function)
+
+
+def replica_options(url: str, replicas: Sequence[str]) -> dict[str, object]:
+    """The store options for ``--replica`` URLs: none without any; a usage error for a
+    backend that reads from no replicas."""
+    if not replicas:
+        return {}
+    if "replicas" not in backends.find(url).options:
+        raise click.UsageError("--replica is for PostgreSQL stores (hot standbys of the server)")
+    return {"replicas": list(replicas)}
 
 
 class Access(enum.Enum):
@@ -43,7 +68,11 @@ _OPTIONS: dict[Access, dict[str, object]] = {
 
 @contextmanager
 def open_store(
-    url: str, access: Access, codec: Codec | None = None, keys: KeyProvider | None = None
+    url: str,
+    access: Access,
+    codec: Codec | None = None,
+    keys: KeyProvider | None = None,
+    replicas: Sequence[str] = (),
 ) -> Iterator[facta.EventStore]:
     """The store at ``url``, opened for ``access``, decoding events with ``codec`` (plain
     JSON by default: the command line knows none of the application's event classes) and
@@ -51,9 +80,9 @@ def open_store(
 
     ``read_only`` goes to every backend (each one accepts it). ``create`` and ``migrate`` go
     only to the backends that have them: one without them (memory) has nothing to create or
-    migrate.
+    migrate. ``replicas`` are hot standbys to read from (``--replica``).
     """
-    options = _OPTIONS[access]
+    options = {**_OPTIONS[access], **replica_options(url, replicas)}
     if access is not Access.READ:
         accepted = backends.find(url).options
         options = {name: value for name, value in options.items() if name in accepted}

@@ -20,10 +20,23 @@ Options (keywords of ``facta.connect``):
   ``NotAFactaStore`` instead, creating nothing.
 - ``read_only`` (False): True opens an existing, current store and never writes (sessions are
   read-only, nothing is created or migrated).
+- ``replicas`` (none): URLs of hot standbys streaming from the store's server (a pool each,
+  of ``pool_size``). Reads that may trail the primary go to them in turn: ``read_stream``,
+  loads, snapshots, ``read_all``, ``streams``, and so subscriptions, projection runners and
+  relays. Writes, checkpoints, locks, ``stream_version``, ``stream_info``, data keys and the
+  idempotent-append lookup stay on the primary; a read's ``fresh=`` (:mod:`facta.fresh`) asks
+  for the primary or for a replica that shows a given append. See docs/guides/replicas.md.
+- ``replica_timeout`` (5 seconds): how long a ``fresh=`` read waits for a replica to replay
+  the commit it must see; then ``ReplicaBehind``, or with ``replica_fallback`` (False) a read
+  of the primary.
+- ``commit_lsn`` (True): with replicas, each append also asks for its commit's WAL position
+  (``AppendResult.lsn``; one round trip more). False leaves appends as fast as without
+  replicas: a ``fresh=`` read of such a result waits for the primary's WAL position as the
+  read starts instead.
 
 The store's recorder (``store.recorder``, an :class:`~facta.backends.postgres.recorder.PostgresRecorder`)
-also offers ``reader_lag()``, ``wait_until_readable()``, ``wait_for_events()``, ``connection()``
-and its ``pool``.
+also offers ``reader_lag()``, ``replica_lag()``, ``wait_until_readable()``,
+``wait_for_events()``, ``connection()`` and its ``pool``.
 """
 
 from __future__ import annotations
@@ -34,13 +47,14 @@ from facta.backends import Backend
 from facta.backends.postgres.errors import LockTimeout, PoolExhausted
 from facta.backends.postgres.options import Options
 from facta.backends.postgres.reader_lag import ReaderLag
+from facta.backends.postgres.replica_lag import ReplicaLag
 from facta.errors import StoreError
 
 if TYPE_CHECKING:
     from facta.backends.postgres.recorder import PostgresRecorder
     from facta.backends.postgres.recorder_async import AsyncPostgresRecorder
 
-__all__ = ["LockTimeout", "Options", "PoolExhausted", "ReaderLag", "backend"]
+__all__ = ["LockTimeout", "Options", "PoolExhausted", "ReaderLag", "ReplicaLag", "backend"]
 
 
 def _need_driver() -> None:

@@ -6,6 +6,7 @@ and holds the defaults.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypedDict
 
 __all__ = ["Options"]
@@ -21,3 +22,7 @@ class Options(TypedDict, total=False):
     migrate: bool | None
     create: bool | None
     read_only: bool
+    replicas: Sequence[str]
+    replica_timeout: float
+    replica_fallback: bool
+    commit_lsn: bool

@@ -51,9 +51,16 @@ _FOREIGN_XIDS = f"""
     WHERE backend_xid IS NOT NULL AND datid <> {_OUR_DATABASE}
     UNION ALL
     SELECT transaction::text::bigint FROM pg_prepared_xact() WHERE dbid <> {_OUR_DATABASE}"""
-_HORIZON_OF = f"""least(pg_snapshot_xmax({{snapshot}}), (
+# On a hot standby (pg_is_in_recovery()) the snapshot lists no in-progress transaction in xip
+# (it keeps them all in subxip) and no session of its own holds one: its xmin, the oldest
+# transaction the primary had not ended as far as the standby has replayed (counting ids
+# assigned on the primary and not seen yet once a younger one is), is the horizon. It does
+# not tell databases apart, so there a transaction in any database of the primary holds
+# readers back.
+_HORIZON_OF = f"""(CASE WHEN pg_is_in_recovery() THEN pg_snapshot_xmin({{snapshot}})
+    ELSE least(pg_snapshot_xmax({{snapshot}}), (
     SELECT min(x) FROM pg_snapshot_xip({{snapshot}}) AS x
-    WHERE (x::text::bigint & 4294967295) NOT IN ({_FOREIGN_XIDS})))::text::bigint"""
+    WHERE (x::text::bigint & 4294967295) NOT IN ({_FOREIGN_XIDS}))) END)::text::bigint"""
 _HORIZON = f"""(SELECT CASE
     WHEN pg_snapshot_xmin(s) = pg_snapshot_xmax(s)
       OR coalesce((SELECT max(transaction_id) FROM {{schema}}.facta_events), 0)
@@ -182,6 +189,12 @@ _NOT_ANOTHER_TYPE = """AND NOT EXISTS (SELECT FROM {schema}.facta_streams WHERE 
 _STREAM_INFO = """SELECT stream_id, version, aggregate_type, deleted_at, hard_deleted,
     first_version, max_age, max_count FROM {schema}.facta_streams"""
 
+# Replicas: how far a standby has replayed and received the primary's WAL (NULL on a server
+# that is not one), and how long ago the newest transaction it replayed committed.
+_REPLICA_LAG = """SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint,
+    (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint,
+    extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8"""
+
 
 class Queries(NamedTuple):
     """Every statement of one store's recorder, rendered for its schema."""
@@ -232,6 +245,10 @@ class Queries(NamedTuple):
     swap_search_path: str
     restore_search_path: str
     horizon: str
+    commit_lsn: str
+    replayed_lsn: str
+    replica_lag: str
+    primary_lsn: str
     listen: str
     use_schema: str
 
@@ -367,6 +384,10 @@ class Queries(NamedTuple):
             ),
             restore_search_path="SELECT set_config('search_path', %s, true)",
             horizon=text(f"SELECT {_HORIZON}"),
+            commit_lsn="SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+            replayed_lsn="SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
+            replica_lag=_REPLICA_LAG,
+            primary_lsn="SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint",
             written=text(
                 f"SELECT {_COLUMNS} FROM {{schema}}.facta_events"
                 " WHERE transaction_id = pg_current_xact_id()::text::bigint ORDER BY position"

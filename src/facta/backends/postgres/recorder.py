@@ -18,6 +18,10 @@
   it runs again once, and while the server is down callers wait (up to ``pool_timeout``) and
   get through within about half a second of its return. An append is never sent twice: one
   whose connection dies under it raises, saying it may have committed.
+- Given ``replicas`` (hot standbys), the reads that may trail the primary (streams, loads,
+  snapshots, the global log) go to them in turn, a pool each (:mod:`.replicas`);
+  :meth:`~PostgresRecorder.reading` pins one server for a read that must be fresh.
+  On a standby the global log's horizon is the snapshot's xmin (``queries``).
 - Each append NOTIFYs the store's channel on commit; :meth:`~PostgresRecorder.wait_for_events`
   wakes on it. It is a hint for tailing readers; correctness comes from ``read_all`` alone.
 """
@@ -25,6 +29,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 import time
@@ -60,6 +65,8 @@ from facta.backends.postgres.migrations import apply_migrations, check_schema
 from facta.backends.postgres.options import Options
 from facta.backends.postgres.queries import Queries
 from facta.backends.postgres.reader_lag import ReaderLag
+from facta.backends.postgres.replica_lag import ReplicaLag
+from facta.backends.postgres.replicas import Replicas
 from facta.backends.postgres.settings import Settings
 from facta.errors import (
     ConcurrencyError,
@@ -131,25 +138,41 @@ class PostgresRecorder(Recorder):
         self._write_one = (sql.write_one_any, sql.write_one_new, sql.write_one_existing)
         self._write_many = (sql.write_any, sql.write_new, sql.write_existing)
         self._claims = (sql.claim_any, sql.claim_new, sql.claim_existing)
-        self.pool = ConnectionPool(
-            settings.conninfo,
-            min_size=1,
-            max_size=settings.pool_size,
-            timeout=settings.pool_timeout,
-            kwargs=self._kwargs,
-            configure=self._configure_pooled,
-            reconnect_timeout=_RECONNECT_SECONDS,
-            reconnect_failed=self._reconnect_failed,
-            open=False,
-            name=f"facta:{self.schema}",
-        )
+        self.pool = self._make_pool(settings.conninfo, f"facta:{self.schema}")
+        # Hot standbys, if given: the reads that may trail the primary go there in turn.
+        self.replicas: Replicas | None = None
+        if settings.replicas:
+            pools = [
+                self._make_pool(conninfo, f"facta:{self.schema}:replica{n}")
+                for n, (conninfo, _) in enumerate(settings.replicas)
+            ]
+            locations = [location for _, location in settings.replicas]
+            self.replicas = Replicas(pools, locations, self._on, sql)
+        # The one pool this recorder's reads go to (see reading()); None: the default routing.
+        self._pinned: ConnectionPool[Any] | None = None
         self._ready = False
         self._closed = False
         self._open_lock = threading.Lock()
         self._listen_lock = threading.Lock()
         self._listener: Connection[TupleRow] | None = None
+        self._standby = False  # the store's own server is a standby: nothing to listen to
         # The store's database (name, oid, server start): a caller's connection must match.
         self._identity: tuple[Any, ...] | None = None
+
+    def _make_pool(self, conninfo: str, name: str) -> ConnectionPool[Any]:
+        """A pool of the store's kind (the primary's or a replica's), not opened yet."""
+        return ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=self.settings.pool_size,
+            timeout=self.settings.pool_timeout,
+            kwargs=self._kwargs,
+            configure=self._configure_pooled,
+            reconnect_timeout=_RECONNECT_SECONDS,
+            reconnect_failed=self._reconnect_failed,
+            open=False,
+            name=name,
+        )
 
     # -- connections -----------------------------------------------------------------------
 
@@ -188,6 +211,8 @@ class PostgresRecorder(Recorder):
                 with self._connect() as conn:
                     check_schema(conn, self.settings)
                 self.pool.open(wait=True)
+                if self.replicas is not None:
+                    self.replicas.open()
             except psycopg.Error as e:
                 raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {e}") from e
             self._ready = True
@@ -206,25 +231,27 @@ class PostgresRecorder(Recorder):
         if not self._ready:
             self._open()
 
-    def _getconn(self) -> Connection[TupleRow]:
-        """A pooled connection that was alive a moment ago, within ``pool_timeout``.
+    def _getconn(self, pool: ConnectionPool[Any] | None = None) -> Connection[TupleRow]:
+        """A connection of ``pool`` (the primary's by default) that was alive a moment ago,
+        within ``pool_timeout``.
 
         A connection the server ended while it sat in the pool (a restart, a killed session)
         is closed and handed back for the pool to replace, never to a caller.
         """
         if not self._ready:
             self._open()
+        pool = self.pool if pool is None else pool
         try:
-            conn = self.pool.getconn()
+            conn: Connection[TupleRow] = pool.getconn()
             if dead_while_idle(conn):
-                deadline = time.monotonic() + self.pool.timeout
+                deadline = time.monotonic() + pool.timeout
                 while dead_while_idle(conn):
                     conn.close()
-                    self.pool.putconn(conn)  # the pool opens another in its place
-                    conn = self.pool.getconn(deadline - time.monotonic())
+                    pool.putconn(conn)  # the pool opens another in its place
+                    conn = pool.getconn(deadline - time.monotonic())
             return conn
         except (PoolTimeout, TooManyRequests) as e:
-            raise self._exhausted() from e
+            raise self._exhausted(pool) from e
         except psycopg.Error as e:  # the pool was closed meanwhile
             raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
 
@@ -239,16 +266,20 @@ class PostgresRecorder(Recorder):
             with contextlib.suppress(psycopg.Error):  # closed meanwhile
                 pool.check()  # the pool grows again when it has no connection
 
-    def _exhausted(self) -> PoolExhausted:
-        size, timeout = self.pool.max_size, self.pool.timeout
-        opened = self.pool.get_stats().get("pool_size", size)
+    def _exhausted(self, pool: ConnectionPool[Any]) -> PoolExhausted:
+        size, timeout = pool.max_size, pool.timeout
+        opened = pool.get_stats().get("pool_size", size)
+        location = self.location
+        if self.replicas is not None and pool in self.replicas.pools:
+            location = f"replica {self.replicas.locations[self.replicas.pools.index(pool)]}"
+
         why = (
             f"all {size} connections of the pool are in use"
             if opened >= size
             else f"the pool holds {opened} and could not open another (is the server reachable?)"
         )
         return PoolExhausted(
-            f"no connection to PostgreSQL ({self.location}) within pool_timeout={timeout:g}s: "
+            f"no connection to PostgreSQL ({location}) within pool_timeout={timeout:g}s: "
             f"{why} (pool_size={size}). Raise pool_size or pool_timeout, or hold connections "
             "for less time"
         )
@@ -281,17 +312,25 @@ class PostgresRecorder(Recorder):
                 raise StoreError(f"PostgreSQL store at {self.location}: {e}") from e
 
     def _query(
-        self, query: str, params: Sequence[Any], *, fetch: bool = True, rows: Any = tuple_row
+        self,
+        query: str,
+        params: Sequence[Any],
+        *,
+        fetch: bool = True,
+        rows: Any = tuple_row,
+        pool: ConnectionPool[Any] | None = None,
     ) -> list[Any]:
-        """Run one statement on a pooled connection; its rows (binary: no text parsing), made
-        by the row factory ``rows``.
+        """Run one statement on a connection of ``pool`` (the primary's by default); its rows
+        (binary: no text parsing), made by the row factory ``rows``.
 
         Every statement run here is a read or an idempotent write (a snapshot's upsert), so
-        one whose connection died under it runs again, once, on another connection.
+        one whose connection died under it runs again, once, on another connection; so does
+        a read a standby cancelled for a conflict with the WAL it replays.
         """
+        pool = self.pool if pool is None else pool
         retried = False
         while True:
-            conn = self._getconn()
+            conn = self._getconn(pool)
             try:
                 cur = conn.cursor(row_factory=rows)
                 cur.execute(query, params, prepare=True, binary=True)
@@ -299,11 +338,35 @@ class PostgresRecorder(Recorder):
             except UnicodeEncodeError as e:
                 raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
             except psycopg.Error as e:
-                if not conn.broken or retried:
+                on_replica = pool is not self.pool
+                if isinstance(e, pg_errors.UndefinedTable) and on_replica:
+                    raise self._no_store_yet(pool, e) from e
+                conflict = on_replica and isinstance(e, pg_errors.SerializationFailure)
+                if not (conn.broken or conflict) or retried:
                     raise self._failed(e, params) from e
                 retried = True
             finally:
-                self.pool.putconn(conn)
+                pool.putconn(conn)
+
+    def _on(self, pool: ConnectionPool[Any], query: str) -> list[Any]:
+        """Run a statement without parameters on a connection of ``pool`` (a replica's)."""
+        return self._query(query, (), pool=pool)
+
+    def _no_store_yet(self, pool: ConnectionPool[Any], e: psycopg.Error) -> StoreError:
+        assert self.replicas is not None
+        where = self.replicas.locations[self.replicas.pools.index(pool)]
+        return StoreError(
+            f"replica {where} holds no facta store in schema {self.schema!r} yet: it has not "
+            f"replayed the store's creation or migration ({e}). Wait for it (recorder."
+            "replica_lag() says how far behind it is), or read with fresh=True"
+        )
+
+    def _read_pool(self) -> ConnectionPool[Any]:
+        """Where a read that may trail the primary goes: the pinned pool (``reading()``),
+        else the next replica's, else the primary's."""
+        if self._pinned is not None:
+            return self._pinned
+        return self.pool if self.replicas is None else self.replicas.next()
 
     def _failed(self, e: psycopg.Error, params: Sequence[Any]) -> Exception:
         if isinstance(e, pg_errors.ProgramLimitExceeded) and params and isinstance(params[0], str):
@@ -334,6 +397,8 @@ class PostgresRecorder(Recorder):
                 self._listener.close()
                 self._listener = None
         self.pool.close()
+        if self.replicas is not None:
+            self.replicas.close()
 
     def migrate(self) -> list[int]:
         """Apply the pending schema migrations now; the numbers applied ([] when up to date).
@@ -361,9 +426,26 @@ class PostgresRecorder(Recorder):
         self._check_writable()
         conn = self._getconn()
         try:
-            return self._append(conn, appends, None)
+            results = self._append(conn, appends, None)
+            if self.replicas is None or not self.settings.commit_lsn:
+                return results
+            return self._with_lsn(conn, results)
         finally:
             self.pool.putconn(conn)
+
+    def _with_lsn(
+        self, conn: Connection[TupleRow], results: list[AppendResult]
+    ) -> list[AppendResult]:
+        """The results of a committed append, with the WAL position of its commit (or past
+        it): a replica that has replayed that far shows the append. Asked only when the
+        store has replicas and ``commit_lsn``: it costs a round trip."""
+        try:
+            cur = _execute(conn, self._sql.commit_lsn)
+            row = cur.fetchone()
+        except psycopg.Error:  # committed all the same: fresh reads of it go to the primary
+            return results
+        assert row is not None
+        return [result._replace(lsn=row[0]) for result in results]
 
     def append_in_transaction(
         self, connection: object, appends: Sequence[PreparedAppend]
@@ -766,7 +848,7 @@ class PostgresRecorder(Recorder):
     ) -> list[StoredEvent]:
         last = _LAST_VERSION if to_version is None else to_version
         params = (stream_id, from_version, last, limit)
-        return self._query(self._sql.read_stream, params, rows=_stored)
+        return self._query(self._sql.read_stream, params, rows=_stored, pool=self._read_pool())
 
     def replay_stream(
         self,
@@ -777,13 +859,16 @@ class PostgresRecorder(Recorder):
         aggregate_type: str | None = None,
     ) -> list[ReplayRow]:
         last = _LAST_VERSION if to_version is None else to_version
+        pool = self._read_pool()
         if aggregate_type is None:
             params: tuple[Any, ...] = (stream_id, from_version, last, limit)
-            return self._query(self._sql.replay_stream, params)
+            return self._query(self._sql.replay_stream, params, pool=pool)
         params = (stream_id, from_version, last, stream_id, aggregate_type, from_version, limit)
-        rows: list[ReplayRow] = self._query(self._sql.replay_stream_as, params)
+        rows: list[ReplayRow] = self._query(self._sql.replay_stream_as, params, pool=pool)
         if not rows:  # none to replay, or the load is refused: the stream's row says which
-            check_load(stream_id, self.stream_info(stream_id), aggregate_type, from_version)
+            found = self._query(self._sql.stream_info, (stream_id,), pool=pool)
+            info = StreamInfo(*found[0]) if found else None
+            check_load(stream_id, info, aggregate_type, from_version)
         return rows
 
     def stream_info(self, stream_id: str) -> StreamInfo | None:
@@ -793,19 +878,56 @@ class PostgresRecorder(Recorder):
     def read_all(
         self, after: Checkpoint, types: Sequence[str] | None, limit: int
     ) -> list[StoredEvent]:
+        pool = self._read_pool()
         if types is None:
             params: tuple[Any, ...] = (after.transaction_id, after.position, limit)
-            return self._query(self._sql.read_all, params, rows=_stored)
+            return self._query(self._sql.read_all, params, rows=_stored, pool=pool)
         params = (after.transaction_id, after.position, list(types), limit)
-        return self._query(self._sql.read_all_types, params, rows=_stored)
+        return self._query(self._sql.read_all_types, params, rows=_stored, pool=pool)
 
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
-        rows = self._query(self._sql.streams, ("" if after is None else after, limit))
+        params = ("" if after is None else after, limit)
+        rows = self._query(self._sql.streams, params, pool=self._read_pool())
         return [StreamVersion(row[0], row[1]) for row in rows]
 
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
-        rows = self._query(self._sql.read_snapshots, (stream_id, limit))
+        params = (stream_id, limit)
+        rows = self._query(self._sql.read_snapshots, params, pool=self._read_pool())
         return [SnapshotRecord(*row) for row in rows]
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def reading(self, lsn: int | None, primary: bool) -> PostgresRecorder:
+        """A recorder whose reads all go to one server: the primary (``primary``, or a
+        store without replicas), else a replica that has replayed WAL position ``lsn``
+        (waiting up to ``replica_timeout`` for one; then the primary with
+        ``replica_fallback=True``, else ``ReplicaBehind``); ``lsn`` -1 stands for the
+        primary's WAL position now. It shares this recorder's pools; it is for reading
+        only, and never needs closing."""
+        self._ensure_open()
+        replicas = self.replicas
+        if replicas is None or (not primary and lsn is None):
+            pool = None if replicas is None else self._read_pool()
+        elif primary:
+            pool = self.pool
+        else:
+            assert lsn is not None
+            if lsn < 0:  # as of now: past every commit made before this read
+                ((lsn,),) = self._query(self._sql.commit_lsn, ())
+            fallback = self.pool if self.settings.replica_fallback else None
+            pool = replicas.at(lsn, self.settings.replica_timeout, fallback)
+        if pool is None or pool is self._pinned:
+            return self
+        pinned = copy.copy(self)
+        pinned._pinned = pool
+        return pinned
+
+    def replica_lag(self) -> list[ReplicaLag]:
+        """How far each replica trails the primary (none without replicas)."""
+        if self.replicas is None:
+            return []
+        ((primary_lsn,),) = self._query(self._sql.primary_lsn, ())
+        return self.replicas.lag(primary_lsn)
 
     def key_table(self) -> PostgresKeyTable:
         return PostgresKeyTable(self._query, self.schema, self._check_writable)
@@ -822,8 +944,10 @@ class PostgresRecorder(Recorder):
 
     def reader_lag(self) -> ReaderLag:
         """How many committed events ``read_all`` cannot return yet, and which transaction
-        holds them back (see :class:`ReaderLag`)."""
-        ((held_back, pid, database, age),) = self._query(self._sql.reader_lag, ())
+        holds them back (see :class:`ReaderLag`): on the primary, or on the replica of a
+        recorder made by :meth:`reading`."""
+        query = self._sql.reader_lag
+        ((held_back, pid, database, age),) = self._query(query, (), pool=self._pinned)
         return ReaderLag(held_back, pid, age, database)
 
     def wait_until_readable(self, seconds: float) -> bool:
@@ -851,20 +975,37 @@ class PostgresRecorder(Recorder):
         (it was held back behind an older transaction) and a wake-up without a new event, so
         read with ``read_all`` after every return. The first call starts listening and returns
         True at once, since events may have been appended before it listened. Listening uses
-        one connection of its own, outside the pool; concurrent callers take turns.
+        one connection of its own, outside the pool; concurrent callers take turns. Standbys
+        pass no notifications on: with replicas, a wake-up also waits (within ``seconds``)
+        until they have replayed what the primary had written then; a store opened on a
+        standby itself cannot listen, and waits ``seconds`` (its readers poll).
         """
+        started = time.monotonic()
         with self._listen_lock:
             self._check_open()
+            if self._standby:
+                time.sleep(seconds)
+                return False
             try:
                 if self._listener is None or self._listener.closed:
                     self._ensure_open()
                     listener = self._connect()
-                    listener.execute(self._sql.listen)
+                    try:
+                        listener.execute(self._sql.listen)
+                    except pg_errors.ReadOnlySqlTransaction:  # a standby: no LISTEN there
+                        listener.close()
+                        self._standby = True
+                        return True
                     self._listener = listener
                     return True
                 woke = False
                 for _ in self._listener.notifies(timeout=seconds, stop_after=1):
                     woke = True
+                if woke and self.replicas is not None:
+                    cur = self._listener.execute(self._sql.commit_lsn)
+                    ((lsn,),) = cur.fetchall()
+                    left = seconds - (time.monotonic() - started)
+                    self.replicas.caught_up(lsn, left)
                 return woke
             except psycopg.Error as e:
                 if self._listener is not None and self._listener.broken:  # listen anew next time

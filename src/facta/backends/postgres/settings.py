@@ -7,6 +7,7 @@ database and schema), never a user or a password.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -35,6 +36,11 @@ class Settings:
     migrate: bool
     create: bool
     read_only: bool
+    # Hot standbys the store reads from: (conninfo, location) each, in the order given.
+    replicas: tuple[tuple[str, str], ...] = ()
+    replica_timeout: float = 5.0  # how long a fresh= read waits for a replica to replay
+    replica_fallback: bool = False  # past it, read the primary instead of raising
+    commit_lsn: bool = True  # appends fetch their commit's WAL position (with replicas)
 
     @classmethod
     def parse(
@@ -48,6 +54,10 @@ class Settings:
         migrate: bool | None = None,
         create: bool | None = None,
         read_only: bool = False,
+        replicas: Sequence[str] = (),
+        replica_timeout: float = 5.0,
+        replica_fallback: bool = False,
+        commit_lsn: bool = True,
     ) -> Settings:
         """Check ``url`` and the options; ``ConfigurationError`` saying which one is wrong."""
         conninfo, name = split_url(url, schema)
@@ -90,6 +100,17 @@ class Settings:
                 "read_only=True never migrates; drop migrate=True (`facta migrate URL` upgrades "
                 "a store)"
             )
+        standbys = _replicas(replicas, name)
+        if not _seconds(replica_timeout, 0):
+            raise ConfigurationError(
+                f"replica_timeout must be a number of seconds >= 0, got {replica_timeout!r}"
+            )
+        if not isinstance(commit_lsn, bool):
+            raise ConfigurationError(f"commit_lsn must be True or False, got {commit_lsn!r}")
+        if not isinstance(replica_fallback, bool):
+            raise ConfigurationError(
+                f"replica_fallback must be True or False, got {replica_fallback!r}"
+            )
         return cls(
             conninfo,
             name,
@@ -100,7 +121,43 @@ class Settings:
             migrate=not read_only if migrate is None else migrate,
             create=not read_only if create is None else create,
             read_only=read_only,
+            replicas=standbys,
+            replica_timeout=float(replica_timeout),
+            replica_fallback=replica_fallback,
+            commit_lsn=commit_lsn,
         )
+
+
+def _replicas(urls: object, schema: str) -> tuple[tuple[str, str], ...]:
+    """Each replica URL as (conninfo, location); a replica holds the primary's schema."""
+    if isinstance(urls, str) or not isinstance(urls, Sequence):
+        raise ConfigurationError(
+            f"replicas takes a list of PostgreSQL URLs (hot standbys), got {urls!r}"
+        )
+    found = []
+    for url in urls:
+        conninfo, named = split_url(url, None)
+        if named not in (schema, DEFAULT_SCHEMA):
+            raise ConfigurationError(
+                f"replica URL names schema {named!r}, but a replica holds the primary's schema "
+                f"{schema!r}: drop ?schema= from it"
+            )
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.Error:  # the message may quote the URL, password included
+            raise ConfigurationError("a replica URL is not valid (libpq cannot parse it)") from None
+        found.append((conninfo, _location(params, schema)))
+    return tuple(found)
+
+
+def _seconds(value: object, least: float) -> bool:
+    """Whether ``value`` is a finite number of seconds >= ``least``."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= least
+    )
 
 
 def split_url(url: str, schema: str | None = None) -> tuple[str, str]:
