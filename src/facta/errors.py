@@ -200,7 +200,9 @@ class CrossPartitionAppend(FactaError):
 
     def __init__(self, partitions: dict[str, list[str]]) -> None:
         self.partitions = partitions
-        where = "; ".join(f"{name}: {', '.join(map(repr, ids))}" for name, ids in partitions.items())
+        where = "; ".join(
+            f"{name}: {', '.join(map(repr, ids))}" for name, ids in partitions.items()
+        )
         super().__init__(
             f"one append cannot span partitions ({where}); nothing was written. Append to each "
             "partition separately, or place the streams together (by tenant, or in one slice)"

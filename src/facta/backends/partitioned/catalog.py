@@ -59,7 +59,9 @@ def load_catalog(
             query = "SELECT first_slice, last_slice, partition FROM {schema}.facta_partition_routes"
             rows = _fetch(conn, query, home)
             if rows:
-                return Routes.from_ranges((SliceRange(f, l), name) for f, l, name in rows)
+                return Routes.from_ranges(
+                    (SliceRange(first, last), name) for first, last, name in rows
+                )
             routes = Routes.even(list(locations))
             insert = "INSERT INTO {schema}.facta_partition_routes VALUES (%s, %s, %s)"
             for (first, last), name in routes.ranges():

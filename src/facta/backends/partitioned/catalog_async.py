@@ -48,7 +48,9 @@ async def load_catalog(
         async with home.connection() as conn, conn.transaction():
             await conn.execute(_LOCK, (home.schema,))
             await conn.execute(_text(_TABLES, home.schema))
-            stored = await _fetch(conn, "SELECT name, location FROM {schema}.facta_partitions", home)
+            stored = await _fetch(
+                conn, "SELECT name, location FROM {schema}.facta_partitions", home
+            )
             if not stored:
                 await _insert_locations(conn, home, locations)
             else:
@@ -58,7 +60,9 @@ async def load_catalog(
             query = "SELECT first_slice, last_slice, partition FROM {schema}.facta_partition_routes"
             rows = await _fetch(conn, query, home)
             if rows:
-                return Routes.from_ranges((SliceRange(f, l), name) for f, l, name in rows)
+                return Routes.from_ranges(
+                    (SliceRange(first, last), name) for first, last, name in rows
+                )
             routes = Routes.even(list(locations))
             insert = "INSERT INTO {schema}.facta_partition_routes VALUES (%s, %s, %s)"
             for (first, last), name in routes.ranges():
@@ -80,7 +84,9 @@ async def _fetch(conn: Any, template: str, home: AsyncPostgresRecorder) -> list[
     return list(await cur.fetchall())
 
 
-async def _insert_locations(conn: Any, home: AsyncPostgresRecorder, locations: Mapping[str, str]) -> None:
+async def _insert_locations(
+    conn: Any, home: AsyncPostgresRecorder, locations: Mapping[str, str]
+) -> None:
     insert = _text("INSERT INTO {schema}.facta_partitions VALUES (%s, %s)", home.schema)
     for name, location in locations.items():
         await conn.execute(insert, (name, location))

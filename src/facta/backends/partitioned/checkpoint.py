@@ -22,6 +22,8 @@ from facta.errors import InvalidCheckpoint
 from facta.events import Checkpoint
 from facta.records import StoredEvent
 
+_START = Checkpoint()
+
 __all__ = ["PartitionPlaces", "checkpoint_parts", "merge_pages", "partitioned_checkpoint"]
 
 Places = tuple[tuple[str, int, int], ...]  # (partition, transaction_id, position), by name
@@ -42,7 +44,7 @@ class PartitionPlaces(int):
 
 
 def partitioned_checkpoint(
-    parts: Mapping[str, Checkpoint], last: Checkpoint = Checkpoint()
+    parts: Mapping[str, Checkpoint], last: Checkpoint = _START
 ) -> Checkpoint:
     """A checkpoint of a partitioned store from each partition's place (others: the start).
 

@@ -11,7 +11,7 @@ equal to, as the event's ``checkpoint`` does).
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any

@@ -10,7 +10,7 @@ equal to, as the event's ``checkpoint`` does).
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # sync: import threading
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any

@@ -72,7 +72,7 @@ class PartitionedRecorder(Recorder):
         self._hook: AppendHook | None = None
         self._ready = False
 
-    @property  # type: ignore[override]  # a hook every partition calls
+    @property  # a hook every partition calls
     def on_append(self) -> AppendHook | None:
         return self._hook
 

@@ -64,13 +64,15 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         self.home = next(iter(self.partitions.values()))
         self.placement = placement
         self.routes: Routes | None = None
-        self.location = "partitioned(" + ", ".join(
-            f"{name}={r.location}" for name, r in self.partitions.items()
-        ) + ")"
+        self.location = (
+            "partitioned("
+            + ", ".join(f"{name}={r.location}" for name, r in self.partitions.items())
+            + ")"
+        )
         self._hook: AppendHook | None = None
         self._ready = False
 
-    @property  # type: ignore[override]  # a hook every partition calls
+    @property  # a hook every partition calls
     def on_append(self) -> AppendHook | None:
         return self._hook
 
