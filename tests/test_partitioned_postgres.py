@@ -23,6 +23,7 @@ from facta.backends.partitioned import (
     connect_partitioned_async,
     partitioned_checkpoint,
 )
+from facta.backends.partitioned.moving import move_partition
 from facta.backends.partitioned.recorder import PartitionedRecorder
 from facta.errors import ConfigurationError, CrossPartitionAppend, InvalidCheckpoint
 from facta.projections import Projection, ProjectionRunner, handles
@@ -368,3 +369,43 @@ async def test_a_relay_publishes_every_partitions_events_once(urls: dict[str, st
         assert sorted(published) == sorted(
             [(f"{n}:r", "1") for n in NAMES] + [(f"{n}:r", "2") for n in NAMES] + [("p2:r", "3")]
         )
+
+
+# -- moving a partition ----------------------------------------------------------------------
+
+
+def test_a_moved_partition_keeps_its_streams_and_every_readers_place(
+    urls: dict[str, str],
+) -> None:
+    with private_cluster() as elsewhere:
+        with connect_partitioned(urls, placement=by_tenant()) as store:
+            streams = [f"{name}:m" for name in NAMES]
+            append_everywhere(store, streams, 2)
+            with ProjectionRunner(store, Tally()) as runner:
+                assert runner.catch_up() == 6
+            before = list(store.read_all())
+            middle = before[3].checkpoint
+            new_url = elsewhere.url(urls["p2"].split("schema=")[1])
+            move_partition(store, "p2", new_url)
+            assert partitioned(store).partitions["p2"].location != urls["p2"]
+            store.append("p2:m", [Counted(9)], 2)  # after the copied events, on the new server
+            assert [e.version for e in store.read_stream("p2:m")] == [1, 2, 3]
+            rest = list(store.read_all(middle))
+            assert [e.event_id for e in rest[:-1]] == [e.event_id for e in before[4:]]
+            assert (rest[-1].stream_id, rest[-1].version) == ("p2:m", 3)
+            with ProjectionRunner(store, Tally()) as runner:
+                assert runner.catch_up() == 1
+            assert tally(store) == {"p1:m": 2, "p2:m": 3, "p3:m": 2}
+        with pytest.raises(ConfigurationError, match="moved"), connect_partitioned(urls) as stale:
+            stale.stream_version("p1:m")
+        with connect_partitioned({**urls, "p2": new_url}, placement=by_tenant()) as reopened:
+            assert reopened.stream_version("p2:m") == 3
+            assert len(list(reopened.read_all())) == 7
+
+
+def test_the_home_partition_cannot_be_moved(urls: dict[str, str]) -> None:
+    with (
+        connect_partitioned(urls) as store,
+        pytest.raises(ConfigurationError, match="home partition"),
+    ):
+        move_partition(store, "p1", urls["p2"])

@@ -64,11 +64,7 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         self.home = next(iter(self.partitions.values()))
         self.placement = placement
         self.routes: Routes | None = None
-        self.location = (
-            "partitioned("
-            + ", ".join(f"{name}={r.location}" for name, r in self.partitions.items())
-            + ")"
-        )
+        self.location = _location(self.partitions)
         self._hook: AppendHook | None = None
         self._ready = False
 
@@ -81,6 +77,12 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         self._hook = hook
         for recorder in self.partitions.values():
             recorder.on_append = hook
+
+    def replace(self, name: str, recorder: AsyncPostgresRecorder) -> None:
+        """Route partition ``name`` to ``recorder`` from now on (after a move)."""
+        recorder.on_append = self._hook
+        self.partitions[name] = recorder
+        self.location = _location(self.partitions)
 
     async def ready(self) -> None:
         """Read (on first use, make) the catalog; check the partitions against it."""
@@ -258,3 +260,7 @@ class AsyncPartitionedRecorder(AsyncRecorder):
     async def close(self) -> None:
         for recorder in self.partitions.values():
             await recorder.close()
+
+
+def _location(partitions: Mapping[str, AsyncPostgresRecorder]) -> str:
+    return "partitioned(" + ", ".join(f"{n}={r.location}" for n, r in partitions.items()) + ")"
