@@ -1,5 +1,5 @@
 """The benchmark suite still runs: ``python bench/run.py --quick`` on every system, and
-``python bench/relay.py`` at a tiny size.
+``python bench/relay.py`` and ``python bench/partitions.py`` at a tiny size.
 
 It asserts nothing about speed (speed lives in bench/ and docs/benchmarks.md), only that every
 workload ran on every system that can run it, PostgreSQL included.
@@ -61,3 +61,19 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     assert relay["ratio"] is not None
     assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
     assert all(row["samples"] == 50 for row in document["latency"])
+
+
+@pytest.mark.postgres
+def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "partitions.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "| setup | servers | events/s | ratio | cores busy |" in finished.stdout
+    for setup in ("postgres", "partitioned x1", "partitioned x3"):
+        assert re.search(rf"^\| {setup} \| [13] \| +[\d,]+ \| [\d.]+ \|", finished.stdout, re.M)
