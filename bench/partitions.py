@@ -13,7 +13,10 @@ so on 3 partitions the writers are spread evenly, and on 1 they all share it. Th
 store of one partition on server 1 (the routing's cost); ``partitioned x3``, one partition on
 each server. Every setup runs once per round, in an order that rotates; the table gives the
 median events/s, its ratio to the baseline, and how busy the machine's cores were (from
-``/proc/stat``; near 100% the cores, not the servers, set the rate).
+``/proc/stat``; near 100% the cores, not the servers, set the rate), and the CPU time spent
+per event by the writer processes while appending (client) and by the servers' backends (server: the
+postmasters' reaped children), the figures of a model for N servers: with C cores, appends
+cannot go faster than C / (client + server CPU per event), however many servers there are.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -75,15 +79,20 @@ def streams_of(writer: int, count: int) -> list[str]:
     return found
 
 
-def write(setup: str, urls: dict[str, str], writer: int, events: int, start: Barrier) -> None:
-    """One writer process: ``events`` single-event appends over 10 streams of its own."""
+def write(
+    setup: str, urls: dict[str, str], writer: int, events: int, start: Barrier, cpu: Queue[float]
+) -> None:
+    """One writer process: ``events`` single-event appends over 10 streams of its own; puts
+    the CPU seconds they took on ``cpu``."""
     streams = streams_of(writer, 10)
     with open_store(setup, urls) as store:
         store.stream_version(streams[0])  # connect (and read the routes) before the clock
         start.wait()
+        began = time.process_time()
         for n in range(events):
             stream = streams[n % len(streams)]
             store.append(stream, [Appended(writer, n)], n // len(streams))
+        cpu.put(time.process_time() - began)
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -93,12 +102,24 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def server_seconds(servers: list[Cluster]) -> float:
+    """CPU seconds of the servers' postmasters and their reaped children (ended backends)."""
+    total = 0
+    for server in servers:
+        pid = (server.data / "postmaster.pid").read_text().split("\n", 1)[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Run:
     setup: str
     seconds: float
     events: int
     busy: float  # fraction of all cores' time spent busy
+    client: float  # CPU seconds of the writer processes while appending
+    server: float  # CPU seconds of the servers' backends
 
 
 def run_once(setup: str, servers: list[Cluster], writers: int, events: int) -> Run:
@@ -107,8 +128,12 @@ def run_once(setup: str, servers: list[Cluster], writers: int, events: int) -> R
         store.stream_version("warm-up")
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(writers + 1)
+    cpu: Queue[float] = spawn.Queue()
+    time.sleep(0.5)  # the servers reap the warm-up's backends
+    server = server_seconds(servers)
     processes = [
-        spawn.Process(target=write, args=(setup, urls, w, events, start)) for w in range(writers)
+        spawn.Process(target=write, args=(setup, urls, w, events, start, cpu))
+        for w in range(writers)
     ]
     for process in processes:
         process.start()
@@ -122,7 +147,9 @@ def run_once(setup: str, servers: list[Cluster], writers: int, events: int) -> R
     if failed:
         raise SystemExit(f"{setup}: writer processes failed (exit codes {failed})")
     busy = (busy_after - ticks[0]) / max(1, total_after - ticks[1])
-    return Run(setup, seconds, writers * events, busy)
+    time.sleep(0.5)  # the servers reap the writers' backends
+    client, server = sum(cpu.get() for _ in processes), server_seconds(servers) - server
+    return Run(setup, seconds, writers * events, busy, client, server)
 
 
 @contextlib.contextmanager
@@ -164,14 +191,21 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> None:
         f"**Append rate, {args.writers} writer processes x {args.events} single-event appends, "
         f"median of {args.rounds} ({cores} cores, {durability})**\n"
     )
-    print("| setup | servers | events/s | ratio | cores busy |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| setup | servers | events/s | ratio | cores busy | client CPU/event | server CPU/event |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     baseline = statistics.median(r.events / r.seconds for r in runs["postgres"])
     for setup in SETUPS:
         rate = statistics.median(r.events / r.seconds for r in runs[setup])
         busy = statistics.median(r.busy for r in runs[setup])
         count = 3 if setup == "partitioned x3" else 1
-        print(f"| {setup} | {count} | {rate:,.0f} | {rate / baseline:.2f} | {busy:.0%} |")
+        client = statistics.median(r.client / r.events for r in runs[setup]) * 1e6
+        server = statistics.median(r.server / r.events for r in runs[setup]) * 1e6
+        print(
+            f"| {setup} | {count} | {rate:,.0f} | {rate / baseline:.2f} | {busy:.0%} "
+            f"| {client:,.0f} µs | {server:,.0f} µs |"
+        )
 
 
 if __name__ == "__main__":

@@ -75,5 +75,6 @@ def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -
     )
     assert finished.returncode == 0, finished.stderr[-4000:]
     assert "| setup | servers | events/s | ratio | cores busy |" in finished.stdout
+    assert "server CPU/event" in finished.stdout
     for setup in ("postgres", "partitioned x1", "partitioned x3"):
         assert re.search(rf"^\| {setup} \| [13] \| +[\d,]+ \| [\d.]+ \|", finished.stdout, re.M)
