@@ -120,7 +120,8 @@ class PartitionedRecorder(Recorder):
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        return (self._one_partition(appends)).append(appends)
+        recorder = self._one_partition(appends)
+        return recorder.append(appends)
 
     def append_in_transaction(
         self, connection: object, appends: Sequence[PreparedAppend]
@@ -135,13 +136,16 @@ class PartitionedRecorder(Recorder):
         return recorder.delete_stream(stream_id, expected_version, marker, hard, reuse)
 
     def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
-        return (self._recorder(stream_id)).reopen_stream(stream_id, marker)
+        recorder = self._recorder(stream_id)
+        return recorder.reopen_stream(stream_id, marker)
 
     def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
-        return (self._recorder(stream_id)).truncate_stream(stream_id, before, marker)
+        recorder = self._recorder(stream_id)
+        return recorder.truncate_stream(stream_id, before, marker)
 
     def set_retention(self, stream_id: str, max_age: float | None, max_count: int | None) -> None:
-        (self._recorder(stream_id)).set_retention(stream_id, max_age, max_count)
+        recorder = self._recorder(stream_id)
+        recorder.set_retention(stream_id, max_age, max_count)
 
     def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         found: dict[uuid.UUID, EventPlace] = {}
@@ -152,7 +156,8 @@ class PartitionedRecorder(Recorder):
     # -- reading ---------------------------------------------------------------------------
 
     def stream_version(self, stream_id: str) -> int:
-        return (self._recorder(stream_id)).stream_version(stream_id)
+        recorder = self._recorder(stream_id)
+        return recorder.stream_version(stream_id)
 
     def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -172,7 +177,8 @@ class PartitionedRecorder(Recorder):
         return recorder.replay_stream(stream_id, from_version, to_version, limit, aggregate_type)
 
     def stream_info(self, stream_id: str) -> StreamInfo | None:
-        return (self._recorder(stream_id)).stream_info(stream_id)
+        recorder = self._recorder(stream_id)
+        return recorder.stream_info(stream_id)
 
     def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
         found: list[StreamInfo] = []
@@ -216,10 +222,12 @@ class PartitionedRecorder(Recorder):
     # -- snapshots -------------------------------------------------------------------------
 
     def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        (self._recorder(snapshot.stream_id)).write_snapshot(snapshot)
+        recorder = self._recorder(snapshot.stream_id)
+        recorder.write_snapshot(snapshot)
 
     def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
-        return (self._recorder(stream_id)).read_snapshots(stream_id, limit)
+        recorder = self._recorder(stream_id)
+        return recorder.read_snapshots(stream_id, limit)
 
     # -- projections: read models, checkpoints and data keys live in the home partition ----
 

@@ -120,7 +120,8 @@ class AsyncPartitionedRecorder(AsyncRecorder):
     # -- writing ---------------------------------------------------------------------------
 
     async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        return await (await self._one_partition(appends)).append(appends)
+        recorder = await self._one_partition(appends)
+        return await recorder.append(appends)
 
     async def append_in_transaction(
         self, connection: object, appends: Sequence[PreparedAppend]
@@ -135,15 +136,18 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         return await recorder.delete_stream(stream_id, expected_version, marker, hard, reuse)
 
     async def reopen_stream(self, stream_id: str, marker: EncodedEvent) -> AppendResult:
-        return await (await self._recorder(stream_id)).reopen_stream(stream_id, marker)
+        recorder = await self._recorder(stream_id)
+        return await recorder.reopen_stream(stream_id, marker)
 
     async def truncate_stream(self, stream_id: str, before: int, marker: EncodedEvent) -> int:
-        return await (await self._recorder(stream_id)).truncate_stream(stream_id, before, marker)
+        recorder = await self._recorder(stream_id)
+        return await recorder.truncate_stream(stream_id, before, marker)
 
     async def set_retention(
         self, stream_id: str, max_age: float | None, max_count: int | None
     ) -> None:
-        await (await self._recorder(stream_id)).set_retention(stream_id, max_age, max_count)
+        recorder = await self._recorder(stream_id)
+        await recorder.set_retention(stream_id, max_age, max_count)
 
     async def locate(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, EventPlace]:
         found: dict[uuid.UUID, EventPlace] = {}
@@ -154,7 +158,8 @@ class AsyncPartitionedRecorder(AsyncRecorder):
     # -- reading ---------------------------------------------------------------------------
 
     async def stream_version(self, stream_id: str) -> int:
-        return await (await self._recorder(stream_id)).stream_version(stream_id)
+        recorder = await self._recorder(stream_id)
+        return await recorder.stream_version(stream_id)
 
     async def read_stream(
         self, stream_id: str, from_version: int, to_version: int | None, limit: int
@@ -176,7 +181,8 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         )
 
     async def stream_info(self, stream_id: str) -> StreamInfo | None:
-        return await (await self._recorder(stream_id)).stream_info(stream_id)
+        recorder = await self._recorder(stream_id)
+        return await recorder.stream_info(stream_id)
 
     async def retained_streams(self, after: str | None, limit: int) -> list[StreamInfo]:
         found: list[StreamInfo] = []
@@ -220,10 +226,12 @@ class AsyncPartitionedRecorder(AsyncRecorder):
     # -- snapshots -------------------------------------------------------------------------
 
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        await (await self._recorder(snapshot.stream_id)).write_snapshot(snapshot)
+        recorder = await self._recorder(snapshot.stream_id)
+        await recorder.write_snapshot(snapshot)
 
     async def read_snapshots(self, stream_id: str, limit: int) -> list[SnapshotRecord]:
-        return await (await self._recorder(stream_id)).read_snapshots(stream_id, limit)
+        recorder = await self._recorder(stream_id)
+        return await recorder.read_snapshots(stream_id, limit)
 
     # -- projections: read models, checkpoints and data keys live in the home partition ----
 
