@@ -409,3 +409,11 @@ def test_the_home_partition_cannot_be_moved(urls: dict[str, str]) -> None:
         pytest.raises(ConfigurationError, match="home partition"),
     ):
         move_partition(store, "p1", urls["p2"])
+
+
+def test_a_read_only_partitioned_store_reads_what_another_wrote(urls: dict[str, str]) -> None:
+    with connect_partitioned(urls) as store:
+        store.append("order-1", [Counted(1)], facta.NO_STREAM)
+    with connect_partitioned(urls, read_only=True) as reader:
+        assert reader.stream_version("order-1") == 1
+        assert [e.stream_id for e in reader.read_all()] == ["order-1"]

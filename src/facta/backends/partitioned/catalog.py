@@ -48,7 +48,10 @@ def load_catalog(
     try:
         with home.connection() as conn, conn.transaction():
             conn.execute(_LOCK, (home.schema,))
-            conn.execute(_text(_TABLES, home.schema))
+            table = sql.Identifier(home.schema, "facta_partition_checkpoints").as_string(conn)
+            cur = conn.execute("SELECT to_regclass(%s) IS NULL", (table,))
+            if (cur.fetchone()) == (True,):  # no catalog yet (read-only stores make none)
+                conn.execute(_text(_TABLES, home.schema))
             stored = _fetch(conn, "SELECT name, location FROM {schema}.facta_partitions", home)
             if not stored:
                 _insert_locations(conn, home, locations)

@@ -47,7 +47,10 @@ async def load_catalog(
     try:
         async with home.connection() as conn, conn.transaction():
             await conn.execute(_LOCK, (home.schema,))
-            await conn.execute(_text(_TABLES, home.schema))
+            table = sql.Identifier(home.schema, "facta_partition_checkpoints").as_string(conn)
+            cur = await conn.execute("SELECT to_regclass(%s) IS NULL", (table,))
+            if (await cur.fetchone()) == (True,):  # no catalog yet (read-only stores make none)
+                await conn.execute(_text(_TABLES, home.schema))
             stored = await _fetch(
                 conn, "SELECT name, location FROM {schema}.facta_partitions", home
             )
