@@ -85,8 +85,11 @@ class AsyncPartitionedRecorder(AsyncRecorder):
         self.location = _location(self.partitions)
 
     async def ready(self) -> None:
-        """Read (on first use, make) the catalog; check the partitions against it."""
+        """Open every partition (making its schema, as its options allow) and read (on first
+        use, make) the catalog; check the partitions against it."""
         if not self._ready:
+            for recorder in self.partitions.values():
+                await recorder.streams(None, 1)  # opens it: checks, makes or migrates its schema
             locations = {name: r.location for name, r in self.partitions.items()}
             self.routes = await load_catalog(self.home, locations, self.placement is None)
             self._ready = True
