@@ -77,3 +77,20 @@ def test_a_smoke_run_of_the_replica_benchmark_prints_its_ratio_table() -> None:
     assert "**Reads from a replica against the primary**" in finished.stdout
     assert re.search(r"^\| read_all \(events/s\) \| read_all, primary \|", finished.stdout, re.M)
     assert "| append W1 (appends/s) |" in finished.stdout
+
+
+@pytest.mark.postgres
+def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "partitions.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "| setup | servers | events/s | ratio | cores busy |" in finished.stdout
+    assert "server CPU/event" in finished.stdout
+    for setup in ("postgres", "partitioned x1", "partitioned x3"):
+        assert re.search(rf"^\| {setup} \| [13] \| +[\d,]+ \| [\d.]+ \|", finished.stdout, re.M)

@@ -10,6 +10,7 @@ import facta
 from facta import (
     AggregateNotFound,
     ConcurrencyError,
+    CrossPartitionAppend,
     DecodeError,
     DuplicateEventId,
     EventTooLarge,
@@ -97,6 +98,7 @@ def test_event_too_large_gives_the_size_and_the_limit() -> None:
         AggregateNotFound("Account", "s-1"),
         EventTooLarge("s-1", "Big", 10, 5),
         InvalidEvent("stream 's-1': bad"),
+        CrossPartitionAppend({"p1": ["a-1"], "p2": ["b-1", "b-2"]}),
     ],
     ids=lambda error: type(error).__name__,
 )

@@ -22,8 +22,9 @@ The main names, all importable from ``facta``:
 Beside them: ``facta.projections`` (read models: ``Projection``, ``@handles``,
 ``ProjectionRunner``, ``add_inline``), ``facta.lifecycle`` (the markers and rules of
 ``store.delete_stream``, ``reopen_stream``, ``truncate_stream``, ``set_retention`` and
-``prune``), ``facta.publishing`` (``Relay`` and one module per broker) and ``facta.testing``
-(the backend contract suite and given/when/then scenarios).
+``prune``), ``facta.publishing`` (``Relay`` and one module per broker),
+``facta.backends.partitioned`` (one store over several PostgreSQL servers) and
+``facta.testing`` (the backend contract suite and given/when/then scenarios).
 
 The documentation (getting started, concepts, a guide per feature, the command line and API
 reference) is a site built from ``docs/`` in the repository: ``mkdocs serve`` shows it,
@@ -42,6 +43,7 @@ from facta.errors import (
     AggregateNotFound,
     ConcurrencyError,
     ConfigurationError,
+    CrossPartitionAppend,
     DecodeError,
     DuplicateEventId,
     EventsTruncated,
@@ -98,6 +100,7 @@ __all__ = [
     "Codec",
     "ConcurrencyError",
     "ConfigurationError",
+    "CrossPartitionAppend",
     "DecodeError",
     "DuplicateEventId",
     "EventRegistry",

@@ -194,6 +194,24 @@ class UnusableConnection(FactaError, ValueError):
     a transaction, in a failed one, or to another database or file; nothing was written."""
 
 
+class CrossPartitionAppend(FactaError):
+    """One append named streams of several partitions of a partitioned store; nothing was
+    written (a transaction spans one partition's database only)."""
+
+    def __init__(self, partitions: dict[str, list[str]]) -> None:
+        self.partitions = partitions
+        where = "; ".join(
+            f"{name}: {', '.join(map(repr, ids))}" for name, ids in partitions.items()
+        )
+        super().__init__(
+            f"one append cannot span partitions ({where}); nothing was written. Append to each "
+            "partition separately, or place the streams together (by tenant, or in one slice)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.partitions,)
+
+
 class SchemaVersionError(StoreError):
     """The database's schema is newer than this version of facta knows, or not migrated."""
 
