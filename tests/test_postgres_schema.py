@@ -51,6 +51,9 @@ FACTA_TABLES = {
     "facta_data_keys",
     "facta_inbox_streams",
     "facta_inbox_held",
+    "facta_sliced_projections",
+    "facta_slice_leases",
+    "facta_projection_workers",
 }
 
 # facta 0.1's schema, as its 0001_events.sql created it (formatted with {schema}) ...
