@@ -211,3 +211,8 @@ class ProjectionLocked(FactaError):
             f"projection {projection!r} is already running or rebuilding ({where}); stop that "
             "runner first, or start this one with wait=True to take over when it ends"
         )
+
+
+class LeaseLost(FactaError):
+    """A sliced projection's worker lost a range it held (its lease expired and another worker
+    took it over, or a rebuild reset it): the batch in hand was rolled back, nothing of it kept."""
