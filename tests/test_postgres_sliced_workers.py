@@ -3,17 +3,25 @@ rebalancing, per-stream order, and worker processes that die mid-run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
-from sliced_ledger import Deposited, Ledger, contents
+
+if TYPE_CHECKING:
+    from tests.sliced_ledger import Deposited, Ledger, contents
+else:  # tests/ is on the path under pytest (and of the worker processes)
+    from sliced_ledger import Deposited, Ledger, contents
 
 import facta
 from facta.backends.postgres.migrations import migrations
@@ -119,7 +127,7 @@ def test_the_migration_fills_the_slice_of_events_stored_before_it(
         )
         for number, template in migrations():
             if number < 6:
-                conn.execute(sql.SQL(template).format(schema=schema))  # type: ignore[arg-type]
+                conn.execute(sql.SQL(template).format(schema=schema))
                 conn.execute(
                     sql.SQL("INSERT INTO {} VALUES (%s)").format(
                         sql.Identifier(pg_schema, "facta_migrations")
@@ -357,3 +365,118 @@ def test_the_cli_status_shows_each_range(store: facta.EventStore, url: str) -> N
     assert "ledger" in result.output
     assert "0-63" in result.output
     assert runner.worker in result.output
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+
+def start_worker(url: str, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``facta projections run URL ledger --sliced`` in a process of its own; its stderr
+    goes to ``log``."""
+    command = [sys.executable, "-m", "facta", "projections", "run", url, "ledger"]
+    command += ["-p", "sliced_ledger:Ledger", "--poll-interval", "0.1", "--batch-size", "50"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+    with log.open("ab") as stderr:
+        return subprocess.Popen([*command, *options], env=env, stderr=stderr)
+
+
+def sliced_status(store: facta.EventStore) -> Any:
+    found = store.recorder.sliced_statuses()
+    return found[0] if found else None
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> list[int]:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(PATIENCE))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes.append(process.wait())
+    return codes
+
+
+@pytest.mark.slow
+def test_three_worker_processes_one_killed_mid_run_equal_a_single_worker_rebuild(
+    store: facta.EventStore, url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    plain_url = url.split("?")[0]
+    log = tmp_path / "workers.log"
+    workers = [start_worker(url, log, "--sliced", "--lease-seconds", "2") for _ in range(3)]
+    writers_done = threading.Event()
+    appended = [0]
+
+    def write(prefix: str) -> None:
+        for version in range(30):
+            for n in range(20):
+                store.append(f"{prefix}-{n}", [Deposited(version)], expected_version=version)
+                appended[0] += 1
+
+    writers = [threading.Thread(target=write, args=(f"w{i}",)) for i in range(3)]
+    try:
+        until(
+            lambda: (
+                (s := sliced_status(store)) is not None
+                and len({r.owner for r in s.ranges if r.owner in s.workers}) == 3
+            ),
+            "three workers to hold ranges",
+        )
+        for thread in writers:
+            thread.start()
+        until(lambda: applied(url, pg_schema) >= 300, "the workers to apply some events")
+        victim = workers[0]
+        name = next(w for w in sliced_status(store).workers if f":{victim.pid}:" in w)
+        lost = {r.first: r.token for r in sliced_status(store).ranges if r.owner == name}
+        assert lost
+        victim.send_signal(signal.SIGKILL)  # mid-run, its batch in hand
+        victim.wait()
+        for thread in writers:
+            thread.join()
+        writers_done.set()
+        settle(store)
+        until(lambda: applied(url, pg_schema) == appended[0] == 1800, "every event applied")
+        until(
+            lambda: all(r.owner not in (None, name) for r in sliced_status(store).ranges),
+            "the dead worker's ranges to be taken over",
+        )
+        taken = sliced_status(store)
+        assert name not in taken.workers
+        assert all(r.token > lost[r.first] for r in taken.ranges if r.first in lost)
+        assert taken.lag == 0
+    finally:
+        codes = stop(workers)
+    assert codes[0] == -signal.SIGKILL
+    assert codes[1:] == [0, 0], log.read_text()
+    with ProjectionRunner(store, Ledger("ledger_single")) as single:
+        assert single.catch_up() == 1800
+    sliced, problems = contents(plain_url, pg_schema, "ledger")
+    assert problems == []
+    assert (sliced, problems) == contents(plain_url, pg_schema, "ledger_single")
+
+
+@pytest.mark.slow
+def test_the_cli_starts_n_worker_processes_that_share_the_work(
+    store: facta.EventStore, url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    count = deposit(store, 40, 3)
+    settle(store)
+    log = tmp_path / "workers.log"
+    parent = start_worker(url, log, "--workers", "2")
+    try:
+        until(
+            lambda: (
+                (s := sliced_status(store)) is not None
+                and len(s.workers) == 2
+                and len({r.owner for r in s.ranges}) == 2
+            ),
+            "two workers sharing the ranges",
+        )
+        until(lambda: applied(url, pg_schema) == count, "every event applied")
+    finally:
+        (code,) = stop([parent])
+    assert code == 0, log.read_text()
+    assert sliced_status(store).workers == []
+    assert contents(url.split("?")[0], pg_schema, "ledger")[1] == []

@@ -57,7 +57,7 @@ UPDATE {{schema}}.facta_slice_leases AS l SET expires_at = now() + {_TTL}
 WHERE l.projection = %(name)s AND l.owner = %(worker)s
 RETURNING {_HELD_COLUMNS}"""
 _GIVE_BACK = """
-UPDATE {schema}.facta_slice_leases SET owner = NULL, expires_at = '-infinity', updated_at = now()
+UPDATE {schema}.facta_slice_leases SET owner = NULL, expires_at = 'epoch', updated_at = now()
 WHERE projection = %(name)s AND owner = %(worker)s AND first_slice = ANY(%(firsts)s::smallint[])"""
 _TAKE = f"""
 WITH free AS (
@@ -100,7 +100,7 @@ SELECT count(*) FROM (
 ) AS locked"""
 _RESET = """
 UPDATE {schema}.facta_slice_leases SET transaction_id = 0, position = 0, token = token + 1,
-    owner = NULL, expires_at = '-infinity', updated_at = now()
+    owner = NULL, expires_at = 'epoch', updated_at = now()
 WHERE projection = %s"""
 _FINISH = """
 UPDATE {schema}.facta_sliced_projections SET state = %s, error = %s, updated_at = now()

@@ -30,7 +30,7 @@ CREATE TABLE {schema}.facta_slice_leases (
     last_slice     smallint NOT NULL,
     owner          text,                 -- the worker holding it; NULL when free
     token          bigint NOT NULL DEFAULT 0,
-    expires_at     timestamptz NOT NULL DEFAULT '-infinity',
+    expires_at     timestamptz NOT NULL DEFAULT 'epoch',
     transaction_id bigint NOT NULL DEFAULT 0,
     position       bigint NOT NULL DEFAULT 0,
     updated_at     timestamptz NOT NULL DEFAULT now(),
