@@ -1,5 +1,5 @@
 """The benchmark suite still runs: ``python bench/run.py --quick`` on every system, and
-``python bench/relay.py`` at a tiny size.
+``python bench/relay.py`` and ``python bench/workers.py`` at a tiny size.
 
 It asserts nothing about speed (speed lives in bench/ and docs/benchmarks.md), only that every
 workload ran on every system that can run it, PostgreSQL included.
@@ -61,3 +61,19 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     assert relay["ratio"] is not None
     assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
     assert all(row["samples"] == 50 for row in document["latency"])
+
+
+@pytest.mark.postgres
+def test_a_smoke_run_of_the_workers_benchmark_prints_its_table() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "workers.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Sliced projection workers, 600 events" in finished.stdout
+    for workers in (1, 2, 3):
+        assert re.search(rf"^\| {workers} \| +[\d,]+ \| [\d.]+x \|", finished.stdout, re.MULTILINE)
