@@ -644,9 +644,9 @@ def layout(postgres_url: str, schema: str) -> set[tuple[Any, ...]]:
         " WHERE n.nspname = %s AND t.relname LIKE 'facta\\_%%'",
         schema,
     )
-    return {(*row[:4], (row[4] or "").replace(schema, "S"), *row[5:]) for row in columns} | set(
-        constraints
-    )
+    return {(*row[:4], (row[4] or "").replace(schema, "S"), *row[5:]) for row in columns} | {
+        (*row[:2], row[2].replace(schema, "S")) for row in constraints  # foreign keys name it
+    }
 
 
 def test_a_store_built_beside_other_tables_has_the_layout_of_one_built_alone(
