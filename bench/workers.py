@@ -8,8 +8,9 @@ The store (a schema of its own on the PostgreSQL server of bench.model) is fille
 for each worker count in every round (the order rotates), the projection starts over (its read
 model emptied, its ranges back at the log's start) and that many worker processes
 (``facta.projections.SlicedRunner``, one each) join it; once all have joined, they are let go
-together and timed until the read model holds every event. The projection is a typical one:
-one upsert per event, returned as a ``Write`` (sent with ``executemany``).
+together and timed until the read model holds every event. A plain ``ProjectionRunner`` in one
+process is measured the same way, as the baseline. The projection is a typical one:
+one upsert per event, returned as a ``Write`` (a batch's sent with one ``executemany``).
 
 Printed: events/s per worker count (median of the rounds), the ratio to one worker, and where
 the CPU went while they ran: the workers' own CPU (their processes' user + system time while timed) and the
@@ -39,7 +40,7 @@ from psycopg import sql
 import facta
 from bench.model import POSTGRES_URL
 from bench.workloads import create_schema, drop_schema
-from facta.projections import Projection, SlicedRunner, Write, handles
+from facta.projections import Projection, ProjectionRunner, SlicedRunner, Write, handles
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "balances"
@@ -65,7 +66,7 @@ class Balances(Projection[psycopg.Connection[Any]]):
     def reset(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("TRUNCATE balances")
 
-    @handles(Deposited)
+    @handles(Deposited, writes_only=True)  # the runner sends a batch's writes together
     def deposited(self, event: facta.RecordedEvent[Deposited], conn: Any) -> Write:
         return Write(
             "INSERT INTO balances AS b VALUES (%s, 1, %s) ON CONFLICT (stream_id) DO UPDATE"
@@ -97,16 +98,27 @@ def applied(url: str, schema: str) -> int:
 
 def start_over(url: str, schema: str) -> None:
     """The projection back to nothing: no read model rows, no ranges, no workers."""
+    tables = (
+        "balances",
+        "facta_sliced_projections",
+        "facta_projection_workers",
+        "facta_projections",
+    )
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-        for table in ("balances", "facta_sliced_projections", "facta_projection_workers"):
+        for table in tables:
             conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
 
 
 def live_workers(url: str, schema: str) -> int:
+    """Sliced workers that joined, or 1 for a plain runner that opened (its row exists)."""
     with psycopg.connect(url, autocommit=True) as conn:
         found = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE expires_at > now()").format(
-                sql.Identifier(schema, "facta_projection_workers")
+            sql.SQL(
+                "SELECT (SELECT count(*) FROM {} WHERE expires_at > now())"
+                " + (SELECT count(*) FROM {})"
+            ).format(
+                sql.Identifier(schema, "facta_projection_workers"),
+                sql.Identifier(schema, "facta_projections"),
             )
         ).fetchone()
     return int(found[0]) if found else 0
@@ -130,7 +142,7 @@ def busy_jiffies() -> tuple[int, int]:
 
 @dataclass
 class Round:
-    workers: int
+    workers: int  # 0: one plain ProjectionRunner (the baseline)
     events_per_second: float
     worker_cpu: float  # seconds of CPU the workers used while timed, all together
     seconds: float
@@ -144,10 +156,11 @@ def measure(
     go = Path(f"/tmp/facta-bench-workers-{uuid.uuid4().hex}")
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", store_url, str(go)]
     command += ["--ranges", str(options.ranges), "--batch-size", str(options.batch_size)]
-    processes = [subprocess.Popen(command, cwd=ROOT) for _ in range(workers)]
+    command += ["--plain"] if workers == 0 else []
+    processes = [subprocess.Popen(command, cwd=ROOT) for _ in range(max(1, workers))]
     try:
         deadline = time.monotonic() + 60
-        while live_workers(POSTGRES_URL, schema) < workers:
+        while live_workers(POSTGRES_URL, schema) < max(1, workers):
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError("the workers did not all join")
             time.sleep(0.02)
@@ -172,18 +185,21 @@ def measure(
     return Round(workers, events / seconds, cpu, seconds, busy)
 
 
-def work(url: str, go: Path, ranges: int, batch_size: int) -> None:
-    """One worker process: join, wait for the start, run until SIGTERM."""
-    with (
-        facta.connect(url) as store,
-        SlicedRunner(
-            store, Balances(), ranges=ranges, batch_size=batch_size, poll_interval=0.05
-        ) as runner,
-    ):
-        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        while not go.exists():
-            time.sleep(0.005)
-        runner.run()
+def work(url: str, go: Path, ranges: int, batch_size: int, plain: bool) -> None:
+    """One worker process (or the plain runner): join, wait for the start, run until SIGTERM."""
+    with facta.connect(url) as store:
+        runner: ProjectionRunner[Any]
+        if plain:
+            runner = ProjectionRunner(store, Balances(), batch_size=batch_size, poll_interval=0.2)
+        else:
+            runner = SlicedRunner(
+                store, Balances(), ranges=ranges, batch_size=batch_size, poll_interval=0.2
+            )
+        with runner:
+            signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+            while not go.exists():
+                time.sleep(0.005)
+            runner.run()
 
 
 def main() -> None:
@@ -198,13 +214,20 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,3", help="worker counts, e.g. 1,2,3")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: 600 events, 1 round")
     parser.add_argument("--worker", nargs=2, metavar=("URL", "GO"), help=argparse.SUPPRESS)
+    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
-        work(options.worker[0], Path(options.worker[1]), options.ranges, options.batch_size)
+        work(
+            options.worker[0],
+            Path(options.worker[1]),
+            options.ranges,
+            options.batch_size,
+            options.plain,
+        )
         return
     if options.smoke:
         options.events, options.streams, options.rounds = 600, 60, 1
-    counts = [int(n) for n in options.workers.split(",")]
+    counts = [0, *(int(n) for n in options.workers.split(","))]
     schema = f"bench_workers_{uuid.uuid4().hex[:8]}"
     store_url = f"{POSTGRES_URL}?schema={schema}"
     create_schema(schema)
@@ -238,21 +261,28 @@ def report(
         f"(median of {options.rounds} rounds; {cores} cores)\n"
     )
     print(
-        "| workers | events/s | vs 1 worker | workers' CPU s | workers' CPU/wall | machine busy |"
+        "| workers | events/s | vs 1 worker | vs plain runner | workers' CPU s "
+        "| workers' CPU/wall | machine busy |"
     )
     print(
-        "|--------:|---------:|------------:|---------------:|------------------:|-------------:|"
+        "|--------:|---------:|------------:|----------------:|---------------:"
+        "|------------------:|-------------:|"
     )
-    base = None
+    base = plain = None
     for workers in counts:
         mine = [r for r in rounds if r.workers == workers]
         speed = statistics.median(r.events_per_second for r in mine)
         cpu = statistics.median(r.worker_cpu for r in mine)
         wall = statistics.median(r.seconds for r in mine)
         busy = statistics.median(r.machine_busy for r in mine)
-        base = base or speed
+        if workers == 0:
+            plain = speed
+        elif base is None:
+            base = speed
+        label = "plain runner" if workers == 0 else str(workers)
+        versus = "" if base is None else f"{speed / base:.2f}x"
         print(
-            f"| {workers} | {speed:,.0f} | {speed / base:.2f}x | {cpu:.2f} | "
+            f"| {label} | {speed:,.0f} | {versus} | {speed / (plain or speed):.2f}x | {cpu:.2f} | "
             f"{cpu / wall:.2f} cores | {busy:.0%} of {cores} |"
         )
 
