@@ -645,7 +645,8 @@ def layout(postgres_url: str, schema: str) -> set[tuple[Any, ...]]:
         schema,
     )
     return {(*row[:4], (row[4] or "").replace(schema, "S"), *row[5:]) for row in columns} | {
-        (*row[:2], row[2].replace(schema, "S")) for row in constraints  # foreign keys name it
+        (*row[:2], row[2].replace(schema, "S"))
+        for row in constraints  # foreign keys name it
     }
 
 

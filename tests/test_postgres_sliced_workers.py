@@ -3,6 +3,7 @@ rebalancing, per-stream order, and worker processes that die mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -27,7 +28,13 @@ import facta
 from facta.backends.postgres.migrations import migrations
 from facta.cli import main
 from facta.errors import ConfigurationError, ProjectionLocked
-from facta.projections import ProjectionRunner, SlicedRunner
+from facta.projections import (
+    AsyncProjection,
+    AsyncSlicedRunner,
+    ProjectionRunner,
+    SlicedRunner,
+    handles,
+)
 from facta.slices import slice_of, split_slices
 
 pytestmark = pytest.mark.postgres
@@ -480,3 +487,50 @@ def test_the_cli_starts_n_worker_processes_that_share_the_work(
     assert code == 0, log.read_text()
     assert sliced_status(store).workers == []
     assert contents(url.split("?")[0], pg_schema, "ledger")[1] == []
+
+
+class AsyncCounts(AsyncProjection[psycopg.AsyncConnection[Any]]):
+    name = "async_counts"
+
+    async def setup(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS async_counts (stream_id text PRIMARY KEY, version bigint)"
+        )
+
+    @handles(Deposited)
+    async def deposited(
+        self, event: facta.RecordedEvent[Deposited], conn: psycopg.AsyncConnection[Any]
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO async_counts VALUES (%s, %s) ON CONFLICT (stream_id) DO UPDATE"
+            " SET version = excluded.version WHERE async_counts.version = excluded.version - 1",
+            (event.stream_id, event.version),
+        )
+
+
+async def test_async_workers_share_the_ranges_and_apply_every_event(
+    url: str, pg_schema: str
+) -> None:
+    async with facta.connect_async(url) as store:
+        for n in range(20):
+            await store.append(f"acct-{n}", [Deposited(1), Deposited(2)], facta.NO_STREAM)
+        assert await store.recorder.wait_until_readable(PATIENCE)  # type: ignore[attr-defined]
+        options: dict[str, Any] = {"ranges": 8, "poll_interval": 0.01}
+        async with (
+            AsyncSlicedRunner(store, AsyncCounts(), **options) as first,
+            AsyncSlicedRunner(store, AsyncCounts(), **options) as second,
+        ):
+            await asyncio.sleep(0.02)
+            done = await first.catch_up()
+            done += await second.catch_up()
+            done += await first.catch_up()
+            assert len(first.held) == len(second.held) == 4
+            assert done == 40
+            assert (await first.status()).lag == 0
+    with psycopg.connect(url.split("?")[0], autocommit=True) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT count(*), min(version) FROM {}").format(
+                sql.Identifier(pg_schema, "async_counts")
+            )
+        ).fetchone()
+    assert rows == (20, 2)
