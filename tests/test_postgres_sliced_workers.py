@@ -368,10 +368,13 @@ def test_the_cli_status_shows_each_range(store: facta.EventStore, url: str) -> N
     with worker(store) as runner:
         runner.catch_up()
         result = CliRunner().invoke(main, ["projections", "status", url])
+        listed = CliRunner().invoke(main, ["projections", url])
     assert result.exit_code == 0, result.output
     assert "ledger" in result.output
     assert "0-63" in result.output
     assert runner.worker in result.output
+    assert listed.exit_code == 0, listed.output
+    assert "ledger: sliced, running, 1 workers, lag 0" in listed.output
 
 
 # -- worker processes ------------------------------------------------------------------------

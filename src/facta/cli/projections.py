@@ -53,9 +53,18 @@ def list_projections(url: str) -> None:
     """Each projection: its checkpoint, its lag (events behind), its dead letters and state."""
     with open_store(url, Access.READ) as store:
         found = statuses(store)
-        held_back = _reader_lag(store) if found else None
+        sliced = store.recorder.sliced_statuses()
+        held_back = _reader_lag(store) if found or sliced else None
+    for projection in sliced:
+        click.echo(
+            f"{projection.name}: sliced, {projection.state}, {len(projection.workers)} workers, "
+            f"lag {projection.lag} (facta projections status URL {projection.name})"
+        )
     if not found:
-        click.echo("no projection has run on this store yet")
+        if not sliced:
+            click.echo("no projection has run on this store yet")
+        elif held_back:
+            click.echo(f"note: {held_back}")
         return
     width = max(len(status.name) for status in found)
     click.echo(f"{'NAME':<{width}}  {'CHECKPOINT':>14}  {'LAG':>8}  {'PARKED':>6}  STATE")
