@@ -198,8 +198,10 @@ class AsyncSlicedRunner(AsyncProjectionRunner[C]):
         return await self.leases.status()
 
 
-def _slices(held: list[HeldRange]) -> list[int]:
-    return [s for h in held for s in range(h.range.first, h.range.last + 1)]
+def _slices(held: list[HeldRange]) -> list[int] | None:
+    """The slices of the ranges held; None for all of them (the read needs no filter then)."""
+    slices = [s for h in held for s in range(h.range.first, h.range.last + 1)]
+    return None if len(slices) == SLICES else slices
 
 
 def _not_applied(events: list[RecordedEvent], held: list[HeldRange]) -> list[RecordedEvent]:
