@@ -537,3 +537,18 @@ async def test_async_workers_share_the_ranges_and_apply_every_event(
             )
         ).fetchone()
     assert rows == (20, 2)
+
+
+def test_the_cli_rebuilds_a_sliced_projection(
+    store: facta.EventStore, url: str, pg_schema: str
+) -> None:
+    count = deposit(store, 10, 2)
+    settle(store)
+    with worker(store) as runner:
+        runner.catch_up()
+    spec = ["-p", "sliced_ledger:Ledger", "--sliced"]  # tests/ is on the path under pytest
+    result = CliRunner().invoke(main, ["projections", "rebuild", url, "ledger", *spec])
+    assert result.exit_code == 0, result.output
+    assert "reset its 16 ranges, replayed 20 events of the 16 it holds" in result.output
+    assert applied(url, pg_schema) == count
+    assert all(r.owner is None and r.lag == 0 for r in sliced_status(store).ranges)

@@ -125,6 +125,19 @@ def _runner_options(function: F) -> F:
 @projections.command(epilog=URL_HELP)
 @url_and("name")
 @_runner_options
+@click.option(
+    "--sliced",
+    is_flag=True,
+    help="NAME is a sliced projection: reset all its ranges (waiting for its running workers' "
+    "batches in hand) and replay those this process gets; running workers replay theirs.",
+)
+@click.option(
+    "--ranges",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1, max=1024),
+    help="Slice ranges of a sliced projection (as its workers have).",
+)
 def rebuild(
     url: str,
     name: str,
@@ -133,19 +146,28 @@ def rebuild(
     dead_letter: bool,
     keys_file: str | None,
     keys_env: str | None,
+    sliced: bool,
+    ranges: int,
 ) -> None:
     """Empty projection NAME's read model and replay the whole log into it."""
     projection = _find(name, specs)
     keys = provider(keys_file, keys_env)
-    with (
-        open_store(url, Access.EXISTING, Codec(), keys) as store,
-        ProjectionRunner(
-            store, projection, batch_size=batch_size, on_error=_on_error(dead_letter)
-        ) as runner,
-        progress_bar(f"rebuilding {name}") as progress,
-    ):
-        count = runner.rebuild(progress)
-        parked = _parked(runner, dead_letter)
+    with open_store(url, Access.EXISTING, Codec(), keys) as store:
+        options: dict[str, Any] = {"batch_size": batch_size, "on_error": _on_error(dead_letter)}
+        runner = (
+            SlicedRunner(store, projection, ranges=ranges, **options)
+            if sliced
+            else ProjectionRunner(store, projection, **options)
+        )
+        with runner, progress_bar(f"rebuilding {name}") as progress:
+            count = runner.rebuild(progress)
+            parked = _parked(runner, dead_letter)
+            held = len(runner.held) if isinstance(runner, SlicedRunner) else 0
+    if sliced:
+        click.echo(
+            f"rebuilt {name!r}: reset its {ranges} ranges, replayed {count} events of the {held} it holds{parked}"
+        )
+        return
     click.echo(
         f"rebuilt {name!r} from {count} events, up to checkpoint "
         f"{checkpoint_text(runner.checkpoint)}{parked}"
