@@ -552,3 +552,18 @@ def test_the_cli_rebuilds_a_sliced_projection(
     assert "reset its 16 ranges, replayed 20 events of the 16 it holds" in result.output
     assert applied(url, pg_schema) == count
     assert all(r.owner is None and r.lag == 0 for r in sliced_status(store).ranges)
+
+
+def test_a_worker_never_skips_an_event_held_back_by_an_open_transaction(
+    store: facta.EventStore, url: str, pg_schema: str
+) -> None:
+    with worker(store) as runner, psycopg.connect(url.split("?")[0]) as conn:
+        with conn.transaction():
+            store.append("early", [Deposited(1)], facta.NO_STREAM, connection=conn)
+            store.append("late", [Deposited(2)], facta.NO_STREAM)  # commits first
+            assert runner.catch_up() == 0  # "late" waits behind the open transaction
+        settle(store)
+        assert runner.catch_up() == 2
+    streams, problems = contents(url.split("?")[0], pg_schema, "ledger")
+    assert [s[:3] for s in streams] == [("early", 1, 1), ("late", 1, 1)]
+    assert problems == []
