@@ -94,3 +94,19 @@ def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -
     assert "server CPU/event" in finished.stdout
     for setup in ("postgres", "partitioned x1", "partitioned x3"):
         assert re.search(rf"^\| {setup} \| [13] \| +[\d,]+ \| [\d.]+ \|", finished.stdout, re.M)
+
+
+@pytest.mark.postgres
+def test_a_smoke_run_of_the_workers_benchmark_prints_its_table() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "workers.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Sliced projection workers, 600 events" in finished.stdout
+    for workers in (1, 2, 3):
+        assert re.search(rf"^\| {workers} \| +[\d,]+ \| [\d.]+x \|", finished.stdout, re.MULTILINE)

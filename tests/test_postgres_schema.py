@@ -51,6 +51,9 @@ FACTA_TABLES = {
     "facta_data_keys",
     "facta_inbox_streams",
     "facta_inbox_held",
+    "facta_sliced_projections",
+    "facta_slice_leases",
+    "facta_projection_workers",
 }
 
 # facta 0.1's schema, as its 0001_events.sql created it (formatted with {schema}) ...
@@ -641,9 +644,10 @@ def layout(postgres_url: str, schema: str) -> set[tuple[Any, ...]]:
         " WHERE n.nspname = %s AND t.relname LIKE 'facta\\_%%'",
         schema,
     )
-    return {(*row[:4], (row[4] or "").replace(schema, "S"), *row[5:]) for row in columns} | set(
-        constraints
-    )
+    return {(*row[:4], (row[4] or "").replace(schema, "S"), *row[5:]) for row in columns} | {
+        (*row[:2], row[2].replace(schema, "S"))
+        for row in constraints  # foreign keys name it
+    }
 
 
 def test_a_store_built_beside_other_tables_has_the_layout_of_one_built_alone(

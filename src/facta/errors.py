@@ -256,3 +256,8 @@ class ReplicaBehind(StoreError):
 def format_lsn(lsn: int) -> str:
     """A WAL position as PostgreSQL writes it (``0/16B3748``)."""
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+class LeaseLost(FactaError):
+    """A sliced projection's worker lost a range it held (its lease expired and another worker
+    took it over, or a rebuild reset it): the batch in hand was rolled back, nothing of it kept."""

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from facta.appending import AppendResult, EncodedEvent, PreparedAppend
 from facta.errors import ConfigurationError, StoreError, UnusableConnection
@@ -35,11 +35,15 @@ from facta.records import (
     InboxStream,
     ProjectionStatus,
     ReplayRow,
+    SlicedStatus,
     StoredEvent,
     StreamInfo,
     StreamVersion,
 )
 from facta.snapshots import SnapshotRecord
+
+if TYPE_CHECKING:
+    from facta.slice_leases import SliceLeases
 
 __all__ = ["AppendHook", "Checkpoints", "Recorder"]
 
@@ -245,6 +249,30 @@ class Recorder(abc.ABC):
     @abc.abstractmethod
     def projection_statuses(self) -> list[ProjectionStatus]:
         """Every projection with a checkpoint in this store, by name."""
+
+    # -- sliced projections: optional (PostgreSQL) ------------------------------------------
+
+    def read_slices(
+        self, after: Checkpoint, types: Sequence[str] | None, slices: Sequence[int], limit: int
+    ) -> list[StoredEvent]:
+        """As :meth:`read_all`, keeping only the events of streams in ``slices``
+        (:func:`facta.slices.slice_of`). The default refuses: see :meth:`slice_leases`."""
+        raise self._no_slices()
+
+    def slice_leases(self, name: str, worker: str, ranges: int, ttl: float) -> SliceLeases:
+        """The leases of sliced projection ``name`` for one worker (not yet opened)."""
+        raise self._no_slices()
+
+    def sliced_statuses(self) -> list[SlicedStatus]:
+        """Every sliced projection of this store, by name ([] where there can be none)."""
+        return []
+
+    def _no_slices(self) -> ConfigurationError:
+        return ConfigurationError(
+            f"the {type(self).__qualname__} backend ({self.location}) cannot share a projection "
+            "among workers (slice ranges, leases); run it with one ProjectionRunner, or keep the "
+            "store in PostgreSQL"
+        )
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:

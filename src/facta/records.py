@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from facta.events import Checkpoint
+from facta.slices import SliceRange
 
 __all__ = [
     "FAILED",
@@ -23,10 +24,13 @@ __all__ = [
     "DeadLetter",
     "EventPlace",
     "HeldMessage",
+    "HeldRange",
     "InboxStream",
     "Progress",
     "ProjectionStatus",
+    "RangeStatus",
     "ReplayRow",
+    "SlicedStatus",
     "StoredEvent",
     "StreamInfo",
     "StreamVersion",
@@ -121,6 +125,43 @@ class ProjectionStatus(NamedTuple):
     state: str
     error: str | None = None
     dead_letters: int = 0
+
+
+class HeldRange(NamedTuple):
+    """A slice range a worker holds: its fencing token (as the worker took it) and checkpoint."""
+
+    range: SliceRange
+    token: int
+    checkpoint: Checkpoint
+
+
+class RangeStatus(NamedTuple):
+    """One slice range of a sliced projection: who holds it, its fencing token, until when,
+    its checkpoint and how many of its events it is behind."""
+
+    first: int
+    last: int
+    owner: str | None
+    token: int
+    expires_at: datetime
+    checkpoint: Checkpoint
+    lag: int
+
+
+class SlicedStatus(NamedTuple):
+    """A sliced projection: its state, its live workers and each of its ranges."""
+
+    name: str
+    state: str
+    error: str | None
+    workers: list[str]
+    ranges: list[RangeStatus]
+    dead_letters: int = 0
+
+    @property
+    def lag(self) -> int:
+        """Events behind, over all ranges."""
+        return sum(r.lag for r in self.ranges)
 
 
 class DeadLetter(NamedTuple):

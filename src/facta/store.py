@@ -395,25 +395,32 @@ class EventStore:
         types: Collection[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         fresh: Fresh = False,
+        slices: Collection[int] | None = None,
     ) -> Iterator[RecordedEvent]:
         """Yield the global log in order, after ``after`` (its start by default).
 
         No event is ever skipped or repeated, even when writers commit out of order; resume
         from the last event's ``checkpoint``. ``types`` keeps only events of those type names
-        (others are not decoded at all). ``fresh`` as :meth:`read_stream` says (a fresh
-        replica still returns an event only once every older transaction has ended).
+        (others are not decoded at all); ``slices`` only events of streams in those slices
+        (:func:`facta.slices.slice_of`; PostgreSQL only). ``fresh`` as :meth:`read_stream`
+        says (a fresh replica still returns an event only once every older transaction has
+        ended).
         """
         _check_batch_size(batch_size)
         _check_checkpoint(after)
         self._check_open()
         checkpoint = after or Checkpoint()
         type_names = None if types is None else tuple(sorted(set(types)))
+        slice_list = None if slices is None else sorted(set(slices))
         decode, decode_metadata = _data_decoder(self.codec), self.codec.decode_metadata
         recorder = self.recorder.reading(*where(fresh))
         remaining = limit
         while remaining is None or remaining > 0:
             page = batch_size if remaining is None else min(batch_size, remaining)
-            rows = recorder.read_all(checkpoint, type_names, page)
+            if slice_list is None:
+                rows = recorder.read_all(checkpoint, type_names, page)
+            else:
+                rows = recorder.read_slices(checkpoint, type_names, slice_list, page)
             keys = self.fetch_keys(rows)
             if keys is not None:  # sealed personal fields: decode opens them
                 for row in rows:

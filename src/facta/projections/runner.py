@@ -234,7 +234,7 @@ class ProjectionRunner(Generic[C]):
                 f"projection runner {self.name!r} is not open; use it as a context manager"
             )
 
-    def _read(self) -> list[RecordedEvent]:
+    def _read(self, slices: list[int] | None = None) -> list[RecordedEvent]:
         if not self._types:
             return []
         try:
@@ -245,6 +245,7 @@ class ProjectionRunner(Generic[C]):
                     limit=self.batch_size,
                     types=self._types,
                     batch_size=self.batch_size,
+                    slices=slices,
                 )
             ]
         except (DecodeError, UnknownEventType, UpcastError) as e:

@@ -236,7 +236,7 @@ class AsyncProjectionRunner(Generic[C]):
                 f"projection runner {self.name!r} is not open; use it as a context manager"
             )
 
-    async def _read(self) -> list[RecordedEvent]:
+    async def _read(self, slices: list[int] | None = None) -> list[RecordedEvent]:
         if not self._types:
             return []
         try:
@@ -247,6 +247,7 @@ class AsyncProjectionRunner(Generic[C]):
                     limit=self.batch_size,
                     types=self._types,
                     batch_size=self.batch_size,
+                    slices=slices,
                 )
             ]
         except (DecodeError, UnknownEventType, UpcastError) as e:

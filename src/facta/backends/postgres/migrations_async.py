@@ -39,6 +39,9 @@ _TABLES = (
     "facta_data_keys",
     "facta_inbox_streams",
     "facta_inbox_held",
+    "facta_sliced_projections",
+    "facta_slice_leases",
+    "facta_projection_workers",
 )
 
 # The advisory lock's first key: "fact" in ASCII; the second is a hash of the schema name.

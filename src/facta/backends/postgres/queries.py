@@ -231,6 +231,8 @@ class Queries(NamedTuple):
     replay_stream_as: str
     read_all: str
     read_all_types: str
+    read_slices: str
+    read_slices_types: str
     locate: str
     streams: str
     write_snapshot: str
@@ -276,6 +278,8 @@ class Queries(NamedTuple):
             f"SELECT {_COLUMNS} FROM {{schema}}.facta_events WHERE (transaction_id, position) > (%s, %s)"
             f" AND transaction_id < {_HORIZON} {{types}}ORDER BY transaction_id, position LIMIT %s"
         )
+        slices = "AND slice = ANY(%s::smallint[]) "  # a sliced projection's worker reads its own
+        types = "AND type = ANY(%s::text[]) "
         return cls(
             write_any=write(_WRITE, _CLAIM_ANY),
             write_new=write(_WRITE, _CLAIM_NEW),
@@ -334,7 +338,9 @@ class Queries(NamedTuple):
             replay_stream=text(_REPLAY.format(schema="{schema}", check="")),
             replay_stream_as=text(_REPLAY.format(schema="{schema}", check=_NOT_ANOTHER_TYPE)),
             read_all=text(read_all, types=sql.SQL("")),
-            read_all_types=text(read_all, types=sql.SQL("AND type = ANY(%s::text[]) ")),
+            read_all_types=text(read_all, types=sql.SQL(types)),
+            read_slices=text(read_all, types=sql.SQL(slices)),
+            read_slices_types=text(read_all, types=sql.SQL(slices + types)),
             locate=text(
                 "SELECT event_id, stream_id, version, position FROM {schema}.facta_events"
                 " WHERE event_id = ANY(%s::uuid[])"

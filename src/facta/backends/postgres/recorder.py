@@ -68,6 +68,7 @@ from facta.backends.postgres.reader_lag import ReaderLag
 from facta.backends.postgres.replica_lag import ReplicaLag
 from facta.backends.postgres.replicas import Replicas
 from facta.backends.postgres.settings import Settings
+from facta.backends.postgres.slice_leases import PostgresSliceLeases, sliced_statuses
 from facta.errors import (
     ConcurrencyError,
     DuplicateEventId,
@@ -91,6 +92,7 @@ from facta.records import (
     EventPlace,
     ProjectionStatus,
     ReplayRow,
+    SlicedStatus,
     StoredEvent,
     StreamInfo,
     StreamVersion,
@@ -885,6 +887,17 @@ class PostgresRecorder(Recorder):
         params = (after.transaction_id, after.position, list(types), limit)
         return self._query(self._sql.read_all_types, params, rows=_stored, pool=pool)
 
+    def read_slices(
+        self, after: Checkpoint, types: Sequence[str] | None, slices: Sequence[int], limit: int
+    ) -> list[StoredEvent]:
+        """The global log's next events of streams in ``slices``: the same horizon (nothing
+        skipped), the same order (each stream's versions in order)."""
+        if types is None:
+            params: tuple[Any, ...] = (*after, list(slices), limit)
+            return self._query(self._sql.read_slices, params, rows=_stored)
+        params = (*after, list(slices), list(types), limit)
+        return self._query(self._sql.read_slices_types, params, rows=_stored)
+
     def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         params = ("" if after is None else after, limit)
         rows = self._query(self._sql.streams, params, pool=self._read_pool())
@@ -939,6 +952,12 @@ class PostgresRecorder(Recorder):
 
     def projection_statuses(self) -> list[ProjectionStatus]:
         return statuses(self)
+
+    def slice_leases(self, name: str, worker: str, ranges: int, ttl: float) -> PostgresSliceLeases:
+        return PostgresSliceLeases(self, name, worker, ranges, ttl)
+
+    def sliced_statuses(self) -> list[SlicedStatus]:
+        return sliced_statuses(self)
 
     # -- tailing the global log ------------------------------------------------------------
 

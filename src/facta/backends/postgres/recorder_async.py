@@ -67,6 +67,7 @@ from facta.backends.postgres.reader_lag import ReaderLag
 from facta.backends.postgres.replica_lag import ReplicaLag
 from facta.backends.postgres.replicas_async import AsyncReplicas
 from facta.backends.postgres.settings import Settings
+from facta.backends.postgres.slice_leases_async import AsyncPostgresSliceLeases, sliced_statuses
 from facta.errors import (
     ConcurrencyError,
     DuplicateEventId,
@@ -90,6 +91,7 @@ from facta.records import (
     EventPlace,
     ProjectionStatus,
     ReplayRow,
+    SlicedStatus,
     StoredEvent,
     StreamInfo,
     StreamVersion,
@@ -898,6 +900,17 @@ class AsyncPostgresRecorder(AsyncRecorder):
         params = (after.transaction_id, after.position, list(types), limit)
         return await self._query(self._sql.read_all_types, params, rows=_stored, pool=pool)
 
+    async def read_slices(
+        self, after: Checkpoint, types: Sequence[str] | None, slices: Sequence[int], limit: int
+    ) -> list[StoredEvent]:
+        """The global log's next events of streams in ``slices``: the same horizon (nothing
+        skipped), the same order (each stream's versions in order)."""
+        if types is None:
+            params: tuple[Any, ...] = (*after, list(slices), limit)
+            return await self._query(self._sql.read_slices, params, rows=_stored)
+        params = (*after, list(slices), list(types), limit)
+        return await self._query(self._sql.read_slices_types, params, rows=_stored)
+
     async def streams(self, after: str | None, limit: int) -> list[StreamVersion]:
         params = ("" if after is None else after, limit)
         rows = await self._query(self._sql.streams, params, pool=self._read_pool())
@@ -952,6 +965,14 @@ class AsyncPostgresRecorder(AsyncRecorder):
 
     async def projection_statuses(self) -> list[ProjectionStatus]:
         return await statuses(self)
+
+    def slice_leases(
+        self, name: str, worker: str, ranges: int, ttl: float
+    ) -> AsyncPostgresSliceLeases:
+        return AsyncPostgresSliceLeases(self, name, worker, ranges, ttl)
+
+    async def sliced_statuses(self) -> list[SlicedStatus]:
+        return await sliced_statuses(self)
 
     # -- tailing the global log ------------------------------------------------------------
 
