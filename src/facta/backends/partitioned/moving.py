@@ -27,9 +27,16 @@ from facta.store import EventStore
 
 __all__ = ["move_partition"]
 
+# The tables to copy, those that refer to others (by foreign key) after the rest.
 _TABLES = """
-SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'facta\\_%%'
-ORDER BY tablename"""
+SELECT tablename FROM pg_tables AS t WHERE schemaname = %s AND tablename LIKE 'facta\\_%%'
+ORDER BY EXISTS (SELECT FROM pg_constraint
+                 WHERE contype = 'f' AND conrelid = format('%%I.%%I', schemaname, tablename)::regclass),
+         tablename"""
+# A table's columns but the generated ones (the events' slice), which the target computes.
+_STORED_COLUMNS = """
+SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+    AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"""
 _SEQUENCES = "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = %s"
 # Each loop turn is a subtransaction that writes, so it takes (and gives up) a transaction id.
 _BURN = """
@@ -92,12 +99,18 @@ def _copy(src: Any, schema: str, target: PostgresRecorder) -> int:
         lock = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(schema, table))
         src.execute(lock)
     with target.connection() as dst, dst.transaction():
-        for table in tables:
+        targets = [sql.Identifier(target.schema, table) for table in tables]
+        dst.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(targets)))
+        for table, target_table in zip(tables, targets, strict=True):
             source_table = sql.Identifier(schema, table)
-            target_table = sql.Identifier(target.schema, table)
-            dst.execute(sql.SQL("TRUNCATE {}").format(target_table))
-            copy_out = sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(source_table)
-            copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(target_table)
+            cur = src.execute(_STORED_COLUMNS, (source_table.as_string(src),))
+            columns = sql.SQL(", ").join(sql.Identifier(row[0]) for row in cur.fetchall())
+            copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)")
+            copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
+            copy_out, copy_in = (
+                copy_out.format(source_table, columns),
+                copy_in.format(target_table, columns),
+            )
             with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as into:
                 for data in out:
                     into.write(data)
