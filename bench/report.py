@@ -53,6 +53,8 @@ PAIRS: list[tuple[str, str, str | None, str | None]] = [
     ("sqlite NORMAL", "facta-sqlite-normal", None, "raw-sqlite3-normal"),
     ("postgres", "facta-postgres", "es-postgres", "raw-psycopg"),
     ("postgres async", "facta-postgres-async", "es-postgres", "raw-psycopg-async"),
+    # the same facta figures against asyncpg: shown beside psycopg, no goal is measured on it
+    ("postgres async vs asyncpg", "facta-postgres-async", None, "raw-asyncpg"),
 ]
 
 # The first benchmark issue's goals: facta's speed-up over eventsourcing. The goals against

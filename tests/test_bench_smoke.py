@@ -37,7 +37,13 @@ def test_quick_benchmark_run_exits_cleanly_and_prints_the_ratio_table(tmp_path: 
     failed = [(r["system"], r["case"]) for r in results if r["status"].startswith("error")]
     assert failed == []
     measured = {r["system"] for r in results if r["median"] is not None}
-    assert {"facta-sqlite", "raw-sqlite3", "raw-psycopg", "raw-psycopg-async"} <= measured
+    assert {
+        "facta-sqlite",
+        "raw-sqlite3",
+        "raw-psycopg",
+        "raw-psycopg-async",
+        "raw-asyncpg",
+    } <= measured
 
 
 def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_path: Path) -> None:
