@@ -67,3 +67,26 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     assert relay["ratio"] is not None
     assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
     assert all(row["samples"] == 50 for row in document["latency"])
+
+
+@pytest.mark.postgres
+def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "append_cost.py"),
+            "--appends",
+            "20",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "| raw INSERT (facta's table) |" in finished.stdout
+    assert "| facta's statement |" in finished.stdout
+    assert "| store.append (facta's Python too) |" in finished.stdout
