@@ -314,7 +314,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
     }
-    for package in ("eventsourcing", "psycopg", "psycopg-binary", "msgspec"):
+    for package in ("eventsourcing", "psycopg", "psycopg-binary", "asyncpg", "msgspec"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
