@@ -160,7 +160,8 @@ class System(NamedTuple):
 
     name: str
     library: str
-    backend: str  # memory, sqlite (synchronous = FULL), sqlite-normal, postgres, postgres-bare
+    backend: str  # memory, sqlite (synchronous = FULL), sqlite-normal, postgres, postgres-bare,
+    # postgres-asyncpg
     is_async: bool
 
 
@@ -184,6 +185,8 @@ SYSTEMS = [
     # W1's second floor: the same INSERT into a table of the same columns with no key or index
     System("raw-psycopg-bare", "raw", "postgres-bare", False),
     System("raw-psycopg-async-bare", "raw", "postgres-bare", True),
+    # asyncpg beside psycopg: shown for comparison; the goals keep psycopg as their baseline
+    System("raw-asyncpg", "raw", "postgres-asyncpg", True),
 ]
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -53,6 +53,8 @@ PAIRS: list[tuple[str, str, str | None, str | None]] = [
     ("sqlite NORMAL", "facta-sqlite-normal", None, "raw-sqlite3-normal"),
     ("postgres", "facta-postgres", "es-postgres", "raw-psycopg"),
     ("postgres async", "facta-postgres-async", "es-postgres", "raw-psycopg-async"),
+    # the same facta figures against asyncpg: shown beside psycopg, no goal is measured on it
+    ("postgres async vs asyncpg", "facta-postgres-async", None, "raw-asyncpg"),
 ]
 
 # The first benchmark issue's goals: facta's speed-up over eventsourcing. The goals against
@@ -312,7 +314,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
     }
-    for package in ("eventsourcing", "psycopg", "psycopg-binary", "msgspec"):
+    for package in ("eventsourcing", "psycopg", "psycopg-binary", "asyncpg", "msgspec"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"{group}: setting up {len(systems)} systems")
             results += run_group(group, group_cases, systems, sizes, repeats, prefix)
     finally:
-        if any("postgres" in s or "psycopg" in s for s in systems):
+        if any("postgres" in s or "psycopg" in s or "asyncpg" in s for s in systems):
             try:
                 drop_schemas(prefix)
             except Exception as e:  # unreachable server: the systems have reported it already

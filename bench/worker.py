@@ -41,6 +41,12 @@ def make_system(name: str, sizes: Sizes, schema: str) -> Workloads:
         from bench import es_systems
 
         return es_systems.make(sizes, schema, system.backend)
+    if system.backend == "postgres-asyncpg":
+        if importlib.util.find_spec("asyncpg") is None:
+            raise Unavailable("asyncpg is not installed (pip install --group bench)")
+        from bench import raw_asyncpg
+
+        return raw_asyncpg.RawAsyncpg(sizes, schema)
     from bench import raw_systems
 
     if system.backend.startswith("sqlite"):

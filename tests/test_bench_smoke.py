@@ -37,7 +37,13 @@ def test_quick_benchmark_run_exits_cleanly_and_prints_the_ratio_table(tmp_path: 
     failed = [(r["system"], r["case"]) for r in results if r["status"].startswith("error")]
     assert failed == []
     measured = {r["system"] for r in results if r["median"] is not None}
-    assert {"facta-sqlite", "raw-sqlite3", "raw-psycopg", "raw-psycopg-async"} <= measured
+    assert {
+        "facta-sqlite",
+        "raw-sqlite3",
+        "raw-psycopg",
+        "raw-psycopg-async",
+        "raw-asyncpg",
+    } <= measured
 
 
 def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_path: Path) -> None:
@@ -110,3 +116,26 @@ def test_a_smoke_run_of_the_workers_benchmark_prints_its_table() -> None:
     assert "**Sliced projection workers, 600 events" in finished.stdout
     for workers in (1, 2, 3):
         assert re.search(rf"^\| {workers} \| +[\d,]+ \| [\d.]+x \|", finished.stdout, re.MULTILINE)
+
+
+@pytest.mark.postgres
+def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "append_cost.py"),
+            "--appends",
+            "20",
+            "--rounds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "| raw INSERT (facta's table) |" in finished.stdout
+    assert "| facta's statement |" in finished.stdout
+    assert "| store.append (facta's Python too) |" in finished.stdout

@@ -94,27 +94,30 @@ class AsyncMemoryRecorder(AsyncRecorder):
         return info._replace(version=version)
 
     async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
-        self._check_writable()
+        if self.read_only:
+            self._check_writable()
         with self._lock:
             new_ids: set[uuid.UUID] = set()
             versions = []  # each stream's version before the append
-            ids = self._ids
+            ids, streams, infos = self._ids, self._streams, self._info
             for append in appends:
-                info = self._info.get(append.stream_id)
-                if info is not None:
+                stream_id = append.stream_id
+                info = infos.get(stream_id)
+                if info is None:  # a stream with nothing recorded but its events (as _version)
+                    indexes = streams.get(stream_id)
+                    actual = len(indexes) if indexes else 0
+                else:
                     check_open(info)
-                    check_aggregate_type(
-                        append.stream_id, info.aggregate_type, append.aggregate_type
-                    )
-                actual = self._version(append.stream_id)
-                check_expected(append.stream_id, append.expected_version, actual)
+                    check_aggregate_type(stream_id, info.aggregate_type, append.aggregate_type)
+                    actual = self._version(stream_id)
+                check_expected(stream_id, append.expected_version, actual)
                 versions.append(actual)
                 for event in append.events:
                     event_id = event.event_id
                     if event_id in ids or event_id in new_ids:
                         raise DuplicateEventId(
                             f"event id {event_id} is already stored; stream "
-                            f"{append.stream_id!r} was not written"
+                            f"{stream_id!r} was not written"
                         )
                     new_ids.add(event_id)
             now = datetime.now(UTC)
@@ -126,19 +129,25 @@ class AsyncMemoryRecorder(AsyncRecorder):
                 if not append.events:
                     results.append(AppendResult(stream_id, version, 0))
                     continue
-                indexes = self._streams.setdefault(stream_id, [])
+                indexes = streams.setdefault(stream_id, [])
                 if version == 0 and append.aggregate_type is not None:
-                    self._info[stream_id] = StreamInfo(stream_id, 0, append.aggregate_type)
+                    # tuple.__new__: StreamInfo's generated __new__ costs a call per new stream
+                    infos[stream_id] = tuple.__new__(
+                        StreamInfo, (stream_id, 0, append.aggregate_type, *_NEW_STREAM)
+                    )
                 for event in append.events:
                     index = len(log)
                     version += 1
-                    log.append(_row(stream_id, version, index, event, now))
+                    # tuple.__new__ skips StoredEvent's generated __new__ (as _row)
+                    log.append(
+                        tuple.__new__(StoredEvent, (stream_id, version, index + 1, 0, *event, now))
+                    )
                     indexes.append(index)
                     ids[event.event_id] = index
                 results.append(AppendResult(stream_id, version, len(log)))
-            if self.on_append is not None and len(self._log) > start:
+            if self.on_append is not None and len(log) > start:
                 try:
-                    self.on_append.call(None, cast("list[StoredEvent]", self._log[start:]))
+                    self.on_append.call(None, cast("list[StoredEvent]", log[start:]))
                 except BaseException:
                     self._forget(start)
                     raise
@@ -366,6 +375,10 @@ class AsyncMemoryRecorder(AsyncRecorder):
 
     def key_table(self) -> AsyncMemoryKeyTable:
         return AsyncMemoryKeyTable(self._data_keys, self._lock, self._check_writable)
+
+
+# StreamInfo's fields after (stream_id, version, aggregate_type), as a new stream has them.
+_NEW_STREAM = tuple(StreamInfo._field_defaults[f] for f in StreamInfo._fields[3:])
 
 
 def _row(

@@ -22,6 +22,8 @@ class Signal:
         self._tasks: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def notify(self) -> None:
+        if not self._threads and not self._tasks:  # nobody waits: skip the lock (a waiter
+            return  # registering meanwhile misses this notify just as it would after it)
         with self._lock:
             for event in self._threads:
                 event.set()
