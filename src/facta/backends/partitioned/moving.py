@@ -37,6 +37,8 @@ ORDER BY EXISTS (SELECT FROM pg_constraint
 _STORED_COLUMNS = """
 SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
     AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"""
+_COPY_OUT = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)")
+_COPY_IN = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
 _SEQUENCES = "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = %s"
 # Each loop turn is a subtransaction that writes, so it takes (and gives up) a transaction id.
 _BURN = """
@@ -105,12 +107,8 @@ def _copy(src: Any, schema: str, target: PostgresRecorder) -> int:
             source_table = sql.Identifier(schema, table)
             cur = src.execute(_STORED_COLUMNS, (source_table.as_string(src),))
             columns = sql.SQL(", ").join(sql.Identifier(row[0]) for row in cur.fetchall())
-            copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)")
-            copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)")
-            copy_out, copy_in = (
-                copy_out.format(source_table, columns),
-                copy_in.format(target_table, columns),
-            )
+            copy_out = _COPY_OUT.format(source_table, columns)
+            copy_in = _COPY_IN.format(target_table, columns)
             with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as into:
                 for data in out:
                     into.write(data)
