@@ -1,0 +1,360 @@
+"""Growth on one node: W1 and W3 as the events table grows to 1M and 10M events (issue 13).
+
+    python bench/growth.py                           # 0, 1,000,000 and 10,000,000 stored events
+    python bench/growth.py --sizes 0,2000000 --repeats 5
+    python bench/growth.py --smoke                   # 0 and 2,000 events, tiny trials
+
+Runs on a private PostgreSQL server (``facta.testing.clusters``) with PostgreSQL's own durable
+defaults (fsync and synchronous commit on), except ``shared_buffers`` (1GB, not 128MB) and
+``max_wal_size`` (8GB, not 1GB, so that the fill is not one checkpoint after another); the
+output says which. One facta store; before any fill, facta appends the W3 aggregates (100 and
+10,000 events) and a template stream. Then, for each size in turn, the store is filled up to it
+in SQL (bench/growth_fill.py: streams of 100 events, UUIDv7-shaped ids, facta's indexes in
+place), checked through facta, vacuumed and analyzed, checkpointed, and measured:
+
+- W1: facta appends one event to each of ``--w1`` new aggregates (bench/facta_systems.py's W1),
+  and the raw baseline INSERTs as many rows (bench/raw_systems.py's RawPsycopg W1), both into
+  the same grown table: the raw INSERT goes through a view of facta's events table;
+- W3: facta loads the 10,000- and the 100-event aggregate; the raw baseline fetches the same
+  rows and decodes them (RawPsycopg's W3);
+- poll: a caught-up ``read_all`` that finds nothing (a subscriber's poll), and the same while a
+  transaction that started before the newest append is open (the horizon query then probes
+  ``max(transaction_id)`` and looks at the server's sessions).
+
+Trials alternate facta and raw (the order rotates every repeat); each figure is the median.
+Each row of the table gives the figures at that size with, in brackets, the ratio to the size-0
+figure (events/s: above 1 is faster; ms: above 1 is slower). A second table gives the fill time,
+the vacuum and checkpoint after it, and the table, index and disk sizes. W1's rows stay in the
+table: the sizes are the filled events, plus the template, W3 and earlier trials' events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+
+import facta
+from bench.facta_systems import Cart, FactaSync
+from bench.growth_fill import Filler, Template, check_filled
+from bench.model import Sizes
+from bench.raw_systems import RawPsycopg
+from bench.report import machine
+from facta.events import Checkpoint
+from facta.testing.clusters import Cluster, private_cluster
+
+SCHEMA = "growth"  # facta's store
+RAW = "growth_raw"  # the raw baseline's view of the same table
+SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "8GB"}
+SMOKE_SETTINGS = {"shared_buffers": "128MB", "max_wal_size": "1GB"}
+W3_LENGTHS = (10_000, 100)
+CASES = ("W1", "W3-10000", "W3-100")
+_STARTED = time.monotonic()
+
+
+def _say(message: str) -> None:
+    minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
+    print(f"[{minutes:2d}:{seconds:02d}] {message}", file=sys.stderr, flush=True)
+
+
+class Growth:
+    """One store on one private server, its raw baseline, and the filler."""
+
+    def __init__(self, cluster: Cluster, sizes: Sizes, length: int) -> None:
+        self.cluster = cluster
+        self.length = length
+        self.admin = psycopg.connect(cluster.conninfo(), autocommit=True)
+        self.store = facta.connect(cluster.url(SCHEMA))  # facta makes its schema
+        self.facta = FactaSync(sizes, SCHEMA, "postgres")
+        self.facta.store = self.store
+        repo = facta.Repository(self.store, Cart)
+        template = self.facta._build(repo, Cart(), length, length)
+        for n in W3_LENGTHS:
+            self.facta.ids[f"W3-{n}"] = self.facta._build(repo, Cart(), n, 1000)
+        self.admin.execute(f"CREATE SCHEMA {RAW}")
+        self.admin.execute(f"CREATE VIEW {RAW}.events AS SELECT * FROM {SCHEMA}.facta_events")
+        self.raw = RawPsycopg(sizes, RAW)
+        self.raw.conn = psycopg.connect(
+            cluster.conninfo() + f" options=-csearch_path={RAW}", autocommit=True
+        )
+        self.raw.ids = dict(self.facta.ids)
+        self.filler = Filler(self.admin, SCHEMA, Template(self.admin, SCHEMA, template))
+        self.depth = self._pageinspect()
+
+    def _pageinspect(self) -> bool:
+        try:
+            self.admin.execute("CREATE EXTENSION pageinspect")
+        except psycopg.Error:
+            return False  # index depths are then left out
+        return True
+
+    def close(self) -> None:
+        self.store.close()
+        if self.raw.conn is not None:
+            self.raw.conn.close()
+        self.admin.close()
+        self.facta.remove_folder()
+        self.raw.remove_folder()
+
+    def newest(self) -> Checkpoint:
+        row = self.admin.execute(
+            f"SELECT transaction_id, position FROM {SCHEMA}.facta_events"
+            " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+        ).fetchone()
+        return Checkpoint(*row) if row else Checkpoint()
+
+    def grow(self, size: int) -> dict[str, float]:
+        """Fill up to ``size`` events, check, vacuum, checkpoint; the seconds each took."""
+        before = self.newest()
+        added = size - self.filler.events
+        fill = self.filler.fill(added, self.length)
+        if added:
+            check_filled(self.store, self.filler, self.length, before)
+        started = time.perf_counter()
+        self.admin.execute(f"VACUUM (ANALYZE) {SCHEMA}.facta_events, {SCHEMA}.facta_streams")
+        vacuum = time.perf_counter() - started
+        started = time.perf_counter()
+        self.admin.execute("CHECKPOINT")
+        checkpoint = time.perf_counter() - started
+        return {"added": added, "fill_s": fill, "vacuum_s": vacuum, "checkpoint_s": checkpoint}
+
+    def trial(self, system: str, case: str) -> float:
+        """One timed trial: events/s for W1, ms per load for W3."""
+        workloads = self.facta if system == "facta" else self.raw
+        started = time.perf_counter()
+        count = workloads.run(case)
+        seconds = time.perf_counter() - started
+        assert isinstance(count, int)
+        return count / seconds if case == "W1" else seconds * 1000 / count
+
+    def polls(self, count: int, held: bool) -> float:
+        """ms per caught-up ``read_all`` poll; ``held``: a transaction that started before
+        the newest append stays open meanwhile."""
+        holder = psycopg.connect(self.cluster.conninfo())
+        try:
+            if held:
+                holder.execute("SELECT pg_current_xact_id()")  # opens the transaction
+            after = self.newest()
+            if held:  # newer than the holder: the horizon query takes its long way
+                cart = Cart()
+                cart.add_item(self.facta.fields(0))
+                facta.Repository(self.store, Cart).save(cart)
+            started = time.perf_counter()
+            for _ in range(count):
+                found = list(self.store.read_all(after, limit=100))
+                assert found == [], f"a caught-up poll found {len(found)} events"
+            return (time.perf_counter() - started) * 1000 / count
+        finally:
+            holder.rollback()
+            holder.close()
+
+    def storage(self) -> dict[str, Any]:
+        """Table, index and disk sizes (MB) and index depths."""
+        found: dict[str, Any] = {}
+        found["table_mb"] = self._mb(f"pg_table_size('{SCHEMA}.facta_events')")
+        found["streams_mb"] = self._mb(f"pg_total_relation_size('{SCHEMA}.facta_streams')")
+        indexes = self.admin.execute(
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_index AS i"
+            " JOIN pg_class AS c ON c.oid = i.indexrelid"
+            f" WHERE i.indrelid = '{SCHEMA}.facta_events'::regclass ORDER BY c.relname"
+        ).fetchall()
+        found["indexes_mb"] = {name: size / 2**20 for name, size in indexes}
+        if self.depth:
+            found["depths"] = {
+                name: self.admin.execute(
+                    f"SELECT level + 1 FROM bt_metap('{SCHEMA}.{name}')"
+                ).fetchone()[0]  # type: ignore[index]
+                for name, _ in indexes
+            }
+        found["disk_mb"] = _du(self.cluster.data) / 2**20
+        found["wal_mb"] = _du(self.cluster.data / "pg_wal") / 2**20
+        return found
+
+    def _mb(self, expression: str) -> float:
+        row = self.admin.execute(f"SELECT {expression}").fetchone()
+        assert row is not None
+        return float(row[0]) / 2**20
+
+
+def _du(path: Path) -> int:
+    """Bytes a directory takes on disk."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except FileNotFoundError:  # a WAL segment recycled meanwhile
+                pass
+    return total
+
+
+def measure(growth: Growth, repeats: int, polls: int) -> dict[str, float]:
+    """Every case on both systems, alternating; the medians."""
+    values: dict[str, list[float]] = {}
+    systems = ["facta", "raw"]
+    for repeat in range(repeats):
+        turn = systems[repeat % 2 :] + systems[: repeat % 2]
+        for case in CASES:
+            for system in turn:
+                values.setdefault(f"{system} {case}", []).append(growth.trial(system, case))
+        values.setdefault("poll", []).append(growth.polls(polls, held=False))
+        values.setdefault("poll held", []).append(growth.polls(polls, held=True))
+    return {key: statistics.median(found) for key, found in values.items()}
+
+
+COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
+    ("facta W1", "facta W1", lambda v: f"{v:,.0f} ev/s"),
+    ("raw W1", "raw W1", lambda v: f"{v:,.0f} ev/s"),
+    ("facta W3-10000", "facta W3-10000", lambda v: f"{v:,.1f} ms"),
+    ("raw W3-10000", "raw W3-10000", lambda v: f"{v:,.1f} ms"),
+    ("facta W3-100", "facta W3-100", lambda v: f"{v:,.2f} ms"),
+    ("raw W3-100", "raw W3-100", lambda v: f"{v:,.2f} ms"),
+    ("poll", "poll", lambda v: f"{v:,.2f} ms"),
+    ("poll, txn open", "poll held", lambda v: f"{v:,.2f} ms"),
+]
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def tables(rows: list[dict[str, Any]]) -> list[str]:
+    """The figures table (with ratios to the first size) and the storage table."""
+    first = rows[0]["figures"]
+    lines = [
+        "**Growth** (medians; in brackets, the ratio to the first size's figure; raw: the same"
+        " INSERT and fetch + decode as bench/run.py's raw-psycopg, on the same table)",
+        "",
+        _row(["stored events", *(title for title, _, _ in COLUMNS)]),
+        _row(["---:"] * (len(COLUMNS) + 1)),
+    ]
+    for row in rows:
+        cells = [f"{row['size']:,}"]
+        for _, key, show in COLUMNS:
+            value = row["figures"][key]
+            cells.append(f"{show(value)} ({value / first[key]:.2f})")
+        lines.append(_row(cells))
+    lines += [
+        "",
+        "**facta / raw** (events/s: share of raw's speed; ms: multiple of raw's time)",
+        "",
+    ]
+    lines += [_row(["stored events", "W1", "W3-10000", "W3-100"]), _row(["---:"] * 4)]
+    for row in rows:
+        f = row["figures"]
+        cells = [f"{row['size']:,}", f"{f['facta W1'] / f['raw W1']:.2f}"]
+        cells += [f"{f[f'facta {c}'] / f[f'raw {c}']:.2f}" for c in ("W3-10000", "W3-100")]
+        lines.append(_row(cells))
+    names = sorted(rows[0]["storage"]["indexes_mb"])
+    short = [n.removeprefix("facta_events_") for n in names]
+    lines += [
+        "",
+        "**Storage** (fill: INSERT ... SELECT generate_series, indexes in place; then VACUUM"
+        " (ANALYZE) and CHECKPOINT; sizes in MB; depth: B-tree levels)",
+        "",
+        _row(
+            [
+                "stored events",
+                "fill s",
+                "rows/s",
+                "vacuum s",
+                "checkpoint s",
+                "table",
+                *(f"{s} (depth)" for s in short),
+                "streams table",
+                "disk (WAL)",
+            ]
+        ),
+        _row(["---:"] * (8 + len(names))),
+    ]
+    for row in rows:
+        grown, stored = row["grown"], row["storage"]
+        rate = grown["added"] / grown["fill_s"] if grown["fill_s"] else 0.0
+        depths = stored.get("depths", {})
+        cells = [
+            f"{row['size']:,}",
+            f"{grown['fill_s']:,.1f}",
+            f"{rate:,.0f}" if rate else "-",
+            f"{grown['vacuum_s']:,.1f}",
+            f"{grown['checkpoint_s']:,.1f}",
+            f"{stored['table_mb']:,.0f}",
+            *(f"{stored['indexes_mb'][n]:,.0f} ({depths.get(n, '?')})" for n in names),
+            f"{stored['streams_mb']:,.1f}",
+            f"{stored['disk_mb']:,.0f} ({stored['wal_mb']:,.0f})",
+        ]
+        lines.append(_row(cells))
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="0,1000000,10000000", help="stored events to measure at")
+    parser.add_argument("--smoke", action="store_true", help="sizes 0,2000 and tiny trials")
+    parser.add_argument("--repeats", type=int, default=3, help="trials per case and system")
+    parser.add_argument("--w1", type=int, default=2000, help="W1: appends per trial")
+    parser.add_argument("--polls", type=int, default=200, help="polls per trial")
+    parser.add_argument("--stream-length", type=int, default=100, help="events per filled stream")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.repeats, args.w1, args.polls = "0,2000", 1, 50, 10
+    args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
+    bad = [s for s in args.sizes if s < 0 or s % args.stream_length]
+    if bad or not args.sizes:
+        parser.error(f"sizes must be multiples of --stream-length {args.stream_length}: {bad}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = SMOKE_SETTINGS if args.smoke else SETTINGS
+    # W3: several loads of the 10,000-event aggregate per trial, and 500 of the 100-event one
+    sizes = Sizes(w1_aggregates=args.w1, load_events_per_trial=50_000 if not args.smoke else 10_000)
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    with private_cluster(durable=True, **settings) as cluster:
+        growth = Growth(cluster, sizes, args.stream_length)
+        try:
+            for size in args.sizes:
+                _say(f"filling to {size:,} events")
+                grown = growth.grow(size)
+                _say(f"filled in {grown['fill_s']:.1f} s; measuring")
+                figures = measure(growth, args.repeats, args.polls)
+                rows.append(
+                    {"size": size, "grown": grown, "figures": figures, "storage": growth.storage()}
+                )
+                _say(f"{size:,}: " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()))
+        finally:
+            growth.close()
+    info = machine()
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+    lines = [
+        f"facta growth: {args.repeats} repeats, W1 {args.w1:,} appends per trial, streams of"
+        f" {args.stream_length}, {(time.time() - started) / 60:.1f} min; {info['cpu']},"
+        f" {info['cores']} cores, {info['memory_gib']} GiB",
+        f"private PostgreSQL server: fsync and synchronous_commit on (its defaults), {shown}",
+        "",
+        *tables(rows),
+    ]
+    print("\n".join(lines))
+    if args.json:
+        document = {"settings": settings, "machine": info, "rows": rows}
+        args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
