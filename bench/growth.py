@@ -31,6 +31,7 @@ table: the sizes are the filled events, plus the template, W3 and earlier trials
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -192,10 +193,8 @@ def _du(path: Path) -> int:
     total = 0
     for folder, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # a WAL segment recycled meanwhile
                 total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-            except FileNotFoundError:  # a WAL segment recycled meanwhile
-                pass
     return total
 
 
