@@ -61,3 +61,26 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     assert relay["ratio"] is not None
     assert [row["backend"] for row in document["latency"]] == ["memory", "sqlite"]
     assert all(row["samples"] == 50 for row in document["latency"])
+
+
+@pytest.mark.postgres
+def test_a_smoke_growth_benchmark_fills_measures_and_prints_its_tables(tmp_path: Path) -> None:
+    from facta.testing.clusters import ClustersUnavailable, server_binaries
+
+    try:
+        server_binaries()
+    except ClustersUnavailable as e:
+        pytest.skip(str(e))
+    out = tmp_path / "growth.json"
+    command = [sys.executable, str(ROOT / "bench" / "growth.py"), "--smoke", "--json", str(out)]
+    finished = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Growth**" in finished.stdout
+    assert re.search(r"^\| 2,000 \| [\d,]+ ev/s \(", finished.stdout, re.MULTILINE)
+    assert "**Storage**" in finished.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["size"] for row in rows] == [0, 2000]
+    assert rows[1]["grown"]["added"] == 2000
+    assert all(value > 0 for row in rows for value in row["figures"].values())
