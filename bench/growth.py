@@ -37,7 +37,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,17 @@ from bench.growth_fill import Filler, Template, check_filled
 from bench.model import Sizes
 from bench.raw_systems import RawPsycopg
 from bench.report import machine
+from facta.backends.postgres.queries import Queries
 from facta.events import Checkpoint
 from facta.testing.clusters import Cluster, private_cluster
 
-SCHEMA = "growth"  # facta's store
-RAW = "growth_raw"  # the raw baseline's view of the same table
+SCHEMA = "growth"  # the store that grows
+CONTROL = "growth_control"  # a store that stays small, measured alongside it
 SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "8GB"}
 SMOKE_SETTINGS = {"shared_buffers": "128MB", "max_wal_size": "1GB"}
 W3_LENGTHS = (10_000, 100)
 CASES = ("W1", "W3-10000", "W3-100")
+_LAST_VERSION = 2**62  # the recorder's bound for a load to the end
 _STARTED = time.monotonic()
 
 
@@ -69,66 +72,42 @@ def _say(message: str) -> None:
     print(f"[{minutes:2d}:{seconds:02d}] {message}", file=sys.stderr, flush=True)
 
 
-class Growth:
-    """One store on one private server, its raw baseline, and the filler."""
+class Subject:
+    """A facta store in a schema of its own, and the raw baseline on its events table."""
 
-    def __init__(self, cluster: Cluster, sizes: Sizes, length: int) -> None:
+    def __init__(self, cluster: Cluster, schema: str, sizes: Sizes, length: int) -> None:
         self.cluster = cluster
-        self.length = length
-        self.admin = psycopg.connect(cluster.conninfo(), autocommit=True)
-        self.store = facta.connect(cluster.url(SCHEMA))  # facta makes its schema
-        self.facta = FactaSync(sizes, SCHEMA, "postgres")
+        self.schema = schema
+        self.store = facta.connect(cluster.url(schema))  # facta makes its schema
+        self.facta = FactaSync(sizes, schema, "postgres")
         self.facta.store = self.store
         repo = facta.Repository(self.store, Cart)
-        template = self.facta._build(repo, Cart(), length, length)
+        self.template = self.facta._build(repo, Cart(), length, length)
         for n in W3_LENGTHS:
             self.facta.ids[f"W3-{n}"] = self.facta._build(repo, Cart(), n, 1000)
-        self.admin.execute(f"CREATE SCHEMA {RAW}")
-        self.admin.execute(f"CREATE VIEW {RAW}.events AS SELECT * FROM {SCHEMA}.facta_events")
-        self.raw = RawPsycopg(sizes, RAW)
+        raw = f"{schema}_raw"  # the raw INSERT goes into facta's table through a view
+        cluster.execute(f"CREATE SCHEMA {raw}")
+        cluster.execute(f"CREATE VIEW {raw}.events AS SELECT * FROM {schema}.facta_events")
+        self.raw = RawPsycopg(sizes, raw)
         self.raw.conn = psycopg.connect(
-            cluster.conninfo() + f" options=-csearch_path={RAW}", autocommit=True
+            cluster.conninfo() + f" options=-csearch_path={raw}", autocommit=True
         )
         self.raw.ids = dict(self.facta.ids)
-        self.filler = Filler(self.admin, SCHEMA, Template(self.admin, SCHEMA, template))
-        self.depth = self._pageinspect()
-
-    def _pageinspect(self) -> bool:
-        try:
-            self.admin.execute("CREATE EXTENSION pageinspect")
-        except psycopg.Error:
-            return False  # index depths are then left out
-        return True
+        self.queries = Queries.render(schema)
 
     def close(self) -> None:
         self.store.close()
         if self.raw.conn is not None:
             self.raw.conn.close()
-        self.admin.close()
         self.facta.remove_folder()
         self.raw.remove_folder()
 
     def newest(self) -> Checkpoint:
-        row = self.admin.execute(
-            f"SELECT transaction_id, position FROM {SCHEMA}.facta_events"
+        row = self.cluster.execute(
+            f"SELECT transaction_id, position FROM {self.schema}.facta_events"
             " ORDER BY transaction_id DESC, position DESC LIMIT 1"
-        ).fetchone()
-        return Checkpoint(*row) if row else Checkpoint()
-
-    def grow(self, size: int) -> dict[str, float]:
-        """Fill up to ``size`` events, check, vacuum, checkpoint; the seconds each took."""
-        before = self.newest()
-        added = size - self.filler.events
-        fill = self.filler.fill(added, self.length)
-        if added:
-            check_filled(self.store, self.filler, self.length, before)
-        started = time.perf_counter()
-        self.admin.execute(f"VACUUM (ANALYZE) {SCHEMA}.facta_events, {SCHEMA}.facta_streams")
-        vacuum = time.perf_counter() - started
-        started = time.perf_counter()
-        self.admin.execute("CHECKPOINT")
-        checkpoint = time.perf_counter() - started
-        return {"added": added, "fill_s": fill, "vacuum_s": vacuum, "checkpoint_s": checkpoint}
+        )
+        return Checkpoint(*row[0]) if row else Checkpoint()  # type: ignore[arg-type]
 
     def trial(self, system: str, case: str) -> float:
         """One timed trial: events/s for W1, ms per load for W3."""
@@ -142,26 +121,107 @@ class Growth:
     def polls(self, count: int, held: bool) -> float:
         """ms per caught-up ``read_all`` poll; ``held``: a transaction that started before
         the newest append stays open meanwhile."""
-        holder = psycopg.connect(self.cluster.conninfo())
-        try:
-            if held:
-                holder.execute("SELECT pg_current_xact_id()")  # opens the transaction
-            after = self.newest()
-            if held:  # newer than the holder: the horizon query takes its long way
-                cart = Cart()
-                cart.add_item(self.facta.fields(0))
-                facta.Repository(self.store, Cart).save(cart)
+        with self._held(held) as after:
             started = time.perf_counter()
             for _ in range(count):
                 found = list(self.store.read_all(after, limit=100))
                 assert found == [], f"a caught-up poll found {len(found)} events"
             return (time.perf_counter() - started) * 1000 / count
-        finally:
-            holder.rollback()
-            holder.close()
+
+    @contextlib.contextmanager
+    def _held(self, held: bool) -> Iterator[Checkpoint]:
+        """The newest checkpoint; ``held``: with a transaction older than the newest append
+        open (the horizon query then probes ``max(transaction_id)`` and the sessions)."""
+        with psycopg.connect(self.cluster.conninfo()) as holder:
+            if held:
+                holder.execute("SELECT pg_current_xact_id()")  # opens the transaction
+            after = self.newest()
+            if held:
+                cart = Cart()
+                cart.add_item(self.facta.fields(0))
+                facta.Repository(self.store, Cart).save(cart)
+            try:
+                yield after
+            finally:
+                holder.rollback()
+
+    def pages(self) -> dict[str, int]:
+        """Buffers (8 kB pages, cached or read) each statement touches, from EXPLAIN."""
+        stream = self.facta.ids["W3-100"]
+        found = {
+            "load 100": self._buffers(
+                self.queries.replay_stream_as,
+                (stream, 1, _LAST_VERSION, stream, "Cart", 1, 1000),
+            )
+        }
+        for name, held in (("poll", False), ("poll, txn open", True)):
+            with self._held(held) as after:
+                statement = self.queries.read_all
+                found[name] = self._buffers(statement, (after.transaction_id, after.position, 100))
+        row = (f"{uuid.uuid4()}", 1, uuid.uuid4(), "bench.ItemAdded", b"{}", b"{}")
+        found["insert"] = self._buffers(_INSERT.format(schema=self.schema), row, rollback=True)
+        return found
+
+    def _buffers(self, statement: str, params: tuple[Any, ...], rollback: bool = False) -> int:
+        explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
+        with psycopg.connect(self.cluster.conninfo(), cursor_factory=psycopg.ClientCursor) as db:
+            for _ in range(2):  # the first warms the caches and the catalogue
+                ((plan,),) = db.execute(explain, params).fetchall()
+                db.rollback() if rollback else db.commit()
+        top = plan[0]["Plan"]
+        return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+
+
+_INSERT = (
+    "INSERT INTO {schema}.facta_events (transaction_id, stream_id, version, event_id, type,"
+    " schema_version, encoding, data, metadata) VALUES (pg_current_xact_id()::text::bigint,"
+    " %s, %s, %s, %s, 1, 0, %s, %s)"
+)
+
+
+class Growth:
+    """The growing store, the small one, and the filler, on one private server."""
+
+    def __init__(self, cluster: Cluster, sizes: Sizes, length: int) -> None:
+        self.cluster = cluster
+        self.length = length
+        self.admin = psycopg.connect(cluster.conninfo(), autocommit=True)
+        self.grown = Subject(cluster, SCHEMA, sizes, length)
+        self.control = Subject(cluster, CONTROL, sizes, length)
+        template = Template(self.admin, SCHEMA, self.grown.template)
+        self.filler = Filler(self.admin, SCHEMA, template)
+        self.depth = self._pageinspect()
+
+    def _pageinspect(self) -> bool:
+        try:
+            self.admin.execute("CREATE EXTENSION pageinspect")
+        except psycopg.Error:
+            return False  # index depths are then left out
+        return True
+
+    def close(self) -> None:
+        self.grown.close()
+        self.control.close()
+        self.admin.close()
+
+    def grow(self, size: int) -> dict[str, float]:
+        """Fill up to ``size`` events, check, vacuum, checkpoint; the seconds each took."""
+        before = self.grown.newest()
+        added = size - self.filler.events
+        fill = self.filler.fill(added, self.length)
+        if added:
+            check_filled(self.grown.store, self.filler, self.length, before)
+        started = time.perf_counter()
+        tables = ", ".join(f"{s}.facta_events, {s}.facta_streams" for s in (SCHEMA, CONTROL))
+        self.admin.execute(f"VACUUM (ANALYZE) {tables}")
+        vacuum = time.perf_counter() - started
+        started = time.perf_counter()
+        self.admin.execute("CHECKPOINT")
+        checkpoint = time.perf_counter() - started
+        return {"added": added, "fill_s": fill, "vacuum_s": vacuum, "checkpoint_s": checkpoint}
 
     def storage(self) -> dict[str, Any]:
-        """Table, index and disk sizes (MB) and index depths."""
+        """Table, index and disk sizes (MB) and index depths of the grown store."""
         found: dict[str, Any] = {}
         found["table_mb"] = self._mb(f"pg_table_size('{SCHEMA}.facta_events')")
         found["streams_mb"] = self._mb(f"pg_total_relation_size('{SCHEMA}.facta_streams')")
@@ -198,18 +258,24 @@ def _du(path: Path) -> int:
     return total
 
 
-def measure(growth: Growth, repeats: int, polls: int) -> dict[str, float]:
-    """Every case on both systems, alternating; the medians."""
-    values: dict[str, list[float]] = {}
-    systems = ["facta", "raw"]
+def measure(growth: Growth, repeats: int, polls: int) -> dict[str, dict[str, float]]:
+    """Every case on both systems of both stores, in turns that rotate; the medians."""
+    values: dict[str, dict[str, list[float]]] = {"grown": {}, "control": {}}
+    turns = [(s, n) for n in ("grown", "control") for s in ("facta", "raw")]
     for repeat in range(repeats):
-        turn = systems[repeat % 2 :] + systems[: repeat % 2]
+        turn = turns[repeat % 4 :] + turns[: repeat % 4]
         for case in CASES:
-            for system in turn:
-                values.setdefault(f"{system} {case}", []).append(growth.trial(system, case))
-        values.setdefault("poll", []).append(growth.polls(polls, held=False))
-        values.setdefault("poll held", []).append(growth.polls(polls, held=True))
-    return {key: statistics.median(found) for key, found in values.items()}
+            for system, name in turn:
+                subject = growth.grown if name == "grown" else growth.control
+                found = values[name].setdefault(f"{system} {case}", [])
+                found.append(subject.trial(system, case))
+        for name, subject in (("grown", growth.grown), ("control", growth.control)):
+            values[name].setdefault("poll", []).append(subject.polls(polls, held=False))
+            values[name].setdefault("poll held", []).append(subject.polls(polls, held=True))
+    return {
+        name: {key: statistics.median(found) for key, found in cases.items()}
+        for name, cases in values.items()
+    }
 
 
 COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
@@ -229,20 +295,34 @@ def _row(cells: list[str]) -> str:
 
 
 def tables(rows: list[dict[str, Any]]) -> list[str]:
-    """The figures table (with ratios to the first size) and the storage table."""
-    first = rows[0]["figures"]
+    """The figures (with ratios), the pages each statement touches, and the storage."""
+    first = rows[0]["figures"]["grown"]
+    header = _row(["stored events", *(title for title, _, _ in COLUMNS)])
     lines = [
-        "**Growth** (medians; in brackets, the ratio to the first size's figure; raw: the same"
-        " INSERT and fetch + decode as bench/run.py's raw-psycopg, on the same table)",
+        "**Growth** (medians; in brackets, the ratio to the first size's figure: events/s above"
+        " 1 is faster, ms above 1 is slower; raw: the same INSERT, and fetch + decode, as"
+        " bench/run.py's raw-psycopg, on the same table)",
         "",
-        _row(["stored events", *(title for title, _, _ in COLUMNS)]),
+        header,
         _row(["---:"] * (len(COLUMNS) + 1)),
     ]
     for row in rows:
         cells = [f"{row['size']:,}"]
         for _, key, show in COLUMNS:
-            value = row["figures"][key]
+            value = row["figures"]["grown"][key]
             cells.append(f"{show(value)} ({value / first[key]:.2f})")
+        lines.append(_row(cells))
+    lines += [
+        "",
+        "**Against a small store measured alongside** (the grown store's figure over that of a"
+        " store of the same server that stays small, in the same turns: machine drift cancels)",
+        "",
+        header,
+        _row(["---:"] * (len(COLUMNS) + 1)),
+    ]
+    for row in rows:
+        grown, control = row["figures"]["grown"], row["figures"]["control"]
+        cells = [f"{row['size']:,}"] + [f"{grown[k] / control[k]:.2f}" for _, k, _ in COLUMNS]
         lines.append(_row(cells))
     lines += [
         "",
@@ -251,10 +331,21 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
     ]
     lines += [_row(["stored events", "W1", "W3-10000", "W3-100"]), _row(["---:"] * 4)]
     for row in rows:
-        f = row["figures"]
+        f = row["figures"]["grown"]
         cells = [f"{row['size']:,}", f"{f['facta W1'] / f['raw W1']:.2f}"]
         cells += [f"{f[f'facta {c}'] / f[f'raw {c}']:.2f}" for c in ("W3-10000", "W3-100")]
         lines.append(_row(cells))
+    kinds = list(rows[0]["pages"])
+    lines += [
+        "",
+        "**Pages touched** (shared buffers per statement, EXPLAIN (ANALYZE, BUFFERS): a load of"
+        " the 100-event aggregate, facta's read_all poll, a one-row INSERT into the events table)",
+        "",
+        _row(["stored events", *kinds]),
+        _row(["---:"] * (len(kinds) + 1)),
+    ]
+    for row in rows:
+        lines.append(_row([f"{row['size']:,}", *(str(row["pages"][k]) for k in kinds)]))
     names = sorted(rows[0]["storage"]["indexes_mb"])
     short = [n.removeprefix("facta_events_") for n in names]
     lines += [
@@ -302,7 +393,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", default="0,1000000,10000000", help="stored events to measure at")
     parser.add_argument("--smoke", action="store_true", help="sizes 0,2000 and tiny trials")
-    parser.add_argument("--repeats", type=int, default=3, help="trials per case and system")
+    parser.add_argument("--repeats", type=int, default=5, help="trials per case and system")
     parser.add_argument("--w1", type=int, default=2000, help="W1: appends per trial")
     parser.add_argument("--polls", type=int, default=200, help="polls per trial")
     parser.add_argument("--stream-length", type=int, default=100, help="events per filled stream")
@@ -320,8 +411,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = SMOKE_SETTINGS if args.smoke else SETTINGS
-    # W3: several loads of the 10,000-event aggregate per trial, and 500 of the 100-event one
-    sizes = Sizes(w1_aggregates=args.w1, load_events_per_trial=50_000 if not args.smoke else 10_000)
+    # W3: 10 loads of the 10,000-event aggregate per trial, and 1,000 of the 100-event one
+    sizes = Sizes(
+        w1_aggregates=args.w1, load_events_per_trial=100_000 if not args.smoke else 10_000
+    )
     rows: list[dict[str, Any]] = []
     started = time.time()
     with private_cluster(durable=True, **settings) as cluster:
@@ -332,10 +425,13 @@ def main(argv: list[str] | None = None) -> int:
                 grown = growth.grow(size)
                 _say(f"filled in {grown['fill_s']:.1f} s; measuring")
                 figures = measure(growth, args.repeats, args.polls)
-                rows.append(
-                    {"size": size, "grown": grown, "figures": figures, "storage": growth.storage()}
-                )
-                _say(f"{size:,}: " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()))
+                row = {"size": size, "grown": grown, "figures": figures}
+                row.update(pages=growth.grown.pages(), storage=growth.storage())
+                rows.append(row)
+                for name, found in figures.items():
+                    _say(
+                        f"{size:,} {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in found.items())
+                    )
         finally:
             growth.close()
     info = machine()

@@ -83,4 +83,5 @@ def test_a_smoke_growth_benchmark_fills_measures_and_prints_its_tables(tmp_path:
     rows = json.loads(out.read_text())["rows"]
     assert [row["size"] for row in rows] == [0, 2000]
     assert rows[1]["grown"]["added"] == 2000
-    assert all(value > 0 for row in rows for value in row["figures"].values())
+    assert all(v > 0 for row in rows for f in row["figures"].values() for v in f.values())
+    assert rows[1]["pages"]["load 100"] > 0
