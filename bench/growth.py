@@ -145,15 +145,17 @@ class Subject:
             finally:
                 holder.rollback()
 
-    def pages(self) -> dict[str, int]:
-        """Buffers (8 kB pages, cached or read) each statement touches, from EXPLAIN."""
-        stream = self.facta.ids["W3-100"]
-        found = {
-            "load 100": self._buffers(
-                self.queries.replay_stream_as,
-                (stream, 1, _LAST_VERSION, stream, "Cart", 1, 1000),
-            )
-        }
+    def pages(self, filled: str | None) -> dict[str, int | None]:
+        """Buffers (8 kB pages, cached or read) each statement touches, from EXPLAIN;
+        ``filled``: a stream of the fill, whose events are interleaved with others'."""
+        found: dict[str, int | None] = {}
+        for name, stream in (("load 100", self.facta.ids["W3-100"]), ("load filled", filled)):
+            if stream is None:
+                found[name] = None
+                continue
+            statement = self.queries.replay_stream_as
+            params = (stream, 1, _LAST_VERSION, stream, "Cart", 1, 1000)
+            found[name] = self._buffers(statement, params)
         for name, held in (("poll", False), ("poll, txn open", True)):
             with self._held(held) as after:
                 statement = self.queries.read_all
@@ -219,6 +221,17 @@ class Growth:
         self.admin.execute("CHECKPOINT")
         checkpoint = time.perf_counter() - started
         return {"added": added, "fill_s": fill, "vacuum_s": vacuum, "checkpoint_s": checkpoint}
+
+    def reindex(self) -> dict[str, dict[str, float]]:
+        """REINDEX CONCURRENTLY each index of the grown events table: sizes and seconds."""
+        found = {}
+        for name, before in self.storage()["indexes_mb"].items():
+            started = time.perf_counter()
+            self.admin.execute(f"REINDEX INDEX CONCURRENTLY {SCHEMA}.{name}")
+            seconds = time.perf_counter() - started
+            after = self._mb(f"pg_relation_size('{SCHEMA}.{name}')")
+            found[name] = {"before_mb": before, "after_mb": after, "seconds": seconds}
+        return found
 
     def storage(self) -> dict[str, Any]:
         """Table, index and disk sizes (MB) and index depths of the grown store."""
@@ -290,6 +303,10 @@ COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
 ]
 
 
+def _label(row: dict[str, Any]) -> str:
+    return str(row.get("label") or f"{row['size']:,}")
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -307,7 +324,7 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
         _row(["---:"] * (len(COLUMNS) + 1)),
     ]
     for row in rows:
-        cells = [f"{row['size']:,}"]
+        cells = [_label(row)]
         for _, key, show in COLUMNS:
             value = row["figures"]["grown"][key]
             cells.append(f"{show(value)} ({value / first[key]:.2f})")
@@ -322,7 +339,7 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for row in rows:
         grown, control = row["figures"]["grown"], row["figures"]["control"]
-        cells = [f"{row['size']:,}"] + [f"{grown[k] / control[k]:.2f}" for _, k, _ in COLUMNS]
+        cells = [_label(row)] + [f"{grown[k] / control[k]:.2f}" for _, k, _ in COLUMNS]
         lines.append(_row(cells))
     lines += [
         "",
@@ -332,20 +349,21 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
     lines += [_row(["stored events", "W1", "W3-10000", "W3-100"]), _row(["---:"] * 4)]
     for row in rows:
         f = row["figures"]["grown"]
-        cells = [f"{row['size']:,}", f"{f['facta W1'] / f['raw W1']:.2f}"]
+        cells = [_label(row), f"{f['facta W1'] / f['raw W1']:.2f}"]
         cells += [f"{f[f'facta {c}'] / f[f'raw {c}']:.2f}" for c in ("W3-10000", "W3-100")]
         lines.append(_row(cells))
     kinds = list(rows[0]["pages"])
     lines += [
         "",
         "**Pages touched** (shared buffers per statement, EXPLAIN (ANALYZE, BUFFERS): a load of"
-        " the 100-event aggregate, facta's read_all poll, a one-row INSERT into the events table)",
+        " the 100-event aggregate, and of a filled stream of 100 interleaved with the others, facta's read_all poll, a one-row INSERT into the events table)",
         "",
         _row(["stored events", *kinds]),
         _row(["---:"] * (len(kinds) + 1)),
     ]
     for row in rows:
-        lines.append(_row([f"{row['size']:,}", *(str(row["pages"][k]) for k in kinds)]))
+        found = [row["pages"][k] for k in kinds]
+        lines.append(_row([_label(row), *("-" if v is None else str(v) for v in found)]))
     names = sorted(rows[0]["storage"]["indexes_mb"])
     short = [n.removeprefix("facta_events_") for n in names]
     lines += [
@@ -373,7 +391,7 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
         rate = grown["added"] / grown["fill_s"] if grown["fill_s"] else 0.0
         depths = stored.get("depths", {})
         cells = [
-            f"{row['size']:,}",
+            _label(row),
             f"{grown['fill_s']:,.1f}",
             f"{rate:,.0f}" if rate else "-",
             f"{grown['vacuum_s']:,.1f}",
@@ -393,10 +411,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", default="0,1000000,10000000", help="stored events to measure at")
     parser.add_argument("--smoke", action="store_true", help="sizes 0,2000 and tiny trials")
-    parser.add_argument("--repeats", type=int, default=5, help="trials per case and system")
-    parser.add_argument("--w1", type=int, default=2000, help="W1: appends per trial")
+    parser.add_argument("--repeats", type=int, default=9, help="trials per case and system")
+    parser.add_argument("--w1", type=int, default=1000, help="W1: appends per trial")
     parser.add_argument("--polls", type=int, default=200, help="polls per trial")
     parser.add_argument("--stream-length", type=int, default=100, help="events per filled stream")
+    parser.add_argument(
+        "--reindex",
+        action="store_true",
+        help="at the last size, REINDEX CONCURRENTLY the events indexes and measure again",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -408,14 +431,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _measured(
+    growth: Growth, args: argparse.Namespace, size: int, grown: dict[str, float]
+) -> dict[str, Any]:
+    """Measure both stores at this size; the table's row."""
+    figures = measure(growth, args.repeats, args.polls)
+    for name, found in figures.items():
+        _say(f"{size:,} {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in found.items()))
+    filled = growth.filler.filled[-2] if growth.filler.filled else None
+    pages = growth.grown.pages(filled)
+    return {
+        "size": size,
+        "grown": grown,
+        "figures": figures,
+        "pages": pages,
+        "storage": growth.storage(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = SMOKE_SETTINGS if args.smoke else SETTINGS
-    # W3: 10 loads of the 10,000-event aggregate per trial, and 1,000 of the 100-event one
-    sizes = Sizes(
-        w1_aggregates=args.w1, load_events_per_trial=100_000 if not args.smoke else 10_000
-    )
+    # W3: 5 loads of the 10,000-event aggregate per trial, and 500 of the 100-event one
+    sizes = Sizes(w1_aggregates=args.w1, load_events_per_trial=50_000 if not args.smoke else 10_000)
     rows: list[dict[str, Any]] = []
+    reindexed: dict[str, dict[str, float]] = {}
     started = time.time()
     with private_cluster(durable=True, **settings) as cluster:
         growth = Growth(cluster, sizes, args.stream_length)
@@ -424,14 +464,16 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"filling to {size:,} events")
                 grown = growth.grow(size)
                 _say(f"filled in {grown['fill_s']:.1f} s; measuring")
-                figures = measure(growth, args.repeats, args.polls)
-                row = {"size": size, "grown": grown, "figures": figures}
-                row.update(pages=growth.grown.pages(), storage=growth.storage())
-                rows.append(row)
-                for name, found in figures.items():
-                    _say(
-                        f"{size:,} {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in found.items())
-                    )
+                rows.append(_measured(growth, args, size, grown))
+            if args.reindex:
+                _say("REINDEX CONCURRENTLY")
+                reindexed = growth.reindex()
+                started_checkpoint = time.perf_counter()
+                growth.admin.execute("CHECKPOINT")
+                grown = {"added": 0, "fill_s": 0.0, "vacuum_s": 0.0}
+                grown["checkpoint_s"] = time.perf_counter() - started_checkpoint
+                rows.append(_measured(growth, args, args.sizes[-1], grown))
+                rows[-1]["label"] = f"{args.sizes[-1]:,}, reindexed"
         finally:
             growth.close()
     info = machine()
@@ -444,9 +486,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *tables(rows),
     ]
+    if reindexed:
+        lines += ["", "**REINDEX INDEX CONCURRENTLY** (the grown store's events indexes, MB)", ""]
+        lines += [
+            _row(["index", "before", "after", "seconds"]),
+            _row(["---", "---:", "---:", "---:"]),
+        ]
+        for name, found in reindexed.items():
+            cells = [name, f"{found['before_mb']:,.0f}", f"{found['after_mb']:,.0f}"]
+            lines.append(_row([*cells, f"{found['seconds']:,.1f}"]))
     print("\n".join(lines))
     if args.json:
-        document = {"settings": settings, "machine": info, "rows": rows}
+        document = {"settings": settings, "machine": info, "rows": rows, "reindex": reindexed}
         args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return 0
 
