@@ -19,7 +19,7 @@ place), checked through facta, vacuumed and analyzed, checkpointed, and measured
   rows and decodes them (RawPsycopg's W3);
 - poll: a caught-up ``read_all`` that finds nothing (a subscriber's poll), and the same while a
   transaction that started before the newest append is open (the horizon query then probes
-  ``max(transaction_id)`` and looks at the server's sessions).
+  ``max(transaction_id)`` and looks at the server's sessions); and ``reader_lag()``.
 
 Trials alternate facta and raw (the order rotates every repeat); each figure is the median.
 Each row of the table gives the figures at that size with, in brackets, the ratio to the size-0
@@ -127,6 +127,15 @@ class Subject:
                 found = list(self.store.read_all(after, limit=100))
                 assert found == [], f"a caught-up poll found {len(found)} events"
             return (time.perf_counter() - started) * 1000 / count
+
+    def lags(self, count: int) -> float:
+        """ms per ``reader_lag()`` call (what the telemetry gauges ask once a second)."""
+        recorder = self.store.recorder
+        started = time.perf_counter()
+        for _ in range(count):
+            lag = recorder.reader_lag()  # type: ignore[attr-defined]
+            assert lag.held_back == 0, lag
+        return (time.perf_counter() - started) * 1000 / count
 
     @contextlib.contextmanager
     def _held(self, held: bool) -> Iterator[Checkpoint]:
@@ -285,6 +294,7 @@ def measure(growth: Growth, repeats: int, polls: int) -> dict[str, dict[str, flo
         for name, subject in (("grown", growth.grown), ("control", growth.control)):
             values[name].setdefault("poll", []).append(subject.polls(polls, held=False))
             values[name].setdefault("poll held", []).append(subject.polls(polls, held=True))
+            values[name].setdefault("reader_lag", []).append(subject.lags(max(1, polls // 10)))
     return {
         name: {key: statistics.median(found) for key, found in cases.items()}
         for name, cases in values.items()
@@ -300,6 +310,7 @@ COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
     ("raw W3-100", "raw W3-100", lambda v: f"{v:,.2f} ms"),
     ("poll", "poll", lambda v: f"{v:,.2f} ms"),
     ("poll, txn open", "poll held", lambda v: f"{v:,.2f} ms"),
+    ("reader_lag()", "reader_lag", lambda v: f"{v:,.2f} ms"),
 ]
 
 
