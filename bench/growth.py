@@ -19,7 +19,8 @@ place), checked through facta, vacuumed and analyzed, checkpointed, and measured
   rows and decodes them (RawPsycopg's W3);
 - poll: a caught-up ``read_all`` that finds nothing (a subscriber's poll), and the same while a
   transaction that started before the newest append is open (the horizon query then probes
-  ``max(transaction_id)`` and looks at the server's sessions); and ``reader_lag()``.
+  ``max(transaction_id)`` and looks at the server's sessions); ``reader_lag()``; and
+  ``projection_statuses()`` with one projection, caught up.
 
 Trials alternate facta and raw (the order rotates every repeat); each figure is the median.
 Each row of the table gives the figures at that size with, in brackets, the ratio to the size-0
@@ -135,6 +136,23 @@ class Subject:
         for _ in range(count):
             lag = recorder.reader_lag()  # type: ignore[attr-defined]
             assert lag.held_back == 0, lag
+        return (time.perf_counter() - started) * 1000 / count
+
+    def statuses(self, count: int) -> float:
+        """ms per ``projection_statuses()`` call, for one projection caught up (as a status
+        command or a dashboard lists them)."""
+        after = self.newest()
+        self.cluster.execute(
+            f"INSERT INTO {self.schema}.facta_projections AS p (name, transaction_id, position,"
+            f" state, types) VALUES ('growth', {after.transaction_id}, {after.position},"
+            " 'running', '{bench.ItemAdded}') ON CONFLICT (name) DO UPDATE SET"
+            " transaction_id = excluded.transaction_id, position = excluded.position"
+        )
+        recorder = self.store.recorder
+        started = time.perf_counter()
+        for _ in range(count):
+            (status,) = recorder.projection_statuses()
+            assert status.lag == 0, status
         return (time.perf_counter() - started) * 1000 / count
 
     @contextlib.contextmanager
@@ -295,6 +313,7 @@ def measure(growth: Growth, repeats: int, polls: int) -> dict[str, dict[str, flo
             values[name].setdefault("poll", []).append(subject.polls(polls, held=False))
             values[name].setdefault("poll held", []).append(subject.polls(polls, held=True))
             values[name].setdefault("reader_lag", []).append(subject.lags(max(1, polls // 10)))
+            values[name].setdefault("statuses", []).append(subject.statuses(max(1, polls // 40)))
     return {
         name: {key: statistics.median(found) for key, found in cases.items()}
         for name, cases in values.items()
@@ -311,6 +330,7 @@ COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
     ("poll", "poll", lambda v: f"{v:,.2f} ms"),
     ("poll, txn open", "poll held", lambda v: f"{v:,.2f} ms"),
     ("reader_lag()", "reader_lag", lambda v: f"{v:,.2f} ms"),
+    ("projection_statuses()", "statuses", lambda v: f"{v:,.2f} ms"),
 ]
 
 
