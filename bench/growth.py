@@ -13,7 +13,8 @@ in SQL (bench/growth_fill.py: streams of 100 events, UUIDv7-shaped ids, facta's 
 place), checked through facta, vacuumed and analyzed, checkpointed, and measured:
 
 - W1: facta appends one event to each of ``--w1`` new aggregates (bench/facta_systems.py's W1),
-  and the raw baseline INSERTs as many rows (bench/raw_systems.py's RawPsycopg W1), both into
+  and the raw baseline INSERTs as many rows (bench/raw_systems.py's RawPsycopg W1, with UUIDv7
+  event ids as facta's: see RawV7), both into
   the same grown table: the raw INSERT goes through a view of facta's events table;
 - W3: facta loads the 10,000- and the 100-event aggregate; the raw baseline fetches the same
   rows and decodes them (RawPsycopg's W3);
@@ -35,6 +36,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -56,6 +58,7 @@ from bench.raw_systems import RawPsycopg
 from bench.report import machine
 from facta.backends.postgres.queries import Queries
 from facta.events import Checkpoint
+from facta.ids import uuid7
 from facta.testing.clusters import Cluster, private_cluster
 
 SCHEMA = "growth"  # the store that grows
@@ -89,7 +92,7 @@ class Subject:
         raw = f"{schema}_raw"  # the raw INSERT goes into facta's table through a view
         cluster.execute(f"CREATE SCHEMA {raw}")
         cluster.execute(f"CREATE VIEW {raw}.events AS SELECT * FROM {schema}.facta_events")
-        self.raw = RawPsycopg(sizes, raw)
+        self.raw = RawV7(sizes, raw)
         self.raw.conn = psycopg.connect(
             cluster.conninfo() + f" options=-csearch_path={raw}", autocommit=True
         )
@@ -199,6 +202,16 @@ class Subject:
                 db.rollback() if rollback else db.commit()
         top = plan[0]["Plan"]
         return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])
+
+
+class RawV7(RawPsycopg):
+    """RawPsycopg with UUIDv7 event ids, as facta makes them. Its rows share facta's table:
+    its random UUIDv4 ones would sit at the event-id index's right edge, and every later
+    fill and append would then split pages in the middle of it (half-full pages, an index
+    twice the size), which facta's own time-ordered ids never do."""
+
+    def row(self, stream_id: str, version: int) -> tuple[Any, ...]:
+        return (stream_id, version, uuid7(), *super().row(stream_id, version)[3:])
 
 
 _INSERT = (
@@ -482,6 +495,7 @@ def _measured(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the private server
     settings = SMOKE_SETTINGS if args.smoke else SETTINGS
     # W3: 5 loads of the 10,000-event aggregate per trial, and 500 of the 100-event one
     sizes = Sizes(w1_aggregates=args.w1, load_events_per_trial=50_000 if not args.smoke else 10_000)
