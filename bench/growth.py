@@ -14,8 +14,8 @@ place), checked through facta, vacuumed and analyzed, checkpointed, and measured
 
 - W1: facta appends one event to each of ``--w1`` new aggregates (bench/facta_systems.py's W1),
   and the raw baseline INSERTs as many rows (bench/raw_systems.py's RawPsycopg W1, with UUIDv7
-  event ids as facta's: see RawV7), both into
-  the same grown table: the raw INSERT goes through a view of facta's events table;
+  event ids as facta's: see RawV7), both into the same grown table: the raw INSERT goes
+  through a view of facta's events table;
 - W3: facta loads the 10,000- and the 100-event aggregate; the raw baseline fetches the same
   rows and decodes them (RawPsycopg's W3);
 - poll: a caught-up ``read_all`` that finds nothing (a subscriber's poll), and the same while a
