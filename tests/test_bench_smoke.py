@@ -139,3 +139,27 @@ def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
     assert "| raw INSERT (facta's table) |" in finished.stdout
     assert "| facta's statement |" in finished.stdout
     assert "| store.append (facta's Python too) |" in finished.stdout
+
+
+@pytest.mark.postgres
+def test_a_smoke_growth_benchmark_fills_measures_and_prints_its_tables(tmp_path: Path) -> None:
+    from facta.testing.clusters import ClustersUnavailable, server_binaries
+
+    try:
+        server_binaries()
+    except ClustersUnavailable as e:
+        pytest.skip(str(e))
+    out = tmp_path / "growth.json"
+    command = [sys.executable, str(ROOT / "bench" / "growth.py"), "--smoke", "--json", str(out)]
+    finished = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "**Growth**" in finished.stdout
+    assert re.search(r"^\| 2,000 \| [\d,]+ ev/s \(", finished.stdout, re.MULTILINE)
+    assert "**Storage**" in finished.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["size"] for row in rows] == [0, 2000]
+    assert rows[1]["grown"]["added"] == 2000
+    assert all(v > 0 for row in rows for f in row["figures"].values() for v in f.values())
+    assert rows[1]["pages"]["load 100"] > 0

@@ -367,9 +367,12 @@ class Queries(NamedTuple):
                 " state FROM {schema}.facta_snapshots WHERE stream_id = %s"
                 " ORDER BY version DESC LIMIT %s"
             ),
+            # The bound at xmax changes no count (no visible row is at or past it) but gives
+            # the planner a range, not a third of the table: on a large table its estimate
+            # would pass jit_above_cost, and JIT compiling took 120-190 ms a call at 10M events.
             reader_lag=text(
                 "SELECT (SELECT count(*) FROM {schema}.facta_events"
-                " WHERE transaction_id >= h.horizon), a.*"
+                " WHERE transaction_id >= h.horizon AND transaction_id < h.xmax), a.*"
                 f" FROM (SELECT {_HORIZON_OF.format(snapshot='s')} AS horizon,"
                 " pg_snapshot_xmax(s)::text::bigint AS xmax FROM pg_current_snapshot() AS s) AS h"
                 f" LEFT JOIN LATERAL ({_HOLDER}) AS a ON h.horizon < h.xmax"
