@@ -19,18 +19,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_bench(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark command from the repository's root; it must exit 0."""
+    finished = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    return finished
+
+
 @pytest.mark.postgres
 def test_quick_benchmark_run_exits_cleanly_and_prints_the_ratio_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    finished = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    finished = run_bench(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)]
     )
-    assert finished.returncode == 0, finished.stderr[-4000:]
     assert "**Ratios**" in finished.stdout
     assert "| raw-psycopg " in finished.stdout
     results = json.loads(out.read_text())["results"]
@@ -54,10 +57,7 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
     out = tmp_path / "relay.json"
     command = [sys.executable, str(ROOT / "bench" / "relay.py"), "--events", "200", "--rounds", "1"]
     command += ["--brokers", "nats", "--backends", "sqlite", "--samples", "50", "--json", str(out)]
-    finished = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
+    finished = run_bench(command)
     assert "**Relay throughput, 200 events**" in finished.stdout
     assert re.search(r"^\| nats +\| sqlite +\| +[\d,]+ \|", finished.stdout, re.MULTILINE)
     assert "**Append committed -> subscriber sees it**" in finished.stdout
@@ -71,15 +71,7 @@ def test_a_small_relay_benchmark_run_exits_cleanly_and_prints_its_tables(tmp_pat
 
 @pytest.mark.postgres
 def test_a_smoke_run_of_the_replica_benchmark_prints_its_ratio_table() -> None:
-    finished = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "replicas.py"), "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
+    finished = run_bench([sys.executable, str(ROOT / "bench" / "replicas.py"), "--smoke"])
     assert "**Reads from a replica against the primary**" in finished.stdout
     assert re.search(r"^\| read_all \(events/s\) \| read_all, primary \|", finished.stdout, re.M)
     assert "| append W1 (appends/s) |" in finished.stdout
@@ -87,15 +79,7 @@ def test_a_smoke_run_of_the_replica_benchmark_prints_its_ratio_table() -> None:
 
 @pytest.mark.postgres
 def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -> None:
-    finished = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "partitions.py"), "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
+    finished = run_bench([sys.executable, str(ROOT / "bench" / "partitions.py"), "--smoke"])
     assert "| setup | servers | events/s | ratio | cores busy |" in finished.stdout
     assert "server CPU/event" in finished.stdout
     for setup in ("postgres", "partitioned x1", "partitioned x3"):
@@ -104,15 +88,7 @@ def test_a_small_partitions_benchmark_run_exits_cleanly_and_prints_its_table() -
 
 @pytest.mark.postgres
 def test_a_smoke_run_of_the_workers_benchmark_prints_its_table() -> None:
-    finished = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "workers.py"), "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
+    finished = run_bench([sys.executable, str(ROOT / "bench" / "workers.py"), "--smoke"])
     assert "**Sliced projection workers, 600 events" in finished.stdout
     for workers in (1, 2, 3):
         assert re.search(rf"^\| {workers} \| +[\d,]+ \| [\d.]+x \|", finished.stdout, re.MULTILINE)
@@ -120,7 +96,7 @@ def test_a_smoke_run_of_the_workers_benchmark_prints_its_table() -> None:
 
 @pytest.mark.postgres
 def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
-    finished = subprocess.run(
+    finished = run_bench(
         [
             sys.executable,
             str(ROOT / "bench" / "append_cost.py"),
@@ -128,14 +104,8 @@ def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
             "20",
             "--rounds",
             "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        ]
     )
-    assert finished.returncode == 0, finished.stderr[-4000:]
     assert "| raw INSERT (facta's table) |" in finished.stdout
     assert "| facta's statement |" in finished.stdout
     assert "| store.append (facta's Python too) |" in finished.stdout
@@ -151,10 +121,7 @@ def test_a_smoke_growth_benchmark_fills_measures_and_prints_its_tables(tmp_path:
         pytest.skip(str(e))
     out = tmp_path / "growth.json"
     command = [sys.executable, str(ROOT / "bench" / "growth.py"), "--smoke", "--json", str(out)]
-    finished = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert finished.returncode == 0, finished.stderr[-4000:]
+    finished = run_bench(command)
     assert "**Growth**" in finished.stdout
     assert re.search(r"^\| 2,000 \| [\d,]+ ev/s \(", finished.stdout, re.MULTILINE)
     assert "**Storage**" in finished.stdout
