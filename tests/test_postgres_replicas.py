@@ -7,7 +7,6 @@ shared by the module, in a schema of its own.
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 import uuid
@@ -16,19 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
+if TYPE_CHECKING:
+    from tests.eight_writers import HOT, out_of_order, tail_eight_writers
+else:  # tests/ is on the path under pytest
+    from eight_writers import HOT, out_of_order, tail_eight_writers
+
 import facta
-from facta.appending import ExpectedVersion, StreamAppend
+from facta.appending import StreamAppend
 from facta.backends.postgres.queries import Queries
 from facta.backends.postgres.recorder import PostgresRecorder
 from facta.cli import main
 from facta.errors import ConfigurationError, ReplicaBehind
-from facta.events import Checkpoint, NewEvent, RecordedEvent
+from facta.events import Checkpoint, RecordedEvent
 from facta.projections import Projection, ProjectionRunner, handles
 from facta.publishing import Broker, Message, Relay
 from facta.testing.clusters import Cluster, ClustersUnavailable, private_cluster
@@ -375,72 +379,12 @@ def test_a_primary_transaction_with_an_id_but_no_wal_yet_still_holds_replica_rea
     assert [e.stream_id for e in events] == ["held", "later"]
 
 
-HOT = ("hot-a", "hot-b", "hot-c")  # streams every writer appends to
-STRESS_SECONDS = 8.0  # how long the writers of the stress test write
-
-
-def writer(store: facta.EventStore, number: int, until: float, ids: list[uuid.UUID]) -> None:
-    """Appends of every shape until ``until`` (the shape of tests/test_postgres_global_order)."""
-    rng = random.Random(number)
-    own = f"writer-{number}"
-    i = 0
-    while time.monotonic() < until:
-        shape = rng.randrange(4)
-        if shape < 2:
-            stream = own if shape == 0 else rng.choice(HOT)
-            events = [NewEvent(Happened(number * 100_000 + i * 10 + k)) for k in range(3)]
-            events = events[: rng.randint(1, 3)]
-            expected = store.stream_version(own) if shape == 0 else ExpectedVersion.ANY
-            store.append(stream, events, expected)
-        else:
-            streams = [*rng.sample(HOT, rng.randint(1, 3)), f"new-{number}-{i}"]
-            rng.shuffle(streams)
-            events = [NewEvent(Happened(number * 100_000 + i * 10 + k)) for k in range(4)]
-            events = events[: len(streams)]
-            store.append_many(
-                [StreamAppend(s, [e], facta.ANY) for s, e in zip(streams, events, strict=True)]
-            )
-        ids.extend(e.event_id for e in events)
-        i += 1
-
-
-def out_of_order(events: list[RecordedEvent]) -> int:
-    """How many events come after a later version of their own stream."""
-    newest: dict[str, int] = {}
-    count = 0
-    for event in events:
-        if event.version <= newest.get(event.stream_id, 0):
-            count += 1
-        newest[event.stream_id] = max(event.version, newest.get(event.stream_id, 0))
-    return count
-
-
 def test_a_reader_on_the_replica_sees_every_event_of_eight_writers_once_and_in_order(
     store: facta.EventStore, primary: Cluster, standby: Cluster
 ) -> None:
-    written: list[list[uuid.UUID]] = [[] for _ in range(8)]
-    done = threading.Event()
-    seen: list[RecordedEvent] = []
-
-    def tail() -> None:
-        checkpoint = Checkpoint()
-        while not done.is_set():
-            pg(store).wait_for_events(0.05)
-            for event in store.read_all(checkpoint, batch_size=7):
-                seen.append(event)
-                checkpoint = event.checkpoint
-
-    until = time.monotonic() + STRESS_SECONDS
-    with ThreadPoolExecutor(9) as pool:
-        reader = pool.submit(tail)
-        writers = [pool.submit(writer, store, n, until, written[n]) for n in range(8)]
-        for future in writers:
-            future.result()
-        done.set()
-        reader.result()
+    expected, seen = tail_eight_writers(store)
     caught_up(store, primary, standby)
     seen += store.read_all(seen[-1].checkpoint if seen else Checkpoint())
-    expected = {i for ids in written for i in ids}
     ids = [e.event_id for e in seen]
     counts = {
         "skipped": len(expected - set(ids)),
