@@ -81,6 +81,15 @@ class PreparedAppend(NamedTuple):
     aggregate_type: str | None = None
 
 
+def is_event_sequence(events: object) -> bool:
+    """Whether ``events`` can be an append's events: a sequence that is not a str or bytes
+    (a list or a tuple is answered without the slower ``Sequence`` check)."""
+    kind = type(events)
+    if kind is list or kind is tuple:
+        return True
+    return not isinstance(events, str | bytes) and isinstance(events, Sequence)
+
+
 def check_expected(stream_id: str, expected: int, actual: int) -> None:
     """Raise ``ConcurrencyError`` unless a stream at ``actual`` satisfies ``expected``."""
     if expected == ExpectedVersion.ANY:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio  # sync: drop
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn, Self  # sync: from typing import Any, Self
@@ -21,6 +20,7 @@ from facta.appending import (
     ExpectedVersion,
     PreparedAppend,
     StreamAppend,
+    is_event_sequence,
 )
 from facta.codec import PLAIN, Codec
 from facta.context import ambient
@@ -142,16 +142,22 @@ class AsyncEventStore:
                 )
             seen.add(append.stream_id)
         try:
-            appending = nullcontext() if keys is None else self._keychain.appending(keys)
-            with appending:  # inline projections decode personal fields with these keys
-                if connection is None:
-                    return await self.recorder.append(prepared)
-                return await self.recorder.append_in_transaction(connection, prepared)
+            if keys is None:
+                return await self._record(prepared, connection)
+            with self._keychain.appending(keys):  # inline projections decode with these keys
+                return await self._record(prepared, connection)
         except (ConcurrencyError, DuplicateEventId):
             results = await self._already_appended(prepared)
             if results is None:
                 raise
             return results
+
+    async def _record(
+        self, prepared: list[PreparedAppend], connection: object | None
+    ) -> list[AppendResult]:
+        if connection is None:
+            return await self.recorder.append(prepared)
+        return await self.recorder.append_in_transaction(connection, prepared)
 
     def _prepare(
         self,
@@ -170,7 +176,7 @@ class AsyncEventStore:
                 f"aggregate type for stream {stream_id!r} must be a non-empty str or None, "
                 f"got {aggregate_type!r}"
             )
-        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+        if not is_event_sequence(events):
             raise InvalidEvent(
                 f"events for stream {stream_id!r} must be a sequence of events, "
                 f"got {type(events).__name__}"

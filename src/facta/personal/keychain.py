@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import NamedTuple
 
-from facta.appending import StreamAppend
+from facta.appending import StreamAppend, is_event_sequence
 from facta.errors import StoreError
 from facta.events import NewEvent
 from facta.personal.cipher import cipher, new_key
@@ -94,7 +94,7 @@ class Keychain:
         subjects: set[str] = set()
         for append in appends:
             stream_id, events = append[0], append[1]
-            if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+            if not is_event_sequence(events):
                 continue  # refused by the store's checks, with their message
             for item in events:
                 data = item.data if isinstance(item, NewEvent) else item

@@ -98,7 +98,7 @@ class MemoryRecorder(Recorder):
         if self.read_only:
             self._check_writable()
         with self._lock:
-            new_ids: set[uuid.UUID] = set()
+            new_ids: list[tuple[uuid.UUID, str]] = []  # (event id, stream id): hashed once
             versions = []  # each stream's version before the append
             ids, streams, infos = self._ids, self._streams, self._info
             for append in appends:
@@ -115,12 +115,11 @@ class MemoryRecorder(Recorder):
                 versions.append(actual)
                 for event in append.events:
                     event_id = event.event_id
-                    if event_id in ids or event_id in new_ids:
-                        raise DuplicateEventId(
-                            f"event id {event_id} is already stored; stream "
-                            f"{stream_id!r} was not written"
-                        )
-                    new_ids.add(event_id)
+                    if event_id in ids:
+                        raise _duplicate(event_id, stream_id)
+                    new_ids.append((event_id, stream_id))
+            if len(new_ids) > 1:  # an id given twice in this append
+                _check_unique(new_ids)
             now = datetime.now(UTC)
             log = self._log
             start = len(log)
@@ -386,3 +385,18 @@ def _row(
     """The stored row of an event written at ``index`` of the log (position ``index + 1``)."""
     # tuple.__new__ skips StoredEvent's generated __new__: a row is made per event appended
     return tuple.__new__(StoredEvent, (stream_id, version, index + 1, 0, *event, now))
+
+
+def _duplicate(event_id: uuid.UUID, stream_id: str) -> DuplicateEventId:
+    return DuplicateEventId(
+        f"event id {event_id} is already stored; stream {stream_id!r} was not written"
+    )
+
+
+def _check_unique(new_ids: list[tuple[uuid.UUID, str]]) -> None:
+    """``DuplicateEventId`` for the first event id that comes twice in one append."""
+    seen: set[uuid.UUID] = set()
+    for event_id, stream_id in new_ids:
+        if event_id in seen:
+            raise _duplicate(event_id, stream_id)
+        seen.add(event_id)
