@@ -10,10 +10,14 @@ for a new stream (advisory lock, claim of the stream row, the event's INSERT, ``
 the ``without`` variants take one part out of that statement, to show what the part costs
 (they are measurements, not options: without the lock a stream's versions could be written
 out of the global log's order, without the claim nothing checks versions). ``store.append``
-adds facta's Python around the same statement. Per variant: the median time per append, its
-speed as a share of the raw INSERT's, the server's own execution time (``EXPLAIN ANALYZE``:
-planning, the commit and the round trip excluded) and the WAL written per append (the
-smallest over the rounds: other writers of a shared server add to it, never take from it).
+adds facta's Python around the same statement; ``repository.save`` is W1's whole work (a new
+``Cart``, its command, the save). Per variant: the median time per append, its speed as a
+share of the raw INSERT's, the CPU time per append of the client (this process) and of the
+server (the variant's own backend, read from ``/proc``: the server must be on this machine),
+the server's own execution time (``EXPLAIN ANALYZE``: planning, the commit and the round trip
+excluded) and the WAL written per append (the smallest over the rounds: other writers of a
+shared server add to it, never take from it). What the two CPUs leave of the time is waiting:
+the commit's flush to disk and the loopback's hand-overs.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import psycopg
 
 import facta
-from bench.model import POSTGRES_URL
+from bench.facta_systems import Cart
+from bench.model import POSTGRES_URL, field_pool
 from facta.backends.postgres.queries import Queries
 
 _SCHEMA = f"facta_append_cost_{os.getpid()}"  # its own: several runs may share a server
@@ -102,6 +107,17 @@ def _runner(conn: psycopg.Connection[Any], statement: str) -> Callable[[], None]
     return run
 
 
+def _backend_seconds(pid: int) -> float | None:
+    """The CPU time (user + system) the server process ``pid`` has used; None if this
+    machine has no such process (a remote server)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wal(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
     assert row is not None
@@ -112,9 +128,15 @@ def measure(url: str, appends: int, rounds: int) -> list[dict[str, Any]]:
     """Every variant's figures on the server at ``url``."""
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f'DROP SCHEMA IF EXISTS "{_SCHEMA}" CASCADE')
-    store = facta.connect(f"{url}?schema={_SCHEMA}")
+    # One pooled connection: its backend is the one whose CPU time the store's variants use.
+    store = facta.connect(f"{url}?schema={_SCHEMA}", pool_size=1)
     store.stream_version("made by the first call")  # the store makes its tables
     conn = psycopg.connect(url, autocommit=True)
+    store_pid = store.recorder.pool.getconn()  # type: ignore[attr-defined]
+    try:
+        pids = {"conn": conn.info.backend_pid, "store": store_pid.info.backend_pid}
+    finally:
+        store.recorder.pool.putconn(store_pid)  # type: ignore[attr-defined]
     try:
         conn.execute(_BARE_TABLE.format(schema=f'"{_SCHEMA}"').encode())
         variants: dict[str, Callable[[], None]] = {}
@@ -126,21 +148,37 @@ def measure(url: str, appends: int, rounds: int) -> list[dict[str, Any]]:
             store.append(str(uuid.uuid4()), [event], facta.NO_STREAM, aggregate_type="Cart")
 
         variants["store.append (facta's Python too)"] = store_append
+        carts = facta.Repository(store, Cart)
+        fields = field_pool(100)
+
+        def repository_save() -> None:
+            cart = Cart()
+            cart.add_item(fields[len(cart.id) % 100])
+            carts.save(cart)
+
+        variants["repository.save (W1's work)"] = repository_save
         for run in variants.values():  # warm up: plans cached, connections open
             for _ in range(20):
                 run()
         times: dict[str, list[float]] = {name: [] for name in variants}
+        client: dict[str, list[float]] = {name: [] for name in variants}
+        server: dict[str, list[float]] = {name: [] for name in variants}
         wal: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                before = _wal(conn)
-                started = time.perf_counter()
+                pid = pids["store" if name.startswith(("store", "repository")) else "conn"]
+                before, server_before = _wal(conn), _backend_seconds(pid)
+                started, cpu = time.perf_counter(), time.process_time()
                 for _ in range(appends):
                     variants[name]()
                 times[name].append((time.perf_counter() - started) / appends)
+                client[name].append((time.process_time() - cpu) / appends)
+                server_after = _backend_seconds(pid)
+                if server_before is not None and server_after is not None:
+                    server[name].append((server_after - server_before) / appends)
                 wal[name].append((_wal(conn) - before) / appends)
-        server = {name: _server_ms(conn, s) for name, s in statements(_SCHEMA).items()}
+        explained = {name: _server_ms(conn, s) for name, s in statements(_SCHEMA).items()}
     finally:
         conn.close()
         store.close()
@@ -152,7 +190,9 @@ def measure(url: str, appends: int, rounds: int) -> list[dict[str, Any]]:
             "variant": name,
             "us_per_append": statistics.median(times[name]) * 1e6,
             "share_of_raw_speed": raw / statistics.median(times[name]),
-            "server_us": server.get(name),
+            "client_cpu_us": statistics.median(client[name]) * 1e6,
+            "server_cpu_us": statistics.median(server[name]) * 1e6 if server[name] else None,
+            "server_us": explained.get(name),
             "wal_bytes": min(wal[name]),
         }
         for name in names
@@ -203,15 +243,30 @@ def main(argv: list[str] | None = None) -> int:
     where = "a private durable server" if args.private else "the shared server"
     print(f"**Single-event appends on {where}** ({args.rounds} rounds of {args.appends})")
     print()
-    print("| variant | µs per append | share of raw speed | server µs (EXPLAIN) | WAL bytes |")
-    print("|---|--:|--:|--:|--:|")
+    print(
+        "| variant | µs per append | share of raw speed | client CPU µs | server CPU µs"
+        " | waiting µs | server µs (EXPLAIN) | WAL bytes |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
     for row in rows:
-        server = "" if row["server_us"] is None else f"{row['server_us']:.0f}"
-        print(
-            f"| {row['variant']} | {row['us_per_append']:.0f} | {row['share_of_raw_speed']:.2f}"
-            f" | {server} | {row['wal_bytes']:.0f} |"
-        )
+        server_cpu = row["server_cpu_us"]
+        waiting = "" if server_cpu is None else row["us_per_append"] - row["client_cpu_us"]
+        cells = [
+            row["variant"],
+            f"{row['us_per_append']:.0f}",
+            f"{row['share_of_raw_speed']:.2f}",
+            f"{row['client_cpu_us']:.0f}",
+            _number(server_cpu),
+            _number(None if server_cpu is None else float(waiting) - server_cpu),
+            _number(row["server_us"]),
+            f"{row['wal_bytes']:.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 if __name__ == "__main__":

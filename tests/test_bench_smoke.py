@@ -109,6 +109,8 @@ def test_the_append_cost_profile_runs_and_prints_every_variant() -> None:
     assert "| raw INSERT (facta's table) |" in finished.stdout
     assert "| facta's statement |" in finished.stdout
     assert "| store.append (facta's Python too) |" in finished.stdout
+    assert "| repository.save (W1's work) |" in finished.stdout
+    assert "| client CPU µs | server CPU µs | waiting µs |" in finished.stdout
 
 
 @pytest.mark.postgres
