@@ -251,6 +251,7 @@ class ProjectionRunner(Generic[C]):
             raise type(e)(message) from e
 
     def _fetch(self, after: Checkpoint, slices: list[int] | None = None) -> list[RecordedEvent]:
+        """The batch after ``after``."""
         return [
             event
             for event in self.store.read_all(

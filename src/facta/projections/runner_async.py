@@ -265,6 +265,7 @@ class AsyncProjectionRunner(Generic[C]):
     async def _fetch(
         self, after: Checkpoint, slices: list[int] | None = None
     ) -> list[RecordedEvent]:
+        """The batch after ``after``."""
         return [
             event
             async for event in self.store.read_all(

@@ -190,8 +190,8 @@ _STREAM_INFO = """SELECT stream_id, version, aggregate_type, deleted_at, hard_de
     first_version, max_age, max_count FROM {schema}.facta_streams"""
 
 # A snapshot in and the stream's older ones out, in one statement (one round trip, one
-# implicit transaction): only the {keep} newest are kept. A snapshot older than the {keep}
-# newest is not written at all (the DELETE cannot see the row its statement inserts).
+# commit): the SNAPSHOT_CANDIDATES newest are kept. One older than those is not written at
+# all, since the DELETE cannot see the row its own statement inserts.
 _WRITE_SNAPSHOT = """
 WITH newest AS (
     SELECT version FROM {schema}.facta_snapshots WHERE stream_id = %s
@@ -199,7 +199,8 @@ WITH newest AS (
 ), written AS (
     INSERT INTO {schema}.facta_snapshots (stream_id, version, aggregate_type, schema_version,
                                           encoding, checksum, state)
-    SELECT %s, %s, %s, %s, %s, %s, %b WHERE (SELECT count(*) FROM newest WHERE version > %s) < {keep}
+    SELECT %s, %s, %s, %s, %s, %s, %b
+    WHERE (SELECT count(*) FROM newest WHERE version > %s) < {keep}
     ON CONFLICT (stream_id, version) DO UPDATE SET aggregate_type = excluded.aggregate_type,
         schema_version = excluded.schema_version, encoding = excluded.encoding,
         checksum = excluded.checksum, state = excluded.state
