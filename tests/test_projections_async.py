@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import facta
 from facta.projections import (
     AsyncProjection,
     AsyncProjectionRunner,
+    OnError,
     Projection,
     handles,
     statuses_async,
@@ -197,6 +199,39 @@ async def test_the_async_runner_applies_every_handled_event_once(
     async with model.runner(batch_size=5) as runner:
         assert await runner.catch_up() == 24
     assert await model.read() == await expected(async_store)
+
+
+async def test_an_event_parked_mid_batch_leaves_the_batches_read_ahead_applied_once(
+    async_store: facta.AsyncEventStore, model: AsyncModel
+) -> None:
+    await fill(async_store)
+    projection: Any = model.projection()
+    applied = projection.changed
+    refused = Deposited(18)  # the second event of the fourth batch of five
+
+    async def refusing(event: facta.RecordedEvent, connection: Any) -> None:
+        if event.data == refused:
+            raise ValueError("refused")
+        await applied(event, connection)
+
+    def refusing_sync(event: facta.RecordedEvent, connection: Any) -> None:
+        if event.data == refused:
+            raise ValueError("refused")
+        applied(event, connection)
+
+    sync = not inspect.iscoroutinefunction(applied)  # SQLite's projection is sync
+    projection.changed = refusing_sync if sync else refusing
+    runner = AsyncProjectionRunner(
+        async_store, projection, batch_size=5, on_error=OnError.DEAD_LETTER
+    )
+    async with runner:
+        assert await runner.catch_up() == 24
+        (parked,) = await runner.dead_letters()
+    assert parked.type == "test.projections_async.Deposited"
+    totals = await expected(async_store)
+    balance, count = totals[parked.stream_id]
+    totals[parked.stream_id] = (balance - refused.amount, count - 1)
+    assert await model.read() == totals
 
 
 async def test_rebuild_replays_the_log_into_an_emptied_read_model(

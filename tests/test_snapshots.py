@@ -475,6 +475,22 @@ async def test_load_considers_at_most_three_snapshots(
     assert (tally.total, tally.replayed) == (triangle(10, 10, 10, 10), 40)
 
 
+async def test_a_snapshot_older_than_the_three_kept_is_not_kept(
+    async_store: facta.AsyncEventStore,
+) -> None:
+    def record(version: int) -> SnapshotRecord:
+        state = b'{"total":0,"count":0}'
+        return SnapshotRecord(
+            "s-old", version, "test_snapshots.Tally", 1, 0, checksum(state), state
+        )
+
+    for version in (40, 30, 20, 10):
+        await async_store.write_snapshot(record(version))
+
+    kept = await async_store.read_snapshots("s-old", limit=10)
+    assert [snapshot.version for snapshot in kept] == [40, 30, 20]
+
+
 # -- snapshot schema versions and upcasters -----------------------------------------------------
 
 

@@ -190,7 +190,11 @@ class ProjectionRunner(Generic[C]):
         self._stopping.wait(seconds)
 
     def catch_up(self, progress: Progress | None = None) -> int:
-        """Apply every event after the checkpoint, up to the end of the log; how many."""
+        """Apply every event after the checkpoint, up to the end of the log; how many.
+
+        The async runner reads the next batch (on a connection of the store's) while it
+        applies this one, so that the database works on it meanwhile.
+        """
         self._check_open()
         total = self.lag() if progress is not None else 0
         done = 0
@@ -235,24 +239,29 @@ class ProjectionRunner(Generic[C]):
             )
 
     def _read(self, slices: list[int] | None = None) -> list[RecordedEvent]:
+        """The next batch after the checkpoint."""
         if not self._types:
             return []
         try:
-            return [
-                event
-                for event in self.store.read_all(
-                    self._checkpoint,
-                    limit=self.batch_size,
-                    types=self._types,
-                    batch_size=self.batch_size,
-                    slices=slices,
-                )
-            ]
+            return self._fetch(self._checkpoint, slices)
         except (DecodeError, UnknownEventType, UpcastError) as e:
             self._failed = True
             message = f"projection {self.name!r} cannot read its next event: {e}"
             self._checkpoints.finish(FAILED, message)
             raise type(e)(message) from e
+
+    def _fetch(self, after: Checkpoint, slices: list[int] | None = None) -> list[RecordedEvent]:
+        """The batch after ``after``."""
+        return [
+            event
+            for event in self.store.read_all(
+                after,
+                limit=self.batch_size,
+                types=self._types,
+                batch_size=self.batch_size,
+                slices=slices,
+            )
+        ]
 
     def _process(self, events: list[RecordedEvent]) -> None:
         """Commit a batch; when a handler fails, isolate the failing event and deal with it."""

@@ -16,7 +16,7 @@ import contextlib
 import inspect  # sync: drop
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable  # sync: from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -43,6 +43,7 @@ from facta.telemetry import traced_projection_batch
 __all__ = ["AsyncProjectionRunner"]
 
 C = TypeVar("C")
+T = TypeVar("T")  # sync: drop
 
 log = logging.getLogger("facta.projections")
 
@@ -192,12 +193,19 @@ class AsyncProjectionRunner(Generic[C]):
             await asyncio.wait_for(self._stopping.wait(), seconds)  # sync: drop
 
     async def catch_up(self, progress: Progress | None = None) -> int:
-        """Apply every event after the checkpoint, up to the end of the log; how many."""
+        """Apply every event after the checkpoint, up to the end of the log; how many.
+
+        The async runner reads the next batch (on a connection of the store's) while it
+        applies this one, so that the database works on it meanwhile.
+        """
         self._check_open()
         total = await self.lag() if progress is not None else 0
         done = 0
+        ahead = None  # sync: drop
         while not self._stopping.is_set():
-            batch = await self._read()
+            batch = await self._read(ahead=ahead)  # sync: batch = self._read()
+            if len(batch) == self.batch_size:  # sync: drop
+                ahead = _prefetch(self._fetch(batch[-1].checkpoint))  # sync: drop
             if batch:
                 await self._process(batch)
                 done += len(batch)
@@ -236,25 +244,38 @@ class AsyncProjectionRunner(Generic[C]):
                 f"projection runner {self.name!r} is not open; use it as a context manager"
             )
 
-    async def _read(self, slices: list[int] | None = None) -> list[RecordedEvent]:
+    async def _read(
+        self,
+        slices: list[int] | None = None,  # sync: slices: list[int] | None = None
+        ahead: asyncio.Future[list[RecordedEvent]] | None = None,  # sync: drop
+    ) -> list[RecordedEvent]:
+        """The next batch after the checkpoint (``ahead``, if it was read ahead)."""  # sync: """The next batch after the checkpoint."""
         if not self._types:
             return []
         try:
-            return [
-                event
-                async for event in self.store.read_all(
-                    self._checkpoint,
-                    limit=self.batch_size,
-                    types=self._types,
-                    batch_size=self.batch_size,
-                    slices=slices,
-                )
-            ]
+            if ahead is not None:  # sync: drop
+                return await ahead  # sync: drop
+            return await self._fetch(self._checkpoint, slices)
         except (DecodeError, UnknownEventType, UpcastError) as e:
             self._failed = True
             message = f"projection {self.name!r} cannot read its next event: {e}"
             await self._checkpoints.finish(FAILED, message)
             raise type(e)(message) from e
+
+    async def _fetch(
+        self, after: Checkpoint, slices: list[int] | None = None
+    ) -> list[RecordedEvent]:
+        """The batch after ``after``."""
+        return [
+            event
+            async for event in self.store.read_all(
+                after,
+                limit=self.batch_size,
+                types=self._types,
+                batch_size=self.batch_size,
+                slices=slices,
+            )
+        ]
 
     async def _process(self, events: list[RecordedEvent]) -> None:
         """Commit a batch; when a handler fails, isolate the failing event and deal with it."""
@@ -378,6 +399,19 @@ class AsyncProjectionRunner(Generic[C]):
         self._failed = True
         await self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
+
+
+def _prefetch(read: Awaitable[T]) -> asyncio.Future[T]:  # sync: drop
+    """Start ``read`` now; a runner that stops first leaves it unread."""  # sync: drop
+    task = asyncio.ensure_future(read)  # sync: drop
+    task.add_done_callback(_read_outcome)  # sync: drop
+    return task  # sync: drop
+
+
+def _read_outcome(task: asyncio.Future[Any]) -> None:  # sync: drop
+    """Take a read-ahead's outcome, so that an unread failure is not reported as unhandled."""  # sync: drop
+    if not task.cancelled():  # sync: drop
+        task.exception()  # sync: drop
 
 
 async def _send(connection: Any, writes: list[Write]) -> None:

@@ -189,6 +189,28 @@ _NOT_ANOTHER_TYPE = """AND NOT EXISTS (SELECT FROM {schema}.facta_streams WHERE 
 _STREAM_INFO = """SELECT stream_id, version, aggregate_type, deleted_at, hard_deleted,
     first_version, max_age, max_count FROM {schema}.facta_streams"""
 
+# A snapshot in and the stream's older ones out, in one statement (one round trip, one
+# commit): the SNAPSHOT_CANDIDATES newest are kept. One older than those is not written at
+# all, since the DELETE cannot see the row its own statement inserts.
+_WRITE_SNAPSHOT = """
+WITH newest AS (
+    SELECT version FROM {schema}.facta_snapshots WHERE stream_id = %s
+    ORDER BY version DESC LIMIT {keep}
+), written AS (
+    INSERT INTO {schema}.facta_snapshots (stream_id, version, aggregate_type, schema_version,
+                                          encoding, checksum, state)
+    SELECT %s, %s, %s, %s, %s, %s, %b
+    WHERE (SELECT count(*) FROM newest WHERE version > %s) < {keep}
+    ON CONFLICT (stream_id, version) DO UPDATE SET aggregate_type = excluded.aggregate_type,
+        schema_version = excluded.schema_version, encoding = excluded.encoding,
+        checksum = excluded.checksum, state = excluded.state
+    RETURNING version
+)
+DELETE FROM {schema}.facta_snapshots WHERE stream_id = %s AND version < (
+    SELECT min(version) FROM (
+        SELECT version FROM newest UNION SELECT version FROM written
+        ORDER BY version DESC LIMIT {keep}) AS kept)"""
+
 # Replicas: how far a standby has replayed and received the primary's WAL (NULL on a server
 # that is not one), and how long ago the newest transaction it replayed committed.
 _REPLICA_LAG = """SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint,
@@ -236,7 +258,6 @@ class Queries(NamedTuple):
     locate: str
     streams: str
     write_snapshot: str
-    prune_snapshots: str
     read_snapshots: str
     reader_lag: str
     newest_transaction: str
@@ -349,19 +370,7 @@ class Queries(NamedTuple):
                 "SELECT stream_id, version FROM {schema}.facta_streams WHERE stream_id > %s"
                 " AND NOT hard_deleted AND version >= first_version ORDER BY stream_id LIMIT %s"
             ),
-            write_snapshot=text(
-                "INSERT INTO {schema}.facta_snapshots (stream_id, version, aggregate_type,"
-                " schema_version, encoding, checksum, state) VALUES (%s, %s, %s, %s, %s, %s, %b)"
-                " ON CONFLICT (stream_id, version) DO UPDATE SET"
-                " aggregate_type = excluded.aggregate_type,"
-                " schema_version = excluded.schema_version, encoding = excluded.encoding,"
-                " checksum = excluded.checksum, state = excluded.state"
-            ),
-            prune_snapshots=text(
-                "DELETE FROM {schema}.facta_snapshots WHERE stream_id = %s AND version < (SELECT version"
-                " FROM {schema}.facta_snapshots WHERE stream_id = %s ORDER BY version DESC"
-                f" LIMIT 1 OFFSET {SNAPSHOT_CANDIDATES - 1})"
-            ),
+            write_snapshot=text(_WRITE_SNAPSHOT, keep=sql.Literal(SNAPSHOT_CANDIDATES)),
             read_snapshots=text(
                 "SELECT stream_id, version, aggregate_type, schema_version, encoding, checksum,"
                 " state FROM {schema}.facta_snapshots WHERE stream_id = %s"

@@ -834,21 +834,12 @@ class AsyncPostgresRecorder(AsyncRecorder):
         return {row[0]: EventPlace(row[1], row[2], row[3]) for row in rows}
 
     async def write_snapshot(self, snapshot: SnapshotRecord) -> None:
-        """The snapshot in and the stream's older ones out: one transaction, sent in one go
-        (pipeline mode: one round trip and one commit, not two of each)."""
+        """The snapshot in and the stream's older ones out: one statement, so one round trip
+        and one commit (a retry after a lost connection writes the same again)."""
         self._check_writable()
-        stream_twice = (snapshot.stream_id, snapshot.stream_id)  # keep only the newest few
-        conn = await self._getconn()
-        try:
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute(self._sql.write_snapshot, snapshot, prepare=True)
-                await conn.execute(self._sql.prune_snapshots, stream_twice, prepare=True)
-        except UnicodeEncodeError as e:
-            raise InvalidStreamId(f"a stream id or type name is not valid Unicode: {e}") from e
-        except psycopg.Error as e:
-            raise self._failed(e, stream_twice) from e
-        finally:
-            await self.pool.putconn(conn)
+        stream_id, version = snapshot.stream_id, snapshot.version
+        params = (stream_id, *snapshot, version, stream_id)
+        await self._query(self._sql.write_snapshot, params, fetch=False)
 
     # -- reading ---------------------------------------------------------------------------
 
