@@ -225,3 +225,30 @@ async def test_async_appends_queued_behind_one_another_are_committed_together(
             ("b", 1),
         ]
         assert [e.stream_id async for e in store.read_all()] == ["taken", "a", "b"]
+
+
+async def test_a_cancelled_append_that_has_queued_is_written_once_as_any_started_call(
+    tmp_path: Path,
+) -> None:
+    async with facta.connect_async(url_of(tmp_path / "x.db")) as store:
+        async with store.recorder.transaction():
+            cancelled = asyncio.ensure_future(store.append("c", [Happened(1)], facta.NO_STREAM))
+            others = asyncio.ensure_future(store.append("o", [Happened(2)], facta.NO_STREAM))
+            await asyncio.sleep(0)  # both wait for the connection
+            cancelled.cancel()
+            await asyncio.sleep(0)
+            assert queued(store) == 1  # the cancelled one left the queue
+        await others
+        assert cancelled.cancelled()
+        await store.append("after", [Happened(3)], facta.NO_STREAM)
+        assert [e.stream_id async for e in store.read_all()] == ["c", "o", "after"]
+
+
+async def test_appends_refused_before_their_turn_leave_nothing_queued(tmp_path: Path) -> None:
+    async with facta.connect_async(url_of(tmp_path / "x.db"), migrate=False) as store:
+        with pytest.raises(facta.SchemaVersionError):
+            await store.append("s", [Happened(1)], facta.NO_STREAM)
+        assert queued(store) == 0
+        await store.recorder.migrate()
+        await store.append("t", [Happened(1)], facta.NO_STREAM)
+        assert [e.stream_id async for e in store.read_all()] == ["t"]

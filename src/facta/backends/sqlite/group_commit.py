@@ -64,3 +64,13 @@ class AppendQueue:
         for queued in taken:
             queued.taken = True
         return taken
+
+    def withdraw(self, queued: Queued) -> None:
+        """Take ``queued`` out unless it is out already: its call ended before its turn (a
+        thread that could not start, an interrupt, a cancelled task). A call that still
+        runs then writes it alone; otherwise nobody writes it."""
+        if not queued.taken:
+            with self._lock:
+                if not queued.taken:
+                    self._queued.remove(queued)
+                    queued.taken = True

@@ -221,9 +221,11 @@ class SQLiteRecorder(Recorder):
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         self._check_writable()
-        if self._pending is not None:  # before queueing: a queued append is written
-            raise SchemaVersionError(self._pending)
-        return self._run(self._write_queued, self._queue.add(appends))
+        queued = self._queue.add(appends)
+        try:
+            return self._run(self._write_queued, queued)
+        finally:
+            self._queue.withdraw(queued)
 
     def _write_queued(self, mine: Queued) -> list[AppendResult]:
         """Write the queued appends, ``mine`` among them, unless a group has taken it (see

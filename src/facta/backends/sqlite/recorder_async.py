@@ -230,9 +230,11 @@ class AsyncSQLiteRecorder(AsyncRecorder):
 
     async def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         self._check_writable()
-        if self._pending is not None:  # before queueing: a queued append is written
-            raise SchemaVersionError(self._pending)
-        return await self._run(self._write_queued, self._queue.add(appends))
+        queued = self._queue.add(appends)
+        try:
+            return await self._run(self._write_queued, queued)
+        finally:
+            self._queue.withdraw(queued)
 
     def _write_queued(self, mine: Queued) -> list[AppendResult]:
         """Write the queued appends, ``mine`` among them, unless a group has taken it (see
