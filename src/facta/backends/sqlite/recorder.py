@@ -4,7 +4,9 @@
 SQLite has one writer at a time, so insertion order is commit order and the global log is
 simply ordered by position (every ``transaction_id`` is 0). The store's one connection is used
 under a lock; the async recorder reads on the event loop's thread when the connection is free
-and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`).
+and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`). Appends
+that queue for the connection meanwhile are committed together, with one sync of the disk
+(see :mod:`facta.backends.sqlite.group_commit`).
 """
 
 from __future__ import annotations
