@@ -252,3 +252,31 @@ async def test_appends_refused_before_their_turn_leave_nothing_queued(tmp_path: 
         await store.recorder.migrate()
         await store.append("t", [Happened(1)], facta.NO_STREAM)
         assert [e.stream_id async for e in store.read_all()] == ["t"]
+
+
+def test_writers_racing_through_groups_lose_nothing_and_keep_each_streams_order(
+    tmp_path: Path,
+) -> None:
+    def own(stream_id: str) -> None:
+        for version in range(50):
+            store.append(stream_id, [Happened(version + 1)], version)
+
+    def shared() -> None:
+        for _ in range(50):
+            store.append("shared", [Happened(0)], facta.ANY)
+
+    with facta.connect(url_of(tmp_path / "x.db"), synchronous="NORMAL") as store:
+        threads = [threading.Thread(target=own, args=(f"s{i}",)) for i in range(4)]
+        threads += [threading.Thread(target=shared) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        log = list(store.read_all())
+        assert [e.position for e in log] == sorted({e.position for e in log})
+        for i in range(4):
+            assert [e.version for e in log if e.stream_id == f"s{i}"] == list(range(1, 51))
+            assert [e.data for e in log if e.stream_id == f"s{i}"] == [
+                Happened(n) for n in range(1, 51)
+            ]
+        assert [e.version for e in log if e.stream_id == "shared"] == list(range(1, 101))

@@ -55,14 +55,14 @@ class AppendQueue:
 
     def take(self, mine: Queued, everyone: bool) -> list[Queued]:
         """Every queued append (``everyone``), or only ``mine``; out of the queue."""
-        with self._lock:
+        with self._lock:  # withdraw() must see them taken as soon as they are out
             if everyone:
                 taken, self._queued = self._queued, []
             else:
                 self._queued.remove(mine)
                 taken = [mine]
-        for queued in taken:
-            queued.taken = True
+            for queued in taken:
+                queued.taken = True
         return taken
 
     def withdraw(self, queued: Queued) -> None:
