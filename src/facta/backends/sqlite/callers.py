@@ -14,9 +14,10 @@ import sqlite3
 from facta.backends.sqlite.database import MEMORY
 from facta.errors import UnusableConnection
 
-__all__ = ["RELEASE", "SAVEPOINT", "WRITE_LOCK", "joinable", "plain_cursor", "undo"]
+__all__ = ["RELEASE", "ROLLBACK_TO", "SAVEPOINT", "WRITE_LOCK", "joinable", "plain_cursor", "undo"]
 
-# An append in the caller's transaction writes under this savepoint.
+# An append in the caller's transaction writes under this savepoint (and one of a group
+# commit in the store's own transaction).
 SAVEPOINT = "SAVEPOINT facta_append"
 RELEASE = "RELEASE facta_append"
 ROLLBACK_TO = "ROLLBACK TO facta_append"

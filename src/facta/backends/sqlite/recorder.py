@@ -4,7 +4,9 @@
 SQLite has one writer at a time, so insertion order is commit order and the global log is
 simply ordered by position (every ``transaction_id`` is 0). The store's one connection is used
 under a lock; the async recorder reads on the event loop's thread when the connection is free
-and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`).
+and writes in a worker thread of its own (see :mod:`facta.backends.sqlite.threads`). Appends
+that queue for the connection meanwhile are committed together, with one sync of the disk
+(see :mod:`facta.backends.sqlite.group_commit`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from facta.appending import (
 from facta.backends.sqlite import database
 from facta.backends.sqlite.callers import (
     RELEASE,
+    ROLLBACK_TO,
     SAVEPOINT,
     WRITE_LOCK,
     joinable,
@@ -39,6 +42,7 @@ from facta.backends.sqlite.callers import (
 )
 from facta.backends.sqlite.checkpoints import SQLiteCheckpoints, statuses
 from facta.backends.sqlite.database import busy, describe, open_store
+from facta.backends.sqlite.group_commit import AppendQueue, Queued
 from facta.backends.sqlite.keys import SQLiteKeyTable
 from facta.errors import (
     FactaError,
@@ -176,6 +180,7 @@ class SQLiteRecorder(Recorder):
         self._watcher: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
         self._seen_version: int | None = None
+        self._queue = AppendQueue()  # appends waiting for the connection
 
     def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """A call that may wait for a write lock or the disk (the async recorder makes it in
@@ -218,7 +223,54 @@ class SQLiteRecorder(Recorder):
 
     def append(self, appends: Sequence[PreparedAppend]) -> list[AppendResult]:
         self._check_writable()
-        return self._run(self._write, appends)
+        queued = self._queue.add(appends)
+        try:
+            return self._run(self._write_queued, queued)
+        finally:
+            self._queue.withdraw(queued)
+
+    def _write_queued(self, mine: Queued) -> list[AppendResult]:
+        """Write the queued appends, ``mine`` among them, unless a group has taken it (see
+        :mod:`facta.backends.sqlite.group_commit`); ``mine``'s results."""
+        if not mine.taken:
+            # In the sync store's transaction() (its lock is re-entrant) only mine is
+            # written: it fails there, and must not take the others with it.
+            group = self._queue.take(mine, everyone=not self._db.in_transaction)
+            if len(group) > 1:
+                self._write_group(group)
+        if mine.results is not None:
+            return mine.results
+        return self._write(mine.appends)  # alone: in no group, or it failed in one
+
+    def _write_group(self, group: list[Queued]) -> None:
+        """Write the group's appends in one transaction, each under a savepoint; those
+        committed get their results, the others are left to their callers."""
+        db = self._db
+        written: list[tuple[Queued, list[AppendResult]]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return  # each caller meets the error alone, as it would have
+        try:
+            for queued in group:
+                db.execute(SAVEPOINT)
+                try:
+                    results = queued.context.run(self._append_rows, queued.appends, db, db)
+                except Exception:
+                    if not db.in_transaction:  # SQLite ended it: the group is lost
+                        return
+                    db.execute(ROLLBACK_TO)
+                else:
+                    written.append((queued, results))
+                db.execute(RELEASE)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            return  # every caller writes alone
+        finally:
+            if db.in_transaction:
+                db.rollback()
+        for queued, results in written:
+            queued.results = results
 
     def append_in_transaction(
         self, connection: object, appends: Sequence[PreparedAppend]
@@ -248,50 +300,11 @@ class SQLiteRecorder(Recorder):
         connection under a savepoint in the caller's transaction."""
         db = self._db if caller is None else caller
         run = db if caller is None else plain_cursor(caller)
-        now = datetime.now(UTC).timestamp()
         try:
             run.execute("BEGIN IMMEDIATE" if caller is None else SAVEPOINT)
             if caller is not None:  # write first: what the append reads is then current
                 run.execute(WRITE_LOCK)
-            results = []
-            for append in appends:
-                stream_id, given = append.stream_id, append.aggregate_type
-                info = self._info(stream_id, run)
-                check_open(info)
-                if info is not None:
-                    check_aggregate_type(stream_id, info.aggregate_type, given)
-                actual = 0 if info is None else info.version
-                check_expected(stream_id, append.expected_version, actual)
-                if not append.events:
-                    results.append(AppendResult(stream_id, actual, 0))
-                    continue
-                if actual == 0 and given is not None:
-                    run.execute(_RECORD_TYPE, (stream_id, given))
-                run.executemany(
-                    _INSERT,
-                    [
-                        (
-                            append.stream_id,
-                            actual + offset,
-                            e.event_id.bytes,
-                            e.type,
-                            e.schema_version,
-                            e.encoding,
-                            e.data,
-                            e.metadata,
-                            now,
-                        )
-                        for offset, e in enumerate(append.events, 1)
-                    ],
-                )
-                position = run.execute("SELECT last_insert_rowid()").fetchone()[0]
-                version = actual + len(append.events)
-                results.append(AppendResult(append.stream_id, version, position))
-            hook = self.on_append
-            if hook is not None:
-                written = _written(appends, results, now)
-                if written:
-                    hook.call(db, written)
+            results = self._append_rows(appends, run, db)
             run.execute("COMMIT" if caller is None else RELEASE)
             return results
         except sqlite3.IntegrityError as e:
@@ -308,6 +321,53 @@ class SQLiteRecorder(Recorder):
                     raise self._waited(e, doing, "nothing was written") from e
                 raise self._caller_waited(e, appends) from e
             raise
+
+    def _append_rows(
+        self, appends: Sequence[PreparedAppend], run: _Executor, db: sqlite3.Connection
+    ) -> list[AppendResult]:
+        """Write the appends' rows in the open transaction (``run`` executes on ``db``) and
+        call the inline projections with them; the results."""
+        now = datetime.now(UTC).timestamp()
+        results = []
+        for append in appends:
+            stream_id, given = append.stream_id, append.aggregate_type
+            info = self._info(stream_id, run)
+            check_open(info)
+            if info is not None:
+                check_aggregate_type(stream_id, info.aggregate_type, given)
+            actual = 0 if info is None else info.version
+            check_expected(stream_id, append.expected_version, actual)
+            if not append.events:
+                results.append(AppendResult(stream_id, actual, 0))
+                continue
+            if actual == 0 and given is not None:
+                run.execute(_RECORD_TYPE, (stream_id, given))
+            run.executemany(
+                _INSERT,
+                [
+                    (
+                        append.stream_id,
+                        actual + offset,
+                        e.event_id.bytes,
+                        e.type,
+                        e.schema_version,
+                        e.encoding,
+                        e.data,
+                        e.metadata,
+                        now,
+                    )
+                    for offset, e in enumerate(append.events, 1)
+                ],
+            )
+            position = run.execute("SELECT last_insert_rowid()").fetchone()[0]
+            version = actual + len(append.events)
+            results.append(AppendResult(append.stream_id, version, position))
+        hook = self.on_append
+        if hook is not None:
+            written = _written(appends, results, now)
+            if written:
+                hook.call(db, written)
+        return results
 
     def _caller_waited(
         self, error: sqlite3.OperationalError, appends: Sequence[PreparedAppend]

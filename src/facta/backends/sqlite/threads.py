@@ -6,8 +6,9 @@ milliseconds, about what decoding its rows costs on the loop anyway, so it runs 
 when the store's connection is free (no thread hop: a hop costs more than a small read). A
 write may wait for another connection's write lock (up to the store's ``timeout``) and for the
 disk at commit, so it goes to the recorder's worker thread: one thread fed by a queue, cheaper
-than a thread pool's hop per call, and writes keep their order. Only the async recorder uses
-this module (the sync one runs everything inline).
+than a thread pool's hop per call, and writes keep their order (save that appends queued
+behind one another are committed together: :mod:`facta.backends.sqlite.group_commit`). Only
+the async recorder uses this module (the sync one runs everything inline).
 """
 
 from __future__ import annotations
