@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import facta
 from facta.cli import main
-from facta.context import Ids, caused_by, correlation, correlation_of, current
+from facta.context import Ids, caused_by, causes, correlation, correlation_of, current
 from facta.projections import (
     AsyncProjection,
     AsyncProjectionRunner,
@@ -139,6 +139,29 @@ def test_caused_by_gives_the_event_id_as_cause_and_its_correlation() -> None:
     cause = recorded(uuid.UUID(int=1), facta.Metadata(correlation_id="req-1"))
     with caused_by(cause):
         assert current() == Ids("req-1", str(uuid.UUID(int=1)))
+    assert current() == Ids()
+
+
+def test_causes_names_each_event_in_turn_and_puts_back_the_outer_ids() -> None:
+    first = recorded(uuid.UUID(int=4), facta.Metadata(correlation_id="req-4"))
+    second = recorded(uuid.UUID(int=5), facta.Metadata())
+    with correlation("req-outer"):
+        with causes() as cause:
+            assert current() == Ids("req-outer", None)  # nothing named yet
+            cause(first)
+            assert current() == Ids("req-4", str(uuid.UUID(int=4)))
+            cause(second)
+            assert current() == Ids(str(uuid.UUID(int=5)), str(uuid.UUID(int=5)))
+        assert current() == Ids("req-outer", None)
+
+        def failing_handler() -> None:
+            with causes() as cause:
+                cause(first)
+                raise RuntimeError("a handler failed")
+
+        with pytest.raises(RuntimeError):
+            failing_handler()
+        assert current() == Ids("req-outer", None)
     assert current() == Ids()
 
 

@@ -9,7 +9,8 @@ wins, field by field). Two ways to set them, both context managers:
 - :func:`caused_by` while handling an event: what is appended then has ``causation_id`` =
   that event's id and its correlation id. Projection runners and inline projections run
   every handler inside it; an inbox, a process manager or a subscription loop does the same
-  (``with caused_by(event): ...``).
+  (``with caused_by(event): ...``). A loop over many events can take :func:`causes` once
+  instead and name each event's cause with one call.
 
 The root of a conversation (an event appended with no correlation id) is stored without
 one: its own event id is its correlation id (the convention of Marten and EventStoreDB),
@@ -32,6 +33,13 @@ Ids(correlation_id='req-7f3a', causation_id=None)
 >>> with caused_by(opened):
 ...     current()
 Ids(correlation_id='00000000-0000-0000-0000-000000000007', causation_id='00000000-0000-0000-0000-000000000007')
+>>> later = RecordedEvent("ticket-1", 2, 2, uuid.UUID(int=8), "TicketClosed", 1, None,
+...                       Metadata(), datetime(2026, 1, 2, tzinfo=UTC))
+>>> with causes() as cause:
+...     for event in (opened, later):
+...         _ = cause(event)  # ... handle the event
+...     current().causation_id
+'00000000-0000-0000-0000-000000000008'
 >>> current()
 Ids(correlation_id=None, causation_id=None)
 """
@@ -47,7 +55,15 @@ import msgspec
 
 from facta.events import EMPTY_METADATA, Metadata, RecordedEvent
 
-__all__ = ["TRACEPARENT", "Ids", "caused_by", "correlation", "correlation_of", "current"]
+__all__ = [
+    "TRACEPARENT",
+    "Ids",
+    "caused_by",
+    "causes",
+    "correlation",
+    "correlation_of",
+    "current",
+]
 
 #: The key of ``Metadata.user`` that holds the W3C ``traceparent`` of the span an event was
 #: appended in (:mod:`facta.telemetry`).
@@ -114,6 +130,34 @@ def caused_by(event: RecordedEvent[Any]) -> _Scope:
             f"caused_by takes the RecordedEvent being handled, got {type(event).__qualname__}"
         )
     return _Scope(event)
+
+
+class _Causes:
+    """Puts back the ids in force on leaving; inside, what it gave sets the cause."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> Callable[[RecordedEvent[Any]], object]:
+        self._token = _ids.set(_ids.get())
+        return _ids.set
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _ids.reset(self._token)
+
+
+def causes() -> _Causes:
+    """A context manager for a loop over events: ``with causes() as cause:`` then
+    ``cause(event)`` before handling each, and what is appended meanwhile was caused by the
+    last event named. As :func:`caused_by` for each event, at the cost of one call per event
+    (a runner's batch); leaving puts back the ids in force before. Each event must be a
+    ``RecordedEvent`` (what readers yield); what ``cause`` returns is of no use.
+    """
+    return _Causes()
 
 
 def correlation_of(event: RecordedEvent[Any]) -> str:

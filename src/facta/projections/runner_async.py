@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable  # sync: from collections.abc im
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from facta.context import caused_by
+from facta.context import causes
 from facta.errors import (
     DecodeError,
     NotAFactaStore,
@@ -339,37 +339,38 @@ class AsyncProjectionRunner(Generic[C]):
                 self._checkpoints.transaction() as connection,
                 _pipeline(connection, pipelined),
             ):
-                for index, event in enumerate(events):
-                    handler = handlers.get(type(event.data))
-                    if handler is None:  # a renamed type decoding into an unhandled class
-                        continue
-                    if queued and not writes_only(handler):  # it may see or follow them
-                        await _send(connection, queued)
-                        queued = []
-                    try:
-                        with caused_by(event):  # what the handler appends, it caused
+                with causes() as cause:  # what a handler appends, its event caused
+                    for index, event in enumerate(events):
+                        handler = handlers.get(type(event.data))
+                        if handler is None:  # a renamed type decoding into an unhandled class
+                            continue
+                        if queued and not writes_only(handler):  # it may see or follow them
+                            await _send(connection, queued)
+                            queued = []
+                        try:
+                            cause(event)
                             outcome = handler(event, connection)
                             if inspect.isawaitable(outcome):  # sync: drop
                                 outcome = await outcome  # sync: drop
-                        writes = writes_of(outcome)
-                        if writes and not transactional:
-                            raise TypeError(
-                                "it returned writes, but this store has no database to send "
-                                "them to; update the read model in the handler instead"
-                            )
-                        if batched:
-                            queued += writes
-                        else:
-                            for write in writes:
-                                await _execute(connection, write)
-                    except Exception as e:
-                        if transactional:
-                            raise _Failed(index, e) from e
-                        if index:
-                            after = events[index - 1].checkpoint
-                            await self._checkpoints.save(connection, before, after)
-                            self._checkpoint = after
-                        return index, e
+                            writes = [] if outcome is None else writes_of(outcome)
+                            if writes and not transactional:
+                                raise TypeError(
+                                    "it returned writes, but this store has no database to send "
+                                    "them to; update the read model in the handler instead"
+                                )
+                            if batched:
+                                queued += writes
+                            else:
+                                for write in writes:
+                                    await _execute(connection, write)
+                        except Exception as e:
+                            if transactional:
+                                raise _Failed(index, e) from e
+                            if index:
+                                after = events[index - 1].checkpoint
+                                await self._checkpoints.save(connection, before, after)
+                                self._checkpoint = after
+                            return index, e
                 if queued:
                     await _send(connection, queued)
                 await self._checkpoints.save(connection, before, events[-1].checkpoint)
