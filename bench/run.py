@@ -1,6 +1,6 @@
 """Run the benchmark suite: every workload on every system, interleaved, then a table.
 
-    python bench/run.py                    # the full run (about ten minutes on two cores)
+    python bench/run.py                    # the full run (about fifteen minutes on two cores)
     python bench/run.py --quick            # a smoke run: tiny sizes, one repeat
     python bench/run.py --only W1,W3 --systems facta-sqlite,es-sqlite,raw-sqlite3 --repeats 7
 
