@@ -7,7 +7,6 @@ stores and fetches rows. The sync twin (``store.py``) is generated from this mod
 
 from __future__ import annotations
 
-import asyncio  # sync: drop
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -49,6 +48,7 @@ from facta.personal.data_keys import DataKeys
 from facta.personal.keychain_async import DEFAULT_CACHE_SECONDS, AsyncKeychain
 from facta.personal.providers import KeyProvider
 from facta.personal.sealing import SEALED
+from facta.read_ahead import read_ahead  # sync: drop
 from facta.recorder_async import AsyncRecorder
 from facta.records import ReplayRow, StoredEvent, StreamInfo, StreamVersion
 from facta.snapshots import SnapshotRecord
@@ -390,7 +390,7 @@ class AsyncEventStore:
         # aggregate_type: the first page has checked it
         while len(rows) == batch_size and (to_version is None or rows[-1][0] < to_version):
             after = rows[-1][0] + 1
-            ahead = _prefetch(fetch, stream_id, after, to_version, batch_size)  # sync: drop
+            ahead = read_ahead(fetch(stream_id, after, to_version, batch_size, None))  # sync: drop
             yield rows
             rows = await ahead  # sync: rows = fetch(stream_id, after, to_version, batch_size, None)
         yield rows
@@ -811,19 +811,6 @@ def _data_decoder(codec: Codec) -> Callable[[str, int, int, bytes], Any]:
         return slow(type_name, schema_version, encoding, data)
 
     return decode
-
-
-def _prefetch(fetch: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:  # sync: drop
-    """Start ``fetch(*args, None)`` now; a reader that stops early leaves it unread."""  # sync: drop
-    task: asyncio.Future[Any] = asyncio.ensure_future(fetch(*args, None))  # sync: drop
-    task.add_done_callback(_read_outcome)  # sync: drop
-    return task  # sync: drop
-
-
-def _read_outcome(task: asyncio.Future[Any]) -> None:  # sync: drop
-    """Take a prefetch's outcome, so an unread failure is not reported as unhandled."""  # sync: drop
-    if not task.cancelled():  # sync: drop
-        task.exception()  # sync: drop
 
 
 def _check_expected_version(stream_id: str, expected_version: object) -> None:

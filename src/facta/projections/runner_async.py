@@ -16,7 +16,7 @@ import contextlib
 import inspect  # sync: drop
 import logging
 import random
-from collections.abc import Awaitable, Callable  # sync: from collections.abc import Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -37,13 +37,13 @@ from facta.projections.projection import Projection  # sync: drop
 from facta.projections.projection_async import AsyncProjection
 from facta.projections.status import FAILED, REBUILDING, RUNNING, STOPPED, DeadLetter, Progress
 from facta.projections.write import Write, runs, writes_of
+from facta.read_ahead import read_ahead  # sync: drop
 from facta.store_async import AsyncEventStore
 from facta.telemetry import traced_projection_batch
 
 __all__ = ["AsyncProjectionRunner"]
 
 C = TypeVar("C")
-T = TypeVar("T")  # sync: drop
 
 log = logging.getLogger("facta.projections")
 
@@ -205,7 +205,7 @@ class AsyncProjectionRunner(Generic[C]):
         while not self._stopping.is_set():
             batch = await self._read(ahead=ahead)  # sync: batch = self._read()
             if len(batch) == self.batch_size:  # sync: drop
-                ahead = _prefetch(self._fetch(batch[-1].checkpoint))  # sync: drop
+                ahead = read_ahead(self._fetch(batch[-1].checkpoint))  # sync: drop
             if batch:
                 await self._process(batch)
                 done += len(batch)
@@ -400,19 +400,6 @@ class AsyncProjectionRunner(Generic[C]):
         self._failed = True
         await self._checkpoints.finish(FAILED, redact(str(failure), event.data))
         raise failure from cause
-
-
-def _prefetch(read: Awaitable[T]) -> asyncio.Future[T]:  # sync: drop
-    """Start ``read`` now; a runner that stops first leaves it unread."""  # sync: drop
-    task = asyncio.ensure_future(read)  # sync: drop
-    task.add_done_callback(_read_outcome)  # sync: drop
-    return task  # sync: drop
-
-
-def _read_outcome(task: asyncio.Future[Any]) -> None:  # sync: drop
-    """Take a read-ahead's outcome, so that an unread failure is not reported as unhandled."""  # sync: drop
-    if not task.cancelled():  # sync: drop
-        task.exception()  # sync: drop
 
 
 async def _send(connection: Any, writes: list[Write]) -> None:

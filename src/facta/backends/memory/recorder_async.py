@@ -16,11 +16,12 @@ from facta.appending import (
     PreparedAppend,
     check_aggregate_type,
     check_expected,
+    duplicate_event_id,
 )
 from facta.backends.memory.checkpoints_async import AsyncMemoryCheckpoints, Book
 from facta.backends.memory.keys_async import AsyncMemoryKeyTable
 from facta.backends.memory.signal import Signal
-from facta.errors import DuplicateEventId, InvalidEvent, StoreError
+from facta.errors import InvalidEvent, StoreError
 from facta.events import Checkpoint
 from facta.lifecycle import (
     check_deletable,
@@ -97,7 +98,7 @@ class AsyncMemoryRecorder(AsyncRecorder):
         if self.read_only:
             self._check_writable()
         with self._lock:
-            new_ids: list[tuple[uuid.UUID, str]] = []  # (event id, stream id): hashed once
+            new_ids: list[uuid.UUID] = []  # a list: each id is hashed once, below
             versions = []  # each stream's version before the append
             ids, streams, infos = self._ids, self._streams, self._info
             for append in appends:
@@ -115,10 +116,10 @@ class AsyncMemoryRecorder(AsyncRecorder):
                 for event in append.events:
                     event_id = event.event_id
                     if event_id in ids:
-                        raise _duplicate(event_id, stream_id)
-                    new_ids.append((event_id, stream_id))
-            if len(new_ids) > 1:  # an id given twice in this append
-                _check_unique(new_ids)
+                        raise duplicate_event_id(appends, ids.keys())
+                    new_ids.append(event_id)
+            if len(new_ids) > 1 and len(set(new_ids)) < len(new_ids):  # one given twice
+                raise duplicate_event_id(appends, ())
             now = datetime.now(UTC)
             log = self._log
             start = len(log)
@@ -386,18 +387,3 @@ def _row(
     """The stored row of an event written at ``index`` of the log (position ``index + 1``)."""
     # tuple.__new__ skips StoredEvent's generated __new__: a row is made per event appended
     return tuple.__new__(StoredEvent, (stream_id, version, index + 1, 0, *event, now))
-
-
-def _duplicate(event_id: uuid.UUID, stream_id: str) -> DuplicateEventId:
-    return DuplicateEventId(
-        f"event id {event_id} is already stored; stream {stream_id!r} was not written"
-    )
-
-
-def _check_unique(new_ids: list[tuple[uuid.UUID, str]]) -> None:
-    """``DuplicateEventId`` for the first event id that comes twice in one append."""
-    seen: set[uuid.UUID] = set()
-    for event_id, stream_id in new_ids:
-        if event_id in seen:
-            raise _duplicate(event_id, stream_id)
-        seen.add(event_id)
