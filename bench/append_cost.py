@@ -132,11 +132,11 @@ def measure(url: str, appends: int, rounds: int) -> list[dict[str, Any]]:
     store = facta.connect(f"{url}?schema={_SCHEMA}", pool_size=1)
     store.stream_version("made by the first call")  # the store makes its tables
     conn = psycopg.connect(url, autocommit=True)
-    store_pid = store.recorder.pool.getconn()  # type: ignore[attr-defined]
+    pooled = store.recorder.pool.getconn()  # type: ignore[attr-defined]
     try:
-        pids = {"conn": conn.info.backend_pid, "store": store_pid.info.backend_pid}
+        pids = {"conn": conn.info.backend_pid, "store": pooled.info.backend_pid}
     finally:
-        store.recorder.pool.putconn(store_pid)  # type: ignore[attr-defined]
+        store.recorder.pool.putconn(pooled)  # type: ignore[attr-defined]
     try:
         conn.execute(_BARE_TABLE.format(schema=f'"{_SCHEMA}"').encode())
         variants: dict[str, Callable[[], None]] = {}
